@@ -1,0 +1,627 @@
+"""A local stand-in for StackOne's ``POST /unified/ticketing/tickets``, with faults on demand.
+
+The demo, the integration and chaos tests and the benchmarks all need an API that answers
+like StackOne (Basic auth with the key as username, ``x-account-id``, StackOne's error
+shape, ``Retry-After`` on 429) and that can be told to misbehave in the ways that matter
+to invariant 2: errors, rate limits, slow answers and, above all, the ambiguous outcomes
+where the ticket exists but the client never hears so.
+
+Requests to the ticketing routes pass these checks in order: API key (401), User-Agent
+(403), ``x-account-id`` (400, or 404 for an account not in ``accounts``), the per-key rate
+limit (429), a scripted step for the body's title, the random error rate (500), the body
+(400 naming the field). Only then is a ticket created and kept in memory, so it can be read
+back the way reconciliation reads StackOne.
+
+The body is checked here on its own, against the spec's types, and deliberately does not
+import ``worker.contract``: the stand-in is there to catch what our own validation lets
+through, not to share its mistakes.
+
+The control API under ``/_fake`` has no auth; it scripts answers per ticket title, changes
+latency, rate limit and error rate live, and reports what arrived (``/_fake/stats``).
+Scripted steps, in the order a step applies them:
+
+- ``delay_ms``: wait first, *then* answer as the rest of the step says; a step with only a
+  delay behaves normally afterwards (random errors included). The ticket is therefore
+  created at the end of the delay, even when the client gave up before: it appears late.
+- ``status`` 400-599 (with optional ``message``, ``provider_errors``, ``data`` and
+  ``retry_after``, sent verbatim as ``Retry-After``): answer that error, create nothing.
+- ``status`` 201: create normally, skipping the random error rate.
+- ``create_then_drop``: create, then abort the connection without answering.
+- ``create_then_hang_ms``: create, then hold the 201 that long (the client's read timeout).
+
+Nothing here reads the environment, and neither the API key nor any part of it is ever
+written to a response or to the start-up line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hmac
+import json
+import math
+import random
+import signal
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FakeApiOptions", "Step", "make_app", "serve"]
+
+TICKETS_PATH = "/unified/ticketing/tickets"
+RATE_WINDOW_SECONDS = 60.0
+DEFAULT_PAGE_SIZE = 25
+PRIORITY_VALUES = frozenset({"lowest", "low", "medium", "high", "highest", "unmapped_value"})
+_SHUTDOWN_GRACE_SECONDS = 1.0  # a hanging scripted response must not hold up Ctrl-C
+
+
+@dataclass
+class FakeApiOptions:
+    """How the stand-in behaves; ``/_fake/config`` changes the last three while it runs."""
+
+    api_key: str | None = None  # None: any non-empty username is accepted
+    latency_ms: float = 0.0  # added to every ticketing request
+    rpm_limit: int | None = None  # per API key, strict sliding 60 s window
+    error_rate: float = 0.0  # fraction of create requests answered 500 before creating
+    accounts: frozenset[str] | None = None  # if set, other x-account-id values get 404
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted answer to a create request; see the module docstring for the order."""
+
+    status: int | None = None
+    message: str | None = None
+    provider_errors: list[Any] | None = None
+    data: Any = None
+    retry_after: str | None = None
+    delay_ms: float = 0.0
+    create_then_drop: bool = False
+    create_then_hang_ms: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: object) -> Step:
+        """A step from its JSON form; a typo in a test's script fails loudly, not silently."""
+        if not isinstance(raw, dict):
+            raise ValueError("a step must be an object")
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown step keys: {', '.join(sorted(unknown))}")
+        step = cls(**raw)
+        if step.retry_after is not None and not isinstance(step.retry_after, str):
+            raise ValueError("retry_after must be a string (sent verbatim as Retry-After)")
+        for name in ("delay_ms", "create_then_hang_ms"):
+            value = getattr(step, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number")
+        if not isinstance(step.create_then_drop, bool):
+            raise ValueError("create_then_drop must be a boolean")
+        if step.status is not None and (
+            isinstance(step.status, bool)
+            or not isinstance(step.status, int)
+            or not (step.status == 201 or 400 <= step.status <= 599)
+        ):
+            raise ValueError("status must be 201 or 400-599")
+        if not step.is_error and (
+            step.message is not None
+            or step.provider_errors is not None
+            or step.data is not None
+            or step.retry_after is not None
+        ):
+            raise ValueError("message, provider_errors, data and retry_after need an error status")
+        if step.is_error and (step.create_then_drop or step.create_then_hang_ms):
+            raise ValueError("create_then_* steps create a ticket; drop the error status")
+        if step.provider_errors is not None and not isinstance(step.provider_errors, list):
+            raise ValueError("provider_errors must be a list")
+        return step
+
+    @property
+    def is_error(self) -> bool:
+        return self.status is not None and self.status != 201
+
+
+@dataclass
+class _Ticket:
+    account: str
+    created_ms: int
+    record: dict[str, Any]  # what GET returns as ``data``
+
+
+class _State:
+    """Everything the stand-in remembers; touched only from the event loop, so no locks."""
+
+    def __init__(self, options: FakeApiOptions) -> None:
+        self.options = options
+        self._serial = 0  # survives reset, so remote ids stay unique for the process
+        self.reset()
+
+    def reset(self) -> None:
+        self.tickets: dict[str, _Ticket] = {}
+        self.order: list[_Ticket] = []
+        self.scripts: dict[str, deque[Step]] = {}
+        self.windows: dict[str, deque[float]] = {}
+        self.requests = 0
+        self.created = 0
+        self.dropped = 0
+        self.by_status: Counter[int] = Counter()
+        self.created_by_title: Counter[str] = Counter()
+        self.requests_by_title: defaultdict[str, list[float]] = defaultdict(list)
+
+    def next_step(self, title: str | None) -> Step | None:
+        if title is None or title not in self.scripts:
+            return None
+        steps = self.scripts[title]
+        step = steps.popleft()
+        if not steps:
+            del self.scripts[title]
+        return step
+
+    def admit(self, key: str) -> int | None:
+        """Seconds until the key may send again, or None if this request fits its window."""
+        limit = self.options.rpm_limit
+        if limit is None:
+            return None
+        now = time.monotonic()
+        window = self.windows.setdefault(key, deque())
+        while window and window[0] <= now - RATE_WINDOW_SECONDS:
+            window.popleft()
+        if len(window) >= limit:
+            return max(1, math.ceil(window[-limit] + RATE_WINDOW_SECONDS - now))
+        window.append(now)
+        return None
+
+    def create(self, account: str, body: dict[str, Any]) -> _Ticket:
+        self._serial += 1
+        created_ms = time.time_ns() // 1_000_000
+        stamp = _iso(created_ms / 1000)
+        record = {
+            "title": None,
+            **body,
+            "id": uuid.uuid4().hex,
+            "remote_id": f"PROJ-{self._serial}",
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        ticket = _Ticket(account, created_ms, record)
+        self.tickets[record["id"]] = ticket
+        self.order.append(ticket)
+        self.created += 1
+        title = body.get("title")
+        if isinstance(title, str):
+            self.created_by_title[title] += 1
+        return ticket
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "created": self.created,
+            "dropped": self.dropped,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "created_by_title": dict(self.created_by_title),
+            "requests_by_title": dict(self.requests_by_title),
+        }
+
+
+_STATE = web.AppKey("fakeapi_state", _State)
+
+
+def _iso(epoch: float) -> str:
+    """StackOne's timestamp style: UTC, milliseconds, ``Z``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    retry_after: str | None = None,
+    provider_errors: list[Any] | None = None,
+    data: Any = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "message": message,
+        "timestamp": _iso(time.time()),
+    }
+    if data is not None:
+        body["data"] = data
+    if provider_errors is not None:
+        body["provider_errors"] = provider_errors
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+# --- the request body, checked against the spec's types --------------------------------------
+
+_Check = Callable[[str, Any], list[str]]
+
+
+def _string(path: str, value: Any) -> list[str]:
+    return [] if value is None or isinstance(value, str) else [f"{path} must be a string"]
+
+
+def _strings(path: str, value: Any) -> list[str]:
+    if value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return []
+    return [f"{path} must be an array of strings"]
+
+
+def _string_or_strings(path: str, value: Any) -> list[str]:
+    """``component_ids``: the spec says string, the docs' example sends a list."""
+    if isinstance(value, str) or not _strings(path, value):
+        return []
+    return [f"{path} must be a string or an array of strings"]
+
+
+def _anything(path: str, value: Any) -> list[str]:
+    return []
+
+
+def _mapping(path: str, value: Any) -> list[str]:
+    return [] if value is None or isinstance(value, dict) else [f"{path} must be an object"]
+
+
+def _priority_value(path: str, value: Any) -> list[str]:
+    if value is None or (isinstance(value, str) and value in PRIORITY_VALUES):
+        return []
+    return [f"{path} must be one of: {', '.join(sorted(PRIORITY_VALUES))} (or null)"]
+
+
+def _fields(path: str, obj: Mapping[str, Any], checks: Mapping[str, _Check]) -> list[str]:
+    errors: list[str] = []
+    for name, value in obj.items():
+        where = f"{path}.{name}" if path else name
+        check = checks.get(name)
+        if check is None:
+            errors.append(f"property {where} should not exist")
+        else:
+            errors += check(where, value)
+    return errors
+
+
+_CONTENT_FIELDS: dict[str, _Check] = {"plain": _string, "html": _string}
+_PRIORITY_FIELDS: dict[str, _Check] = {
+    "id": _string,
+    "value": _priority_value,
+    "source_value": _anything,
+}
+
+
+def _content(path: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [f"{path} must be an array of objects"]
+    errors: list[str] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            errors += _fields(f"{path}[{i}]", item, _CONTENT_FIELDS)
+        else:
+            errors.append(f"{path}[{i}] must be an object")
+    return errors
+
+
+def _priority(path: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [f"{path} must be an object"]
+    return _fields(path, value, _PRIORITY_FIELDS)
+
+
+_TICKET_FIELDS: dict[str, _Check] = {
+    "title": _string,
+    "creator_id": _string,
+    "reporters": _strings,
+    "assignees": _strings,
+    "content": _content,
+    "parent_id": _string,
+    "priority": _priority,
+    "tags": _strings,
+    "type": _string,
+    "organization_id": _string,
+    "project_id": _string,
+    "component_ids": _string_or_strings,
+    "collections": _strings,
+    "unified_custom_fields": _mapping,
+}
+
+_NOT_JSON = object()
+
+
+def _load_json(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _create(state: _State, account: str, body: object) -> web.Response:
+    """Step 6 and 7: refuse a body the spec would refuse, else create the ticket."""
+    if not isinstance(body, dict):
+        return _error(400, "request body must be a JSON object")
+    errors = _fields("", body, _TICKET_FIELDS)
+    if errors:
+        return _error(400, "; ".join(errors))
+    ticket = state.create(account, body)
+    return web.json_response(
+        {
+            "statusCode": 201,
+            "message": "Record created successfully.",
+            "timestamp": ticket.record["created_at"],
+            "data": {"id": ticket.record["id"], "remote_id": ticket.record["remote_id"]},
+        },
+        status=201,
+    )
+
+
+# --- the ticketing routes --------------------------------------------------------------------
+
+
+def _api_key(request: web.Request, expected: str | None) -> str | None:
+    """The username of a valid ``Basic base64(key:)`` header, else None."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not colon or password or not username:
+        return None
+    if expected is not None and not hmac.compare_digest(username.encode(), expected.encode()):
+        return None
+    return username
+
+
+async def _admit(request: web.Request, state: _State) -> str | web.Response:
+    """Checks 1 to 4, common to every ticketing route: the linked account, or the refusal."""
+    if state.options.latency_ms:
+        await asyncio.sleep(state.options.latency_ms / 1000)
+    key = _api_key(request, state.options.api_key)
+    if key is None:
+        return _error(401, "Unauthorized")
+    if not request.headers.get("User-Agent"):
+        return _error(403, "Forbidden: requests must send a User-Agent header")
+    account = request.headers.get("x-account-id")
+    if not account:
+        return _error(400, "the x-account-id header is required")
+    if state.options.accounts is not None and account not in state.options.accounts:
+        return _error(404, "linked account not found (x-account-id)")
+    wait = state.admit(key)
+    if wait is not None:
+        return _error(429, "Too many requests", retry_after=str(wait))
+    return account
+
+
+async def _play(
+    request: web.Request, state: _State, account: str, body: object, step: Step
+) -> web.Response | None:
+    """Answer as a scripted step says; None when the connection was dropped instead."""
+    if step.delay_ms:
+        await asyncio.sleep(step.delay_ms / 1000)
+    if step.status is not None and step.is_error:
+        return _error(
+            step.status,
+            step.message or _reason(step.status),
+            retry_after=step.retry_after,
+            provider_errors=step.provider_errors,
+            data=step.data,
+        )
+    if step.status is None and not (step.create_then_drop or step.create_then_hang_ms):
+        return _normal(state, account, body)
+    response = _create(state, account, body)
+    if response.status != 201:  # an invalid body creates nothing, whatever the script says
+        return response
+    if step.create_then_drop:
+        if request.transport is not None:
+            request.transport.abort()
+        return None
+    if step.create_then_hang_ms:
+        await asyncio.sleep(step.create_then_hang_ms / 1000)
+    return response
+
+
+def _normal(state: _State, account: str, body: object) -> web.Response:
+    if state.options.error_rate and random.random() < state.options.error_rate:
+        return _error(500, "Internal server error")
+    return _create(state, account, body)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def _create_ticket(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    arrived = time.time()
+    body = _load_json(await request.read())
+    title = body.get("title") if isinstance(body, dict) else None
+    if not isinstance(title, str):
+        title = None
+    state.requests += 1
+    if title is not None:
+        state.requests_by_title[title].append(arrived)
+    admitted = await _admit(request, state)
+    if isinstance(admitted, web.Response):
+        response: web.Response | None = admitted
+    else:
+        step = state.next_step(title)
+        if step is None:
+            response = _normal(state, admitted, body)
+        else:
+            response = await _play(request, state, admitted, body, step)
+    if response is None:
+        state.dropped += 1
+        return web.Response()  # aiohttp finds the transport closed and discards this quietly
+    state.by_status[response.status] += 1
+    return response
+
+
+async def _get_ticket(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    admitted = await _admit(request, state)
+    if isinstance(admitted, web.Response):
+        return admitted
+    ticket = state.tickets.get(request.match_info["id"])
+    if ticket is None or ticket.account != admitted:
+        return _error(404, "ticket not found")
+    return web.json_response({"data": ticket.record})
+
+
+async def _list_tickets(request: web.Request) -> web.Response:
+    """Tickets of the account in creation order, ``filter[updated_after]`` strict, paged."""
+    state = request.app[_STATE]
+    admitted = await _admit(request, state)
+    if isinstance(admitted, web.Response):
+        return admitted
+    query = request.query
+    after_ms = -1
+    if "filter[updated_after]" in query:
+        try:
+            after = datetime.fromisoformat(query["filter[updated_after]"])
+        except ValueError:
+            return _error(400, "filter[updated_after] must be an ISO 8601 date-time")
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=UTC)
+        after_ms = math.floor(after.timestamp() * 1000)
+    try:
+        page_size = int(query.get("page_size", DEFAULT_PAGE_SIZE))
+        start = int(query.get("next", 0))
+    except ValueError:
+        return _error(400, "page_size and next must be integers")
+    if page_size < 1 or start < 0:
+        return _error(400, "page_size must be positive and next a cursor from a previous page")
+    page: list[dict[str, Any]] = []
+    for index in range(start, len(state.order)):
+        ticket = state.order[index]
+        if ticket.account != admitted or ticket.created_ms <= after_ms:
+            continue
+        if len(page) == page_size:
+            return web.json_response({"data": page, "next": str(index)})
+        page.append(ticket.record)
+    return web.json_response({"data": page, "next": None})
+
+
+# --- the control API -------------------------------------------------------------------------
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    body = _load_json(await request.read())
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    return body
+
+
+async def _script(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    title, responses = body.get("title"), body.get("responses")
+    if not isinstance(title, str) or not isinstance(responses, list):
+        return _error(400, 'expected {"title": string, "responses": [step, ...]}')
+    try:
+        steps = [Step.parse(raw) for raw in responses]
+    except (TypeError, ValueError) as exc:
+        return _error(400, f"bad step: {exc}")
+    queue = request.app[_STATE].scripts.setdefault(title, deque())
+    queue.extend(steps)
+    return web.json_response({"title": title, "pending": len(queue)})
+
+
+def _live_options(options: FakeApiOptions) -> dict[str, Any]:
+    """The options ``/_fake/config`` may change; never the API key."""
+    return {
+        "latency_ms": options.latency_ms,
+        "rpm_limit": options.rpm_limit,
+        "error_rate": options.error_rate,
+    }
+
+
+async def _config(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    options = request.app[_STATE].options
+    unknown = set(body) - set(_live_options(options))
+    if unknown:
+        return _error(400, f"unknown options: {', '.join(sorted(unknown))}")
+    latency = body.get("latency_ms", options.latency_ms)
+    rpm = body.get("rpm_limit", options.rpm_limit)
+    rate = body.get("error_rate", options.error_rate)
+    if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+        return _error(400, "latency_ms must be a non-negative number")
+    if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
+        return _error(400, "rpm_limit must be a positive integer or null")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        return _error(400, "error_rate must be a number from 0 to 1")
+    options.latency_ms, options.rpm_limit, options.error_rate = float(latency), rpm, float(rate)
+    return web.json_response(_live_options(options))
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_STATE].stats())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    """Forget tickets, scripts, stats and rate windows; the options stay as they are."""
+    request.app[_STATE].reset()
+    return web.json_response({"ok": True})
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_app(options: FakeApiOptions) -> web.Application:
+    """The stand-in as an aiohttp application, on a copy of ``options`` it may change live."""
+    app = web.Application()
+    app[_STATE] = _State(dataclasses.replace(options))
+    app.router.add_post(TICKETS_PATH, _create_ticket)
+    app.router.add_get(TICKETS_PATH, _list_tickets)
+    app.router.add_get(TICKETS_PATH + "/{id}", _get_ticket)
+    app.router.add_post("/_fake/script", _script)
+    app.router.add_post("/_fake/config", _config)
+    app.router.add_get("/_fake/stats", _stats)
+    app.router.add_post("/_fake/reset", _reset)
+    app.router.add_get("/_fake/health", _health)
+    return app
+
+
+async def _serve(host: str, port: int, options: FakeApiOptions) -> None:
+    # No access log: at thousands of requests a second it would cost more than the handler.
+    runner = web.AppRunner(
+        make_app(options), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE_SECONDS
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_port = runner.addresses[0][1]
+        if options.api_key is None:
+            print("fake StackOne API: accepting any non-empty API key", file=sys.stderr)
+        print(f"fake StackOne API listening on http://{host}:{bound_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(host: str, port: int, options: FakeApiOptions) -> None:
+    """Serve until SIGINT or SIGTERM, then return; port 0 picks a free port and prints it."""
+    asyncio.run(_serve(host, port, options))

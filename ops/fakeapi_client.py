@@ -1,0 +1,45 @@
+"""Drive the stand-in's control API (``/_fake``): script faults, read what it received.
+
+The demo and the tests program faults the same way, through this one client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class FakeApiControl:
+    def __init__(self, base_url: str) -> None:
+        self._http = httpx.Client(base_url=f"{base_url}/_fake", timeout=5.0)
+
+    def script(self, title: str, *steps: dict[str, Any]) -> None:
+        """The next requests for ``title`` get these answers, in order, then normal ones."""
+        self._post("/script", {"title": title, "responses": list(steps)})
+
+    def configure(self, **options: Any) -> None:
+        self._post("/config", options)
+
+    def reset(self) -> None:
+        self._post("/reset", {})
+
+    def stats(self) -> dict[str, Any]:
+        response = self._http.get("/stats")
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+    def created(self, title: str) -> int:
+        """Tickets the stand-in created with this title: more than one is a duplicate."""
+        return int(self.stats()["created_by_title"].get(title, 0))
+
+    def arrivals(self, title: str) -> list[float]:
+        """Unix times at which requests for this title arrived."""
+        return [float(t) for t in self.stats()["requests_by_title"].get(title, [])]
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        self._http.post(path, json=body).raise_for_status()
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,75 @@
+"""The ``ticketq`` command as a user runs it, against the running stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops.stack import LocalStack
+from producers.client import JobHandle, Producer
+
+pytestmark = pytest.mark.integration
+
+
+def ticketq(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        input=stdin, capture_output=True, text=True, env=stack.child_env(), timeout=60,
+    )
+
+
+def test_submit_prints_a_job_id_that_status_and_find_report(
+    stack: LocalStack, producer: Producer, title: str, tmp_path: Path
+) -> None:
+    body = tmp_path / "ticket.json"
+    body.write_text(json.dumps({"title": title, "priority": {"value": "high"}}))
+
+    submitted = ticketq(stack, "submit", "--account-id", "acct-cli", "--ref", title, str(body))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    JobHandle(job_id=job_id, is_new=True, store=producer.store).wait(timeout=30)
+
+    shown = json.loads(ticketq(stack, "status", job_id, "--json").stdout)
+    found = json.loads(ticketq(stack, "find", "--account-id", "acct-cli", "--ref", title,
+                               "--json").stdout)
+    assert shown == found
+    assert shown["job_id"] == job_id and shown["state"] == "succeeded"
+    assert {"job_id", "state", "account_id", "ref", "attempts", "ticket", "error"} <= set(shown)
+    assert shown["ticket"]["id"] and shown["ticket"]["remote_id"]
+
+
+def test_submit_reads_standard_input(stack: LocalStack, title: str) -> None:
+    submitted = ticketq(stack, "submit", "--account-id", "acct-cli", "-",
+                        stdin=json.dumps({"title": title}))
+    assert submitted.returncode == 0, submitted.stderr
+    assert len(submitted.stdout.strip()) == 32
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('{"title": "x", "priority": {"value": "urgent"}}', "ticket.priority.value"),
+        ('{"titel": "x"}', "ticket.titel: unknown field"),
+        ('{"title": "x",\n "tags": [1, }', "line 2"),
+    ],
+)
+def test_bad_input_exits_non_zero_naming_the_field_without_a_traceback(
+    stack: LocalStack, body: str, named: str
+) -> None:
+    result = ticketq(stack, "submit", "--account-id", "acct-cli", "-", stdin=body)
+
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stdout == ""
+
+
+def test_status_of_an_unknown_job_says_so(stack: LocalStack) -> None:
+    result = ticketq(stack, "status", "0" * 32)
+
+    assert result.returncode == 1
+    assert "no job" in result.stderr

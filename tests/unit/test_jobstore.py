@@ -1,0 +1,162 @@
+"""Job records in a real (private) Redis: creation, indexes, leases and atomic transitions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.jobstore import FAILED_INDEX, Claim, JobStore, Refused, job_key, spec_from_claim
+
+TTL = 3600
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60)
+
+
+def spec(**extra: str) -> JobSpec:
+    return JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t"}, **extra})
+
+
+def claimed(store: JobStore, job_spec: JobSpec) -> Claim:
+    claim = store.claim(store.create(job_spec, "interactive").job_id)
+    assert isinstance(claim, Claim)
+    return claim
+
+
+def test_a_new_job_is_queued_and_keeps_what_the_producer_gave(store: JobStore) -> None:
+    created = store.create(spec(ref="r-1", batch_id="b-1"), "bulk")
+    record = store.get(created.job_id)
+
+    assert created.is_new and record is not None
+    assert (record.state, record.attempts, record.lane) == (JobState.QUEUED, 0, "bulk")
+    assert (record.account_id, record.ref, record.batch_id) == ("acct-1", "r-1", "b-1")
+    assert record.ticket is None and record.error is None
+
+
+def test_an_idempotency_key_names_one_job_per_account(store: JobStore) -> None:
+    first = store.create(spec(idempotency_key="k"), "interactive")
+    again = store.create(spec(idempotency_key="k"), "interactive")
+    other_account = store.create(
+        JobSpec.model_validate({"account_id": "acct-2", "ticket": {}, "idempotency_key": "k"}),
+        "interactive",
+    )
+
+    assert (again.job_id, again.is_new) == (first.job_id, False)
+    assert other_account.is_new and other_account.job_id != first.job_id
+
+
+def test_find_by_ref_returns_the_latest_job_with_that_ref(store: JobStore) -> None:
+    store.create(spec(ref="r"), "interactive")
+    latest = store.create(spec(ref="r"), "interactive")
+
+    found = store.find("acct-1", "r")
+    assert found is not None and found.job_id == latest.job_id
+    assert store.find("acct-1", "other") is None
+
+
+def test_refs_with_separators_cannot_collide() -> None:
+    from worker.jobstore import ref_key
+
+    assert ref_key("a:b", "c") != ref_key("a", "b:c")
+
+
+def test_a_claim_runs_the_job_under_a_lease_and_returns_its_spec(store: JobStore) -> None:
+    job_spec = spec(ref="r")
+    claim = claimed(store, job_spec)
+
+    assert spec_from_claim(claim) == job_spec
+    record = store.get(claim.job_id)
+    assert record is not None and record.state == JobState.RUNNING
+
+
+def test_a_second_delivery_is_refused_while_the_lease_holds(store: JobStore) -> None:
+    claim = claimed(store, spec())
+
+    refused = store.claim(claim.job_id)
+
+    assert isinstance(refused, Refused) and refused.reason == "leased"
+
+
+def test_an_expired_lease_can_be_claimed_again_and_the_old_holder_loses(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
+    old = claimed(store, spec())
+    time.sleep(0.01)
+
+    new = store.claim(old.job_id)
+
+    assert isinstance(new, Claim) and new.token != old.token
+    assert store.succeed(old, spec(), TicketIds(id="t-old")) == "lost_lease"
+    assert store.succeed(new, spec(), TicketIds(id="t-new", remote_id="R-1")) == "ok"
+    record = store.get(old.job_id)
+    assert record is not None and record.ticket == TicketIds(id="t-new", remote_id="R-1")
+
+
+def test_a_finished_job_is_never_claimed_again(store: JobStore) -> None:
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+    store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1"))
+
+    assert store.claim(claim.job_id) == Refused(reason="final", detail="succeeded")
+    assert store.fail(claim, job_spec, JobError(kind=ErrorKind.TERMINAL, message="x")) == (
+        "succeeded"
+    )
+
+
+def test_attempts_count_every_request(store: JobStore) -> None:
+    claim = claimed(store, spec())
+
+    assert [store.count_attempt(claim) for _ in range(3)] == [1, 2, 3]
+
+
+def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_spec = spec(ref="r", idempotency_key="k")
+    claim = claimed(store, job_spec)
+
+    assert store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1")) == "ok"
+
+    record = store.get(claim.job_id)
+    assert record is not None and record.state == JobState.SUCCEEDED
+    assert record.finished_at is not None
+    for key in redis_client.keys("ticketq:*"):
+        assert 0 < redis_client.ttl(key) <= TTL, key
+
+
+def test_retrying_records_the_error_and_when_the_next_attempt_is_due(store: JobStore) -> None:
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+    error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
+
+    assert store.retry_later(claim, job_spec, error, delay=30) == "ok"
+
+    record = store.get(claim.job_id)
+    assert record is not None and record.state == JobState.RETRYING
+    assert record.error == error
+    assert record.next_attempt_at is not None
+    assert 25 < record.next_attempt_at - time.time() <= 30
+    assert isinstance(store.claim(claim.job_id), Claim)
+
+
+def test_a_failed_job_is_listed_and_kept_without_expiry(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_spec = spec(ref="r")
+    claim = claimed(store, job_spec)
+    error = JobError(kind=ErrorKind.TERMINAL, message="Summary is required", status=422,
+                     provider_errors=[{"status": 400}])
+
+    assert store.fail(claim, job_spec, error) == "ok"
+
+    assert store.failed_ids() == [claim.job_id]
+    assert redis_client.ttl(job_key(claim.job_id)) == -1
+    assert redis_client.zscore(FAILED_INDEX, claim.job_id) is not None
+    record = store.get(claim.job_id)
+    assert record is not None and record.error == error

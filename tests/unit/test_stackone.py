@@ -1,0 +1,320 @@
+"""The StackOne client: what goes on the wire, and how every answer becomes an outcome."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from worker.contract import ErrorKind, TicketCreate
+from worker.settings import Settings
+from worker.stackone import MAX_MESSAGE_CHARS, Created, Failed, Outcome, StackOneClient
+
+KEY = "sk-test"
+ACCOUNT = "acct-42"
+TICKET = TicketCreate(
+    title="System outage",
+    priority={"value": "high"},
+    content=[{"plain": "down", "html": "<p>down</p>"}],
+    tags=["tag-1"],
+)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "stackone_api_key": KEY,
+        "stackone_base_url": "http://stackone.test",
+        "read_timeout": 75.0,
+    }
+    return Settings(**(values | overrides))
+
+
+def send(handler: Handler, **overrides: Any) -> Outcome:
+    client = StackOneClient(settings(**overrides), transport=httpx.MockTransport(handler))
+    try:
+        return client.create_ticket(ACCOUNT, TICKET)
+    finally:
+        client.close()
+
+
+def failed(handler: Handler) -> Failed:
+    outcome = send(handler)
+    assert isinstance(outcome, Failed), outcome
+    return outcome
+
+
+def answer(status: int, body: object = None, headers: dict[str, str] | None = None) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body, headers=headers)
+
+    return handler
+
+
+def created_body(**data: object) -> dict[str, object]:
+    return {"statusCode": 201, "message": "Record created successfully.", "data": data}
+
+
+def error_body(status: int, message: object, **extra: object) -> dict[str, object]:
+    return {"statusCode": status, "message": message, "timestamp": "2025-01-01T00:00:00Z"} | extra
+
+
+def raising(exc: Exception) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+# --- the request -----------------------------------------------------------------------
+
+
+def test_request_carries_auth_account_agent_and_exact_body() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=created_body(id="t-1", remote_id="JIRA-1"))
+
+    send(handler)
+
+    (request,) = seen
+    assert request.method == "POST"
+    assert str(request.url) == "http://stackone.test/unified/ticketing/tickets"
+    expected_token = base64.b64encode(b"sk-test:").decode()
+    assert request.headers["Authorization"] == f"Basic {expected_token}"
+    assert request.headers["x-account-id"] == ACCOUNT
+    assert request.headers["User-Agent"].startswith("ticketq/")
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Accept"] == "application/json"
+    assert request.content == TICKET.to_json().encode()
+    assert json.loads(request.content) == json.loads(TICKET.to_json())
+
+
+def test_missing_key_is_refused_at_construction_without_key_text() -> None:
+    with pytest.raises(ValueError, match="STACKONE_API_KEY is not set") as info:
+        StackOneClient(Settings(stackone_base_url="http://stackone.test", stackone_api_key=None))
+    assert KEY not in str(info.value)
+
+
+def test_empty_key_is_refused_like_a_missing_one() -> None:
+    with pytest.raises(ValueError, match="STACKONE_API_KEY is not set"):
+        StackOneClient(settings(stackone_api_key=""))
+
+
+def test_account_id_that_cannot_be_a_header_fails_without_a_request() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(201, json=created_body(id="t-1"))
+
+    client = StackOneClient(settings(), transport=httpx.MockTransport(handler))
+    for bad in ("acct\r\nX-Evil: 1", "accté", " acct"):
+        outcome = client.create_ticket(bad, TICKET)
+        assert isinstance(outcome, Failed)
+        assert outcome.kind is ErrorKind.INVALID
+    assert calls == []
+
+
+# --- success ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201])
+def test_success_yields_ids(status: int) -> None:
+    outcome = send(answer(status, created_body(id="t-1", remote_id="JIRA-7")))
+    assert isinstance(outcome, Created)
+    assert outcome.ticket.id == "t-1"
+    assert outcome.ticket.remote_id == "JIRA-7"
+
+
+def test_success_without_remote_id_still_created() -> None:
+    outcome = send(answer(201, created_body(id="t-1")))
+    assert isinstance(outcome, Created)
+    assert outcome.ticket.remote_id is None
+
+
+def test_numeric_remote_id_kept_as_text() -> None:
+    outcome = send(answer(201, created_body(id="t-1", remote_id=10042)))
+    assert isinstance(outcome, Created)
+    assert outcome.ticket.remote_id == "10042"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [created_body(), created_body(id=""), {"data": None}, {"message": "ok"}, [1, 2], None],
+)
+def test_success_without_id_is_ambiguous(body: object) -> None:
+    failure = failed(answer(201, body))
+    assert failure.kind is ErrorKind.AMBIGUOUS
+    assert failure.status == 201
+
+
+def test_success_with_non_json_body_is_ambiguous() -> None:
+    failure = failed(lambda request: httpx.Response(201, text="<html>created</html>"))
+    assert failure.kind is ErrorKind.AMBIGUOUS
+    assert "<html>created</html>" in failure.message
+
+
+# --- HTTP errors -----------------------------------------------------------------------
+
+PROVIDER_ERRORS = [{"status": 400, "url": "https://jira.example/rest", "raw": {"e": "bad"}}]
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, ErrorKind.TERMINAL),
+        (401, ErrorKind.BAD_CREDENTIALS),
+        (403, ErrorKind.BAD_CREDENTIALS),
+        (404, ErrorKind.TERMINAL),
+        (408, ErrorKind.AMBIGUOUS),
+        (409, ErrorKind.TERMINAL),
+        (412, ErrorKind.TERMINAL),
+        (418, ErrorKind.TERMINAL),
+        (422, ErrorKind.TERMINAL),
+        (429, ErrorKind.RETRYABLE),
+        (500, ErrorKind.RETRYABLE),
+        (501, ErrorKind.TERMINAL),
+        (502, ErrorKind.RETRYABLE),
+        (503, ErrorKind.RETRYABLE),
+        (504, ErrorKind.RETRYABLE),
+        (599, ErrorKind.RETRYABLE),
+        (302, ErrorKind.TERMINAL),
+    ],
+)
+def test_status_maps_to_kind_keeping_message_and_provider_errors(
+    status: int, kind: ErrorKind
+) -> None:
+    body = error_body(status, f"StackOne says {status}", provider_errors=PROVIDER_ERRORS)
+    failure = failed(answer(status, body))
+    assert failure.kind is kind
+    assert failure.status == status
+    assert failure.message == f"StackOne says {status}"
+    assert failure.provider_errors == PROVIDER_ERRORS
+    assert failure.to_error().model_dump() == {
+        "kind": kind,
+        "message": f"StackOne says {status}",
+        "status": status,
+        "provider_errors": PROVIDER_ERRORS,
+    }
+
+
+def test_list_message_is_joined() -> None:
+    failure = failed(answer(400, error_body(400, ["title must be a string", "tags too long"])))
+    assert failure.message == "title must be a string; tags too long"
+
+
+def test_missing_provider_errors_is_none() -> None:
+    assert failed(answer(404, error_body(404, "account not found"))).provider_errors is None
+
+
+@pytest.mark.parametrize("status", [429, 503, 408])
+def test_retry_after_seconds(status: int) -> None:
+    failure = failed(answer(status, error_body(status, "slow down"), {"Retry-After": "60"}))
+    assert failure.retry_after == 60.0
+
+
+def test_retry_after_http_date() -> None:
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    header = format_datetime(when, usegmt=True)
+    failure = failed(answer(429, error_body(429, "slow down"), {"Retry-After": header}))
+    assert failure.retry_after is not None
+    assert 110 <= failure.retry_after <= 121
+
+
+def test_garbage_retry_after_is_ignored() -> None:
+    failure = failed(answer(429, error_body(429, "slow down"), {"Retry-After": "soon"}))
+    assert failure.retry_after is None
+
+
+def test_non_json_error_body_gives_reason_and_snippet() -> None:
+    html = "<html><body>\n  502 Bad Gateway  \n</body></html>"
+    failure = failed(lambda request: httpx.Response(502, text=html))
+    assert failure.kind is ErrorKind.RETRYABLE
+    assert failure.message == "HTTP 502 Bad Gateway: <html><body> 502 Bad Gateway </body></html>"
+    assert failure.provider_errors is None
+
+
+def test_long_messages_are_truncated() -> None:
+    failure = failed(lambda request: httpx.Response(500, text="x" * 100_000))
+    assert len(failure.message) <= MAX_MESSAGE_CHARS
+    long_json = failed(answer(400, error_body(400, "y" * 100_000)))
+    assert len(long_json.message) <= MAX_MESSAGE_CHARS
+
+
+# --- the key never leaks ---------------------------------------------------------------
+
+
+def echo_everything(request: httpx.Request) -> httpx.Response:
+    """A hostile server that echoes the request, Authorization header included."""
+    auth = request.headers["Authorization"]
+    echoed = f"you sent {auth} which is key {KEY} for account {ACCOUNT}"
+    return httpx.Response(
+        400,
+        json=error_body(
+            400,
+            echoed,
+            provider_errors=[{"raw": echoed, "headers": {"authorization": auth, KEY: [KEY]}}],
+        ),
+    )
+
+
+def test_key_scrubbed_from_message_and_provider_errors() -> None:
+    failure = failed(echo_everything)
+    token = base64.b64encode(f"{KEY}:".encode()).decode()
+    for text in (failure.message, json.dumps(failure.provider_errors), repr(failure)):
+        assert KEY not in text
+        assert token not in text
+    assert ACCOUNT in failure.message  # scrubbing removes the key, not the rest
+
+
+@pytest.mark.parametrize("status", [201, 500])
+def test_key_scrubbed_from_non_json_bodies(status: int) -> None:
+    # The key straddles the truncation point: no prefix of it may survive either.
+    text = "a" * (MAX_MESSAGE_CHARS - 20) + KEY * 3
+
+    failure = failed(lambda request: httpx.Response(status, text=text))
+
+    assert "sk-t" not in failure.message
+
+
+def test_key_scrubbed_from_network_failure_text() -> None:
+    failure = failed(raising(httpx.ConnectError(f"refused, key {KEY}")))
+    assert KEY not in failure.message
+
+
+# --- network failures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "words"),
+    [
+        (httpx.ConnectError("refused"), ErrorKind.RETRYABLE, "could not connect"),
+        (httpx.ConnectTimeout("slow"), ErrorKind.RETRYABLE, "connect timeout after 5s"),
+        (httpx.PoolTimeout("busy"), ErrorKind.RETRYABLE, "no free connection"),
+        (httpx.ReadTimeout("slow"), ErrorKind.AMBIGUOUS, "read timeout after 75s"),
+        (httpx.WriteTimeout("slow"), ErrorKind.AMBIGUOUS, "write timeout"),
+        (
+            httpx.RemoteProtocolError("peer closed"),
+            ErrorKind.AMBIGUOUS,
+            "connection dropped before the response",
+        ),
+        (httpx.ReadError("reset"), ErrorKind.AMBIGUOUS, "while reading the response"),
+        (httpx.WriteError("broken pipe"), ErrorKind.AMBIGUOUS, "while sending the request"),
+        (httpx.DecodingError("bad gzip"), ErrorKind.AMBIGUOUS, "DecodingError"),
+    ],
+)
+def test_network_failure_kind_follows_whether_the_request_may_have_been_sent(
+    exc: Exception, kind: ErrorKind, words: str
+) -> None:
+    failure = failed(raising(exc))
+    assert failure.kind is kind
+    assert failure.status is None
+    assert words in failure.message

@@ -1,0 +1,1 @@
+"""The consuming side of ticketq, and the contract every part shares."""

@@ -1,0 +1,48 @@
+"""The Celery app, configured with the lessons of running Celery on a Redis broker.
+
+Producers and workers build the same app from their settings, so what a producer sends is
+exactly what a worker expects.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from worker.settings import Settings, get_settings
+
+TASK_NAME = "ticketq.create_ticket"
+QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("ticketq", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        # JSON only: pickle read from a shared Redis is remote code execution.
+        task_serializer="json",
+        accept_content=["json"],
+        # A killed worker's task goes back to the queue instead of vanishing.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Must exceed the longest attempt plus the longest countdown (Settings checks it),
+        # or Redis redelivers a message that is still being worked on.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # interactive first: a worker drains it before looking at bulk
+            "queue_order_strategy": "priority",
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # The job record is the result store; Celery's backend would be a second copy.
+        task_ignore_result=True,
+        task_queues=[Queue(name) for name in QUEUES.values()],
+        task_default_queue=QUEUES["interactive"],
+        worker_prefetch_multiplier=4,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+app = create_app(get_settings())

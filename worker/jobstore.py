@@ -1,0 +1,219 @@
+"""Job records in Redis: the result store callers read, and the lease that keeps one attempt
+in flight per job.
+
+Celery's own result backend forgets after a day and reads unknown ids as PENDING, so the
+record is ours. One hash per job holds its state and outcome; small string keys index it by
+(account, ref) and (account, idempotency key); a sorted set lists failed jobs. Every state
+change is one Lua script, so a worker whose lease expired (and whose job another worker
+re-claimed) can never overwrite the newer attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any, Literal
+from urllib.parse import quote
+
+import redis
+
+from worker.contract import JobError, JobRecord, JobSpec, JobState, TicketIds
+
+PREFIX = "ticketq"
+FAILED_INDEX = f"{PREFIX}:failed"
+Lane = Literal["interactive", "bulk"]
+
+
+def _script(name: str) -> str:
+    return files("worker").joinpath("lua", name).read_text()
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def _segment(value: str) -> str:
+    """Quote a caller-chosen value so that no account id or ref can forge another's key."""
+    return quote(value, safe="")
+
+
+def ref_key(account_id: str, ref: str) -> str:
+    return f"{PREFIX}:ref:{_segment(account_id)}:{_segment(ref)}"
+
+
+def idempotency_key(account_id: str, key: str) -> str:
+    return f"{PREFIX}:idem:{_segment(account_id)}:{_segment(key)}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{_segment(batch_id)}"
+
+
+@dataclass(frozen=True)
+class Created:
+    job_id: str
+    is_new: bool  # False when the idempotency key named an existing job
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One delivery's exclusive right to attempt a job, until the lease runs out."""
+
+    job_id: str
+    token: str
+    spec_json: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a delivery may not attempt a job: it is gone, done, or in flight elsewhere."""
+
+    reason: Literal["missing", "final", "leased"]
+    detail: str = ""
+
+
+class JobStore:
+    """Reads and atomically transitions job records."""
+
+    def __init__(self, client: redis.Redis, *, succeeded_ttl: int, lease_seconds: int) -> None:
+        self._redis = client
+        self._succeeded_ttl = succeeded_ttl
+        self._lease_seconds = lease_seconds
+        self._create = client.register_script(_script("create.lua"))
+        self._claim = client.register_script(_script("claim.lua"))
+        self._transition = client.register_script(_script("transition.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, *, succeeded_ttl: int, lease_seconds: int) -> JobStore:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, succeeded_ttl=succeeded_ttl, lease_seconds=lease_seconds)
+
+    def create(self, spec: JobSpec, lane: Lane) -> Created:
+        """Store a new queued job, or return the job an idempotency key already names."""
+        job_id = uuid.uuid4().hex
+        now = _now()
+        fields: dict[str, str] = {
+            "state": JobState.QUEUED,
+            "account_id": spec.account_id,
+            "lane": lane,
+            "attempts": "0",
+            "spec": spec.model_dump_json(exclude_unset=True),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for name in ("ref", "idempotency_key", "batch_id"):
+            value = getattr(spec, name)
+            if value is not None:
+                fields[name] = value
+        keys = [
+            job_key(job_id),
+            idempotency_key(spec.account_id, spec.idempotency_key) if spec.idempotency_key else "",
+            ref_key(spec.account_id, spec.ref) if spec.ref else "",
+            batch_key(spec.batch_id) if spec.batch_id else "",
+        ]
+        args = [job_id, *(item for pair in fields.items() for item in pair)]
+        found_id, is_new = self._create(keys=keys, args=args)
+        return Created(job_id=found_id, is_new=bool(int(is_new)))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self._redis.hgetall(job_key(job_id))
+        return _record(job_id, raw) if raw else None
+
+    def find(self, account_id: str, ref: str) -> JobRecord | None:
+        """The latest job submitted with this ref for this account."""
+        job_id = self._redis.get(ref_key(account_id, ref))
+        return self.get(job_id) if job_id else None
+
+    def failed_ids(self, limit: int = 100) -> list[str]:
+        """Most recently failed first."""
+        return list(self._redis.zrevrange(FAILED_INDEX, 0, limit - 1))
+
+    def claim(self, job_id: str) -> Claim | Refused:
+        now = time.time()
+        token = secrets.token_hex(8)
+        answer = self._claim(
+            keys=[job_key(job_id)],
+            args=[_stamp(now), _stamp(now + self._lease_seconds), token],
+        )
+        if answer[0] == "ok":
+            return Claim(job_id=job_id, token=token, spec_json=answer[1], attempts=int(answer[2]))
+        return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
+
+    def count_attempt(self, claim: Claim) -> int:
+        """Record one request about to be sent; returns the job's attempts so far."""
+        key = job_key(claim.job_id)
+        with self._redis.pipeline() as pipe:
+            pipe.hincrby(key, "attempts", 1)
+            pipe.hset(key, "updated_at", _now())
+            attempts, _ = pipe.execute()
+        return int(attempts)
+
+    def succeed(self, claim: Claim, spec: JobSpec, ticket: TicketIds) -> str:
+        fields = {"ticket_id": ticket.id, "remote_id": ticket.remote_id or "", "error": ""}
+        return self._move(claim, spec, JobState.SUCCEEDED, fields)
+
+    def retry_later(self, claim: Claim, spec: JobSpec, error: JobError, delay: float) -> str:
+        fields = {"error": error.model_dump_json(), "next_attempt_at": _stamp(time.time() + delay)}
+        return self._move(claim, spec, JobState.RETRYING, fields)
+
+    def fail(self, claim: Claim, spec: JobSpec | None, error: JobError) -> str:
+        return self._move(claim, spec, JobState.FAILED, {"error": error.model_dump_json()})
+
+    def _move(
+        self, claim: Claim, spec: JobSpec | None, state: JobState, fields: dict[str, str]
+    ) -> str:
+        """Apply a transition; returns "ok" or why it was refused (lost lease, already final)."""
+        ref = ref_key(spec.account_id, spec.ref) if spec and spec.ref else ""
+        idem = (
+            idempotency_key(spec.account_id, spec.idempotency_key)
+            if spec and spec.idempotency_key
+            else ""
+        )
+        args: list[str | int] = [claim.token, state, _now(), self._succeeded_ttl]
+        args += [item for pair in fields.items() for item in pair]
+        result: str = self._transition(keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem], args=args)
+        return result
+
+
+def _now() -> str:
+    return _stamp(time.time())
+
+
+def _stamp(moment: float) -> str:
+    return f"{moment:.6f}"
+
+
+def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
+    """Build the public view; the stored spec (the ticket body) stays out of it."""
+    ticket = TicketIds(id=raw["ticket_id"], remote_id=raw.get("remote_id") or None) if raw.get(
+        "ticket_id"
+    ) else None
+    error = JobError.model_validate_json(raw["error"]) if raw.get("error") else None
+    optional: dict[str, Any] = {
+        name: raw[name] for name in ("ref", "idempotency_key", "batch_id") if name in raw
+    }
+    for name in ("finished_at", "next_attempt_at"):
+        if name in raw:
+            optional[name] = float(raw[name])
+    return JobRecord(
+        job_id=job_id,
+        state=JobState(raw["state"]),
+        account_id=raw["account_id"],
+        lane=raw.get("lane", "interactive"),
+        attempts=int(raw.get("attempts", "0")),
+        ticket=ticket,
+        error=error,
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        **optional,
+    )
+
+
+def spec_from_claim(claim: Claim) -> JobSpec:
+    """Re-validate what was stored: a record written by another version may not fit."""
+    return JobSpec.model_validate(json.loads(claim.spec_json))

@@ -1,0 +1,295 @@
+"""The StackOne create-ticket call: one HTTP attempt in, one typed outcome out.
+
+The client never raises for an HTTP status or a network failure. Every way an attempt can
+end becomes a ``Created`` or a ``Failed`` whose ``kind`` decides what happens next (see
+``ErrorKind``), so the retry policy and the job store never have to know about httpx.
+
+The API key is the one secret in the project. It is handed to httpx as Basic auth and is
+scrubbed from every text this module produces, in case a server or a proxy echoes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from worker.contract import ErrorKind, JobError, TicketCreate, TicketIds
+from worker.settings import Settings
+
+TICKETS_PATH = "/unified/ticketing/tickets"
+MAX_MESSAGE_CHARS = 2_000
+SCRUBBED = "[redacted]"
+
+_DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header, or None if there is no usable one.
+
+    The header is either delta-seconds or an HTTP date (RFC 9110); StackOne sends seconds,
+    but the providers behind it may send dates, and StackOne's own SDKs accept both.
+    Fractional seconds are tolerated; a date in the past means "now" (0.0). Anything else
+    is ignored rather than trusted: a garbled header must not stall a job.
+
+    It lives here, next to the code that reads the header, and ``worker.retry`` re-exports
+    it: the retry policy imports this module's outcome types, so the reverse import would
+    be a cycle.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about local time
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+@dataclass(frozen=True)
+class Created:
+    """The ticket exists; ``ticket`` holds the ids callers correlate on."""
+
+    ticket: TicketIds
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An attempt that did not (or may not have) created a ticket."""
+
+    kind: ErrorKind
+    message: str
+    status: int | None = None
+    provider_errors: list[Any] | None = None
+    retry_after: float | None = None
+
+    def to_error(self) -> JobError:
+        """The job record's view; ``retry_after`` has been spent on scheduling by then."""
+        return JobError(
+            kind=self.kind,
+            message=self.message,
+            status=self.status,
+            provider_errors=self.provider_errors,
+        )
+
+
+Outcome = Created | Failed
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """What a non-2xx status says about the job, per StackOne's documented meanings.
+
+    401/403 condemn our key, not the job. 408 means StackOne gave up after 60 s while the
+    provider may still have created the ticket. 501 (not supported by this provider) will
+    not change on a retry, unlike every other 5xx. Any other status, including an
+    unexpected 1xx or 3xx, is a refusal of this request as sent.
+    """
+    if status in (401, 403):
+        return ErrorKind.BAD_CREDENTIALS
+    if status == 408:
+        return ErrorKind.AMBIGUOUS
+    if status == 429 or (500 <= status < 600 and status != 501):
+        return ErrorKind.RETRYABLE
+    return ErrorKind.TERMINAL
+
+
+class StackOneClient:
+    """One per worker process, shared by its threads (``httpx.Client`` is thread-safe)."""
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+        if settings.stackone_api_key is None or not settings.stackone_api_key.get_secret_value():
+            raise ValueError("STACKONE_API_KEY is not set")
+        self._api_key = settings.stackone_api_key
+        self._connect_timeout = settings.connect_timeout
+        self._read_timeout = settings.read_timeout
+        self._http = httpx.Client(
+            base_url=settings.stackone_base_url,
+            auth=httpx.BasicAuth(settings.stackone_api_key.get_secret_value(), ""),
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
+            # Writing a body of at most 256 KiB and waiting for a pooled connection are,
+            # like connecting, a matter of seconds when all is well; only the read may take
+            # as long as StackOne's own 60 s limit plus slack.
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.connect_timeout,
+                pool=settings.connect_timeout,
+            ),
+            # One connection per worker thread, all kept alive, so threads never queue for one.
+            limits=httpx.Limits(
+                max_connections=settings.worker_concurrency,
+                max_keepalive_connections=settings.worker_concurrency,
+            ),
+            # Settings are the only configuration: no proxies or CA bundles from the environment.
+            trust_env=False,
+            transport=transport,
+        )
+
+    def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome:
+        """Send one ``POST /unified/ticketing/tickets``; never raises for HTTP or network errors.
+
+        There is no idempotency key in StackOne's API, so this makes exactly one attempt:
+        whether to try again, and when, is the retry policy's decision.
+        """
+        if not _is_header_value(account_id):
+            return Failed(ErrorKind.INVALID, "account id is not a valid HTTP header value")
+        try:
+            response = self._http.post(
+                TICKETS_PATH,
+                content=ticket.to_json().encode(),
+                headers={"x-account-id": account_id},
+            )
+        except httpx.RequestError as exc:
+            return self._network_failure(exc)
+        return self._from_response(response)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _from_response(self, response: httpx.Response) -> Outcome:
+        status = response.status_code
+        body = _json_object(response)
+        if 200 <= status < 300:
+            ids = _ticket_ids(body)
+            if ids is not None:
+                return Created(ids)
+            # The request was accepted, so the ticket may well exist, but without its id we
+            # cannot tell the caller which one it is; sending again could make a second.
+            return self._failed(
+                ErrorKind.AMBIGUOUS,
+                f"HTTP {status} without data.id: {_snippet(response.text)}",
+                status,
+            )
+        message = body.get("message") if body is not None else None
+        if isinstance(message, list):  # NestJS-style validation errors: a list of strings
+            message = "; ".join(str(item) for item in message)
+        if not isinstance(message, str) or not message:
+            message = f"HTTP {status} {response.reason_phrase}: {_snippet(response.text)}"
+        provider_errors = body.get("provider_errors") if body is not None else None
+        return self._failed(
+            kind_for_status(status),
+            message,
+            status,
+            provider_errors=provider_errors if isinstance(provider_errors, list) else None,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _network_failure(self, exc: httpx.RequestError) -> Failed:
+        """Classify by whether the request can have reached StackOne.
+
+        Before sending (no connection, or no free connection in the pool) nothing can
+        exist, so trying again is safe. Once bytes may have left, StackOne may have created
+        the ticket even though we never saw the answer: a read timeout, a failed or timed
+        out write, or a connection dropped mid-response are all ambiguous, and so is any
+        failure we cannot place, since we cannot prove the request was not sent.
+        """
+        connect, read = f"{self._connect_timeout:g}s", f"{self._read_timeout:g}s"
+        match exc:
+            case httpx.ConnectTimeout():
+                return self._failed(ErrorKind.RETRYABLE, f"connect timeout after {connect}")
+            case httpx.PoolTimeout():
+                return self._failed(ErrorKind.RETRYABLE, f"no free connection after {connect}")
+            case httpx.ConnectError():
+                return self._failed(ErrorKind.RETRYABLE, f"could not connect: {exc}")
+            case httpx.ReadTimeout():
+                message = f"read timeout after {read}; the request was sent"
+            case httpx.WriteTimeout():
+                message = f"write timeout after {connect} while sending the request"
+            case httpx.RemoteProtocolError():
+                message = f"connection dropped before the response: {exc}"
+            case httpx.ReadError():
+                message = f"connection failed while reading the response: {exc}"
+            case httpx.WriteError():
+                message = f"connection failed while sending the request: {exc}"
+            case _:
+                message = f"{type(exc).__name__} after the request may have been sent: {exc}"
+        return self._failed(ErrorKind.AMBIGUOUS, message)
+
+    def _failed(
+        self,
+        kind: ErrorKind,
+        message: str,
+        status: int | None = None,
+        provider_errors: list[Any] | None = None,
+        retry_after: float | None = None,
+    ) -> Failed:
+        """Build a ``Failed`` whose texts are scrubbed of the key, then bounded in size."""
+        return Failed(
+            kind=kind,
+            message=_truncate(self._scrub(message)),
+            status=status,
+            provider_errors=self._scrub(provider_errors),
+            retry_after=retry_after,
+        )
+
+    def _scrub(self, value: Any) -> Any:
+        """Replace the key, raw or as its Basic token, in every string inside ``value``.
+
+        Error texts end up in job records, logs and the dashboard; a server that echoes
+        the request (or its Authorization header) must not carry the key there.
+        """
+        key = self._api_key.get_secret_value()
+        token = base64.b64encode(f"{key}:".encode()).decode()
+        if isinstance(value, str):
+            return value.replace(token, SCRUBBED).replace(key, SCRUBBED)
+        if isinstance(value, list):
+            return [self._scrub(item) for item in value]
+        if isinstance(value, dict):
+            return {self._scrub(k): self._scrub(v) for k, v in value.items()}
+        return value
+
+
+def _is_header_value(value: str) -> bool:
+    """httpx refuses non-ASCII header values by raising; control characters split headers."""
+    return value.isascii() and value.isprintable() and value == value.strip()
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:  # not JSON, or not text at all
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _ticket_ids(body: dict[str, Any] | None) -> TicketIds | None:
+    data = body.get("data") if body is not None else None
+    if not isinstance(data, dict):
+        return None
+    ticket_id, remote_id = _as_id(data.get("id")), _as_id(data.get("remote_id"))
+    return TicketIds(id=ticket_id, remote_id=remote_id) if ticket_id else None
+
+
+def _as_id(value: Any) -> str | None:
+    """Ids are strings in the spec; a provider's numeric id is kept as its decimal text."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _snippet(text: str) -> str:
+    """A body as one line; cut to size only after scrubbing, so no part of a key survives."""
+    return " ".join(text.split()) or "(empty body)"
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return text[: MAX_MESSAGE_CHARS - 1] + "…"
