@@ -48,17 +48,22 @@ def producer() -> Producer:
     help="Run a Celery worker with ticketq's defaults; extra arguments go to Celery.",
 )
 def worker(ctx: typer.Context) -> None:
-    from worker.celery_app import QUEUES, app as celery  # imports the worker's settings
+    from worker.celery_app import QUEUES  # imports the worker's settings
+    from worker.celery_app import app as celery
 
     settings = get_settings()
     if settings.stackone_api_key is None:
         raise fail("STACKONE_API_KEY is not set; a worker cannot call StackOne without it")
     argv = [
         "worker",
-        "--pool", "threads",
-        "--concurrency", str(settings.worker_concurrency),
-        "--queues", ",".join(QUEUES.values()),
-        "--loglevel", "INFO",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(settings.worker_concurrency),
+        "--queues",
+        ",".join(QUEUES.values()),
+        "--loglevel",
+        "INFO",
         "--without-gossip",
         "--without-mingle",
         *ctx.args,
@@ -129,8 +134,9 @@ def _show(record: JobRecord, as_json: bool) -> None:
     table = Table(show_header=False, box=None)
     for name, value in record.public().items():
         if value is not None:
-            table.add_row(f"[bold]{name}[/bold]", json.dumps(value) if isinstance(value, dict)
-                          else str(value))
+            table.add_row(
+                f"[bold]{name}[/bold]", json.dumps(value) if isinstance(value, dict) else str(value)
+            )
     out.print(table)
 
 
@@ -163,7 +169,9 @@ def demo(
 ) -> None:
     from ops.demo import run_demo
 
-    raise typer.Exit(run_demo(get_settings(), workers=workers, tickets=tickets, console=out))
+    # Without a terminal (CI logs, a pipe) rich assumes 80 columns; the table needs more.
+    console = out if out.is_terminal else Console(width=max(out.width, 150))
+    raise typer.Exit(run_demo(get_settings(), workers=workers, tickets=tickets, console=console))
 
 
 def main() -> None:

@@ -32,14 +32,24 @@ FINISH_TIMEOUT = 120.0
 
 # Faults the stand-in injects, by ticket: each runs the pipeline down another path.
 FAULTS: dict[int, tuple[str, list[dict[str, Any]]]] = {
-    1: ("500, then created: retried in the worker", [{"status": 500}, {"status": 500}]),
+    1: ("500 twice, then created: retried in the worker", [{"status": 500}] * 2),
     2: ("429 Retry-After 3: handed back to the queue", [{"status": 429, "retry_after": "3"}]),
     3: ("slow answer (1.5 s)", [{"delay_ms": 1500}]),
     4: (
         "422 from the provider: not retried",
-        [{"status": 422, "message": "Provider rejected the ticket: project is archived",
-          "provider_errors": [{"status": 400, "url": "https://jira.example/rest/api/2/issue",
-                               "raw": {"errorMessages": ["project is archived"]}}]}],
+        [
+            {
+                "status": 422,
+                "message": "Provider rejected the ticket: project is archived",
+                "provider_errors": [
+                    {
+                        "status": 400,
+                        "url": "https://jira.example/rest/api/2/issue",
+                        "raw": {"errorMessages": ["project is archived"]},
+                    }
+                ],
+            }
+        ],
     ),
     5: ("503 on every attempt: retries run out", [{"status": 503}] * 4),
 }
@@ -65,18 +75,27 @@ def run_demo(settings: Settings, *, workers: int, tickets: int, console: Console
     reuse = settings.redis_url if redis_answers(settings.redis_url) else None
     console.print(
         f"[bold]ticketq demo[/bold] run {run}: "
-        + (f"using the Redis answering at {reuse}" if reuse
-           else "no Redis answers at TICKETQ_REDIS_URL, starting an embedded one")
+        + (
+            f"using the Redis answering at {reuse}"
+            if reuse
+            else "no Redis answers at TICKETQ_REDIS_URL, starting an embedded one"
+        )
     )
     config = StackConfig(
         run_dir=run_dir,
         workers=workers,
         redis_url=reuse,
-        api_key=(settings.stackone_api_key.get_secret_value() if settings.stackone_api_key
-                 else secrets.token_urlsafe(24)),
+        api_key=(
+            settings.stackone_api_key.get_secret_value()
+            if settings.stackone_api_key
+            else secrets.token_urlsafe(24)
+        ),
         fake_api=FakeApiOptions(latency_ms=60),
-        settings_env={"TICKETQ_MAX_ATTEMPTS": "4", "TICKETQ_BACKOFF_BASE": "0.3",
-                      "TICKETQ_INPROCESS_MAX_DELAY": "2"},
+        settings_env={
+            "TICKETQ_MAX_ATTEMPTS": "4",
+            "TICKETQ_BACKOFF_BASE": "0.3",
+            "TICKETQ_INPROCESS_MAX_DELAY": "2",
+        },
     )
     if settings.stackone_api_key is None:
         console.print("No STACKONE_API_KEY set: the stand-in and workers share a generated one.")
@@ -105,14 +124,19 @@ def _submit_sample(
             note, steps = FAULTS[n]
             control.script(title, *steps)
         ref = f"demo-{run}-{n:03d}"
-        body = {"title": title, "content": [{"plain": f"Submitted by the demo, run {run}"}],
-                "priority": {"value": "medium"}, "tags": ["demo"]}
+        body = {
+            "title": title,
+            "content": [{"plain": f"Submitted by the demo, run {run}"}],
+            "priority": {"value": "medium"},
+            "tags": ["demo"],
+        }
         handle = producer.submit(ACCOUNT_ID, body, ref=ref, idempotency_key=ref)
         rows.append(Row(ref=ref, note=note, job_id=handle.job_id))
     # The same idempotency key again: the same job comes back, no second ticket is made.
     first = rows[0]
-    again = producer.submit(ACCOUNT_ID, {"title": f"[{run}] Demo ticket 1"}, ref=first.ref,
-                            idempotency_key=first.ref)
+    again = producer.submit(
+        ACCOUNT_ID, {"title": f"[{run}] Demo ticket 1"}, ref=first.ref, idempotency_key=first.ref
+    )
     first.note += f"; resubmitted with its key -> same job: {again.job_id == first.job_id}"
     for n, (why, body) in enumerate(INVALID, start=1):
         row = Row(ref=f"demo-{run}-bad-{n}", note=f"invalid: {why}")
@@ -127,9 +151,15 @@ def _submit_sample(
 def _follow(producer: Producer, rows: list[Row], console: Console) -> bool:
     """Poll job records until every accepted job is final; True if they all got there."""
     accepted = [row for row in rows if row.job_id]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[states]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+        TimeElapsedColumn(),
+    )
     deadline = time.monotonic() + FINISH_TIMEOUT
+    last = ""
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("jobs finished", total=len(accepted), states="")
         while True:
@@ -141,8 +171,12 @@ def _follow(producer: Producer, rows: list[Row], console: Console) -> bool:
                 state = row.record.state if row.record else "missing"
                 counts[state] = counts.get(state, 0) + 1
             done = sum(counts.get(s, 0) for s in (JobState.SUCCEEDED, JobState.FAILED))
-            progress.update(task, completed=done,
-                            states="  ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            states = "  ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            if not console.is_terminal and states != last:
+                # No live bar without a terminal (CI logs): print each change instead.
+                console.print(f"{done}/{len(accepted)} finished: {states}")
+            last = states
+            progress.update(task, completed=done, states=states)
             if done == len(accepted):
                 return True
             if time.monotonic() > deadline:
@@ -163,10 +197,19 @@ def _print_table(rows: list[Row], console: Console) -> None:
             table.add_row(row.ref, row.note, "missing", "", "", "")
             continue
         colour = {"succeeded": "green", "failed": "red"}.get(record.state, "yellow")
-        detail = (record.ticket.remote_id or "") if record.ticket else (
-            record.error.message[:90] if record.error else "")
-        table.add_row(row.ref, row.note, f"[{colour}]{record.state}[/{colour}]",
-                      str(record.attempts), record.ticket.id if record.ticket else "", detail)
+        detail = (
+            (record.ticket.remote_id or "")
+            if record.ticket
+            else (record.error.message[:90] if record.error else "")
+        )
+        table.add_row(
+            row.ref,
+            row.note,
+            f"[{colour}]{record.state}[/{colour}]",
+            str(record.attempts),
+            record.ticket.id if record.ticket else "",
+            detail,
+        )
     console.print(table)
 
 
@@ -178,8 +221,9 @@ def _summarize(
     succeeded = sum(1 for r in records if r.state == JobState.SUCCEEDED)
     failed = sum(1 for r in records if r.state == JobState.FAILED)
     refused = sum(1 for row in rows if row.refused)
-    ours = {t: n for t, n in stats.get("created_by_title", {}).items()
-            if t.startswith(title_prefix)}
+    ours = {
+        t: n for t, n in stats.get("created_by_title", {}).items() if t.startswith(title_prefix)
+    }
     created = sum(ours.values())
     duplicates = sum(n - 1 for n in ours.values() if n > 1)
     console.print(

@@ -142,7 +142,10 @@ class _State:
 
     def __init__(self, options: FakeApiOptions) -> None:
         self.options = options
-        self._serial = 0  # survives reset, so remote ids stay unique for the process
+        # Ids are a per-process random prefix and a counter that survives reset: unique
+        # across resets and restarts without a random draw (a syscall) per ticket.
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._serial = 0
         self.reset()
 
     def reset(self) -> None:
@@ -187,7 +190,7 @@ class _State:
         record = {
             "title": None,
             **body,
-            "id": uuid.uuid4().hex,
+            "id": f"{self._id_prefix}{self._serial:08x}",
             "remote_id": f"PROJ-{self._serial}",
             "created_at": stamp,
             "updated_at": stamp,

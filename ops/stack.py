@@ -83,8 +83,15 @@ class LocalStack:
 
     def start_fake_api(self) -> None:
         options = self.config.fake_api
-        command = ["fake-api", "--port", str(self.fake_api_port), "--latency-ms",
-                   str(options.latency_ms), "--error-rate", str(options.error_rate)]
+        command = [
+            "fake-api",
+            "--port",
+            str(self.fake_api_port),
+            "--latency-ms",
+            str(options.latency_ms),
+            "--error-rate",
+            str(options.error_rate),
+        ]
         if options.rpm_limit is not None:
             command += ["--rpm", str(options.rpm_limit)]
         self.fake_api = ManagedProcess.ticketq(

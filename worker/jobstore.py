@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import redis
@@ -121,17 +121,17 @@ class JobStore:
         return Created(job_id=found_id, is_new=bool(int(is_new)))
 
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self._redis.hgetall(job_key(job_id))
+        raw = cast(dict[str, str], self._redis.hgetall(job_key(job_id)))
         return _record(job_id, raw) if raw else None
 
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         """The latest job submitted with this ref for this account."""
-        job_id = self._redis.get(ref_key(account_id, ref))
+        job_id = cast(str | None, self._redis.get(ref_key(account_id, ref)))
         return self.get(job_id) if job_id else None
 
     def failed_ids(self, limit: int = 100) -> list[str]:
         """Most recently failed first."""
-        return list(self._redis.zrevrange(FAILED_INDEX, 0, limit - 1))
+        return [str(job_id) for job_id in self._redis.zrevrange(FAILED_INDEX, 0, limit - 1)]
 
     def claim(self, job_id: str) -> Claim | Refused:
         now = time.time()
@@ -176,7 +176,9 @@ class JobStore:
         )
         args: list[str | int] = [claim.token, state, _now(), self._succeeded_ttl]
         args += [item for pair in fields.items() for item in pair]
-        result: str = self._transition(keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem], args=args)
+        result: str = self._transition(
+            keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem], args=args
+        )
         return result
 
 
@@ -190,9 +192,11 @@ def _stamp(moment: float) -> str:
 
 def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
     """Build the public view; the stored spec (the ticket body) stays out of it."""
-    ticket = TicketIds(id=raw["ticket_id"], remote_id=raw.get("remote_id") or None) if raw.get(
-        "ticket_id"
-    ) else None
+    ticket = (
+        TicketIds(id=raw["ticket_id"], remote_id=raw.get("remote_id") or None)
+        if raw.get("ticket_id")
+        else None
+    )
     error = JobError.model_validate_json(raw["error"]) if raw.get("error") else None
     optional: dict[str, Any] = {
         name: raw[name] for name in ("ref", "idempotency_key", "batch_id") if name in raw

@@ -87,8 +87,10 @@ class JobRunner:
             return self._requeue(claim, spec, error, next_delay)
         if self._policy.is_retryable(failure) or failure.kind is ErrorKind.BAD_CREDENTIALS:
             error = error.model_copy(
-                update={"kind": ErrorKind.EXHAUSTED, "message": f"gave up after {attempts} "
-                        f"attempts; last error: {error.message}"}
+                update={
+                    "kind": ErrorKind.EXHAUSTED,
+                    "message": f"gave up after {attempts} attempts; last error: {error.message}",
+                }
             )
         self._report(claim, self._store.fail(claim, spec, error), f"failed: {error.message}")
         return None

@@ -50,46 +50,67 @@ class Settings(BaseSettings):
         description="Redis used as broker and job store.",
     )
     connect_timeout: float = Field(
-        default=5.0, gt=0, validation_alias=_env("TICKETQ_CONNECT_TIMEOUT"),
+        default=5.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_CONNECT_TIMEOUT"),
         description="Seconds to open a connection to StackOne.",
     )
     read_timeout: float = Field(
-        default=75.0, gt=0, validation_alias=_env("TICKETQ_READ_TIMEOUT"),
+        default=75.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_READ_TIMEOUT"),
         description="Seconds to wait for StackOne's answer; above its own 60 s limit (408).",
     )
     max_attempts: int = Field(
-        default=8, ge=1, le=100, validation_alias=_env("TICKETQ_MAX_ATTEMPTS"),
+        default=8,
+        ge=1,
+        le=100,
+        validation_alias=_env("TICKETQ_MAX_ATTEMPTS"),
         description="Requests sent for one job before it ends failed.",
     )
     backoff_base: float = Field(
-        default=1.0, gt=0, validation_alias=_env("TICKETQ_BACKOFF_BASE"),
+        default=1.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_BACKOFF_BASE"),
         description="First backoff ceiling in seconds; doubles per attempt (full jitter).",
     )
     backoff_max: float = Field(
-        default=600.0, gt=0, validation_alias=_env("TICKETQ_BACKOFF_MAX"),
+        default=600.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_BACKOFF_MAX"),
         description="Longest wait between two attempts, Retry-After included.",
     )
     inprocess_max_delay: float = Field(
-        default=5.0, ge=0, validation_alias=_env("TICKETQ_INPROCESS_MAX_DELAY"),
+        default=5.0,
+        ge=0,
+        validation_alias=_env("TICKETQ_INPROCESS_MAX_DELAY"),
         description="Retries due within this many seconds wait in the worker; later ones "
         "go back to the queue so no worker slot sleeps for long.",
     )
     on_ambiguous: AmbiguousPolicy = Field(
-        default="retry", validation_alias=_env("TICKETQ_ON_AMBIGUOUS"),
+        default="retry",
+        validation_alias=_env("TICKETQ_ON_AMBIGUOUS"),
         description="What to do when the ticket may exist (408, timeout after sending): "
         "`retry` sends again, `park` ends the job failed with reason `uncertain`.",
     )
     visibility_timeout: int = Field(
-        default=3600, ge=60, validation_alias=_env("TICKETQ_VISIBILITY_TIMEOUT"),
+        default=3600,
+        ge=60,
+        validation_alias=_env("TICKETQ_VISIBILITY_TIMEOUT"),
         description="Seconds before Redis redelivers an unacknowledged message. Must exceed "
         "the longest attempt plus the longest retry delay, on every worker alike.",
     )
     worker_concurrency: int = Field(
-        default=16, ge=1, le=1000, validation_alias=_env("TICKETQ_WORKER_CONCURRENCY"),
+        default=16,
+        ge=1,
+        le=1000,
+        validation_alias=_env("TICKETQ_WORKER_CONCURRENCY"),
         description="Threads per worker process.",
     )
     succeeded_ttl: int = Field(
-        default=30 * 24 * 3600, ge=60, validation_alias=_env("TICKETQ_SUCCEEDED_TTL"),
+        default=30 * 24 * 3600,
+        ge=60,
+        validation_alias=_env("TICKETQ_SUCCEEDED_TTL"),
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
 

@@ -18,7 +18,11 @@ pytestmark = pytest.mark.integration
 def ticketq(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ops.cli", *args],
-        input=stdin, capture_output=True, text=True, env=stack.child_env(), timeout=60,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=stack.child_env(),
+        timeout=60,
     )
 
 
@@ -34,8 +38,9 @@ def test_submit_prints_a_job_id_that_status_and_find_report(
     JobHandle(job_id=job_id, is_new=True, store=producer.store).wait(timeout=30)
 
     shown = json.loads(ticketq(stack, "status", job_id, "--json").stdout)
-    found = json.loads(ticketq(stack, "find", "--account-id", "acct-cli", "--ref", title,
-                               "--json").stdout)
+    found = json.loads(
+        ticketq(stack, "find", "--account-id", "acct-cli", "--ref", title, "--json").stdout
+    )
     assert shown == found
     assert shown["job_id"] == job_id and shown["state"] == "succeeded"
     assert {"job_id", "state", "account_id", "ref", "attempts", "ticket", "error"} <= set(shown)
@@ -43,8 +48,9 @@ def test_submit_prints_a_job_id_that_status_and_find_report(
 
 
 def test_submit_reads_standard_input(stack: LocalStack, title: str) -> None:
-    submitted = ticketq(stack, "submit", "--account-id", "acct-cli", "-",
-                        stdin=json.dumps({"title": title}))
+    submitted = ticketq(
+        stack, "submit", "--account-id", "acct-cli", "-", stdin=json.dumps({"title": title})
+    )
     assert submitted.returncode == 0, submitted.stderr
     assert len(submitted.stdout.strip()) == 32
 

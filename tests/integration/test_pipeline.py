@@ -47,7 +47,8 @@ def test_a_rejected_ticket_fails_after_one_request_with_stackones_message(
 ) -> None:
     provider_errors = [{"status": 400, "url": "https://provider.test/issue", "raw": "bad field"}]
     fake_api.script(
-        title, {"status": status, "message": "Summary is required", "provider_errors": provider_errors}
+        title,
+        {"status": status, "message": "Summary is required", "provider_errors": provider_errors},
     )
 
     record = producer.submit(ACCOUNT, {"title": title}).wait(timeout=30)
@@ -133,9 +134,12 @@ def test_the_api_key_is_never_written_to_redis_or_worker_logs(
     for name in client.scan_iter(count=1000):
         kind = client.type(name)
         values = (
-            client.hvals(name) if kind == "hash"
-            else [str(v) for v in client.lrange(name, 0, -1)] if kind == "list"
-            else [client.get(name) or ""] if kind == "string"
+            client.hvals(name)
+            if kind == "hash"
+            else [str(v) for v in client.lrange(name, 0, -1)]
+            if kind == "list"
+            else [client.get(name) or ""]
+            if kind == "string"
             else []
         )
         assert not any(key in value for value in values), name

@@ -19,13 +19,17 @@ from worker.contract import (
 from worker.validation import describe_validation_error
 
 DOCS_EXAMPLE: dict[str, Any] = {
-    "title": "System outage in production environment", "creator_id": "user-001",
-    "reporters": ["user-001", "user-002"], "assignees": ["user-001", "user-002"],
+    "title": "System outage in production environment",
+    "creator_id": "user-001",
+    "reporters": ["user-001", "user-002"],
+    "assignees": ["user-001", "user-002"],
     "content": [{"plain": "This is some content", "html": "<p>This is some content</p>"}],
     "parent_id": "ticket-002",
     "priority": {"id": "001", "value": "medium", "source_value": "Normal"},
-    "tags": ["tag-001", "tag-002"], "collections": ["collection-001", "collection-002"],
-    "type": "ticket-type-001", "organization_id": "organization-001",
+    "tags": ["tag-001", "tag-002"],
+    "collections": ["collection-001", "collection-002"],
+    "type": "ticket-type-001",
+    "organization_id": "organization-001",
 }
 
 
@@ -44,8 +48,11 @@ def test_the_docs_example_is_accepted_and_sent_back_unchanged() -> None:
 def test_newer_fields_are_accepted_with_component_ids_as_string_or_list() -> None:
     for components in ("comp-1", ["comp-1", "comp-2"]):
         ticket = TicketCreate.model_validate(
-            {"project_id": "p-1", "component_ids": components,
-             "unified_custom_fields": {"severity": "sev2"}}
+            {
+                "project_id": "p-1",
+                "component_ids": components,
+                "unified_custom_fields": {"severity": "sev2"},
+            }
         )
         assert json.loads(ticket.to_json())["component_ids"] == components
 

@@ -150,8 +150,12 @@ def test_a_failed_job_is_listed_and_kept_without_expiry(
 ) -> None:
     job_spec = spec(ref="r")
     claim = claimed(store, job_spec)
-    error = JobError(kind=ErrorKind.TERMINAL, message="Summary is required", status=422,
-                     provider_errors=[{"status": 400}])
+    error = JobError(
+        kind=ErrorKind.TERMINAL,
+        message="Summary is required",
+        status=422,
+        provider_errors=[{"status": 400}],
+    )
 
     assert store.fail(claim, job_spec, error) == "ok"
 
