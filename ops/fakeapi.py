@@ -511,7 +511,7 @@ async def _list_tickets(request: web.Request) -> web.Response:
     page: list[dict[str, Any]] = []
     for index in range(start, len(state.order)):
         ticket = state.order[index]
-        if ticket.account != admitted or ticket.created_ms <= after_ms:
+        if ticket.account != admitted or ticket.created_ms < after_ms:
             continue
         if len(page) == page_size:
             return web.json_response({"data": page, "next": str(index)})

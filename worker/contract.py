@@ -22,6 +22,10 @@ MAX_CUSTOM_FIELDS = 100
 MAX_BODY_BYTES = 256 * 1024
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+# Sent as the x-account-id header: printable ASCII without spaces, or httpx cannot send it.
+AccountId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$")
+]
 IdList = Annotated[list[Identifier], Field(max_length=MAX_LIST_ITEMS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS)]
 
@@ -88,7 +92,7 @@ class TicketCreate(Strict):
 class JobSpec(Strict):
     """What a producer asks for: one ticket in one linked account."""
 
-    account_id: Identifier
+    account_id: AccountId
     ticket: TicketCreate
     ref: Identifier | None = None
     idempotency_key: Identifier | None = None

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
-from worker.contract import ErrorKind, JobError, JobSpec
+from worker.contract import ErrorKind, JobError, JobSpec, TicketCreate
 from worker.jobstore import Claim, JobStore, Refused, spec_from_claim
 from worker.retry import RetryPolicy
 from worker.settings import Settings
-from worker.stackone import Created, Failed, Outcome, StackOneClient
+from worker.stackone import Created, Failed, Outcome
 from worker.validation import describe_validation_error
 
 log = logging.getLogger("ticketq.worker")
+
+
+class TicketApi(Protocol):
+    """What the runner needs of StackOne: one create call that never raises."""
+
+    def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class Requeue:
 
 class JobRunner:
     def __init__(
-        self, settings: Settings, store: JobStore, client: StackOneClient, policy: RetryPolicy
+        self, settings: Settings, store: JobStore, client: TicketApi, policy: RetryPolicy
     ) -> None:
         self._settings = settings
         self._store = store
@@ -50,6 +57,16 @@ class JobRunner:
             error = JobError(kind=ErrorKind.INVALID, message=describe_validation_error(exc))
             self._store.fail(claim, None, error)
             log.warning("job %s failed: %s", job_id, error.message)
+            return None
+        if claim.attempts >= self._settings.max_attempts:
+            # Redelivered after its last attempt was cut off (worker killed mid-request):
+            # that attempt may have created the ticket, so a person must decide.
+            error = JobError(
+                kind=ErrorKind.UNCERTAIN,
+                message=f"all {claim.attempts} attempts used; the outcome of the last one is "
+                "unknown (its worker stopped during it)",
+            )
+            self._report(claim, self._store.fail(claim, spec, error), "parked as uncertain")
             return None
         return self._attempt(claim, spec)
 

@@ -11,6 +11,7 @@ scrubbed from every text this module produces, in case a server or a proxy echoe
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ class StackOneClient:
             kind=kind,
             message=_truncate(self._scrub(message)),
             status=status,
-            provider_errors=self._scrub(provider_errors),
+            provider_errors=_bounded(self._scrub(provider_errors)),
             retry_after=retry_after,
         )
 
@@ -252,6 +253,27 @@ class StackOneClient:
         if isinstance(value, dict):
             return {self._scrub(k): self._scrub(v) for k, v in value.items()}
         return value
+
+
+MAX_PROVIDER_ERRORS = 10
+MAX_PROVIDER_RAW_CHARS = 2_000
+
+
+def _bounded(provider_errors: list[Any] | None) -> list[Any] | None:
+    """Keep provider errors small enough for a job record: a provider may echo a whole page.
+
+    The first entries are kept and each entry's ``raw`` is cut to a snippet of its JSON.
+    """
+    if provider_errors is None:
+        return None
+    bounded: list[Any] = []
+    for entry in provider_errors[:MAX_PROVIDER_ERRORS]:
+        if isinstance(entry, dict) and "raw" in entry:
+            raw = json.dumps(entry["raw"]) if not isinstance(entry["raw"], str) else entry["raw"]
+            if len(raw) > MAX_PROVIDER_RAW_CHARS:
+                entry = {**entry, "raw": raw[:MAX_PROVIDER_RAW_CHARS] + "... (truncated)"}
+        bounded.append(entry)
+    return bounded
 
 
 def _is_header_value(value: str) -> bool:

@@ -101,3 +101,9 @@ def test_a_job_needs_an_account_id_and_names_nested_ticket_fields() -> None:
 
     message = describe_validation_error(caught.value)
     assert "account_id:" in message and "ticket.titel: unknown field" in message
+
+
+@pytest.mark.parametrize("account_id", ["acct 1", "accté", "acct\n", " acct"])
+def test_an_account_id_that_cannot_be_sent_as_a_header_is_refused(account_id: str) -> None:
+    with pytest.raises(ValidationError, match="account_id"):
+        JobSpec.model_validate({"account_id": account_id, "ticket": {}})

@@ -57,6 +57,13 @@ def answer(status: int, body: object = None, headers: dict[str, str] | None = No
     return handler
 
 
+def answer_text(status: int, text: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, text=text)
+
+    return handler
+
+
 def created_body(**data: object) -> dict[str, object]:
     return {"statusCode": 201, "message": "Record created successfully.", "data": data}
 
@@ -157,7 +164,7 @@ def test_success_without_id_is_ambiguous(body: object) -> None:
 
 
 def test_success_with_non_json_body_is_ambiguous() -> None:
-    failure = failed(lambda request: httpx.Response(201, text="<html>created</html>"))
+    failure = failed(answer_text(201, "<html>created</html>"))
     assert failure.kind is ErrorKind.AMBIGUOUS
     assert "<html>created</html>" in failure.message
 
@@ -236,14 +243,14 @@ def test_garbage_retry_after_is_ignored() -> None:
 
 def test_non_json_error_body_gives_reason_and_snippet() -> None:
     html = "<html><body>\n  502 Bad Gateway  \n</body></html>"
-    failure = failed(lambda request: httpx.Response(502, text=html))
+    failure = failed(answer_text(502, html))
     assert failure.kind is ErrorKind.RETRYABLE
     assert failure.message == "HTTP 502 Bad Gateway: <html><body> 502 Bad Gateway </body></html>"
     assert failure.provider_errors is None
 
 
 def test_long_messages_are_truncated() -> None:
-    failure = failed(lambda request: httpx.Response(500, text="x" * 100_000))
+    failure = failed(answer_text(500, "x" * 100_000))
     assert len(failure.message) <= MAX_MESSAGE_CHARS
     long_json = failed(answer(400, error_body(400, "y" * 100_000)))
     assert len(long_json.message) <= MAX_MESSAGE_CHARS
@@ -276,13 +283,14 @@ def test_key_scrubbed_from_message_and_provider_errors() -> None:
 
 
 @pytest.mark.parametrize("status", [201, 500])
-def test_key_scrubbed_from_non_json_bodies(status: int) -> None:
-    # The key straddles the truncation point: no prefix of it may survive either.
-    text = "a" * (MAX_MESSAGE_CHARS - 20) + KEY * 3
+def test_no_part_of_the_key_survives_truncation(status: int) -> None:
+    # Slide the key across the truncation point: it is scrubbed whole before any cut.
+    for pad in range(MAX_MESSAGE_CHARS - 60, MAX_MESSAGE_CHARS):
+        text = "a" * pad + KEY + "b" * 100
 
-    failure = failed(lambda request: httpx.Response(status, text=text))
+        failure = failed(answer_text(status, text))
 
-    assert "sk-t" not in failure.message
+        assert "sk-" not in failure.message, pad
 
 
 def test_key_scrubbed_from_network_failure_text() -> None:
@@ -318,3 +326,14 @@ def test_network_failure_kind_follows_whether_the_request_may_have_been_sent(
     assert failure.kind is kind
     assert failure.status is None
     assert words in failure.message
+
+
+def test_huge_provider_errors_are_cut_to_fit_a_job_record() -> None:
+    errors = [{"status": 400, "url": "u", "raw": {"page": "x" * 50_000}}] * 30
+
+    outcome = failed(answer(422, {"message": "bad", "provider_errors": errors}))
+
+    assert outcome.provider_errors is not None and len(outcome.provider_errors) == 10
+    assert len(json.dumps(outcome.provider_errors)) < 25_000
+    assert outcome.provider_errors[0]["raw"].endswith("(truncated)")
+    assert outcome.provider_errors[0]["status"] == 400
