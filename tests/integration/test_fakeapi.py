@@ -451,6 +451,12 @@ def test_delay_waits_first_so_the_ticket_appears_after_the_client_gave_up(
     assert _stats(control)["created_by_title"] == {"late": 1}
 
 
+def test_an_empty_script_changes_nothing(api: httpx.Client, control: httpx.Client) -> None:
+    _script(control, "plain")
+
+    assert api.post(TICKETS, json={"title": "plain"}).status_code == 201
+
+
 @pytest.mark.parametrize(
     "step",
     [
