@@ -15,9 +15,10 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
-from worker.celery_app import QUEUES, TASK_NAME, create_app
+from worker.celery_app import create_app
 from worker.contract import JobRecord, JobSpec, TicketCreate
-from worker.jobstore import JobStore, Lane
+from worker.dispatch import dispatch
+from worker.jobstore import Due, JobStore, Lane
 from worker.settings import Settings, get_settings
 from worker.validation import describe_validation_error
 
@@ -59,11 +60,7 @@ class JobHandle:
 class Producer:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.store = JobStore.from_url(
-            self.settings.redis_url,
-            succeeded_ttl=self.settings.succeeded_ttl,
-            lease_seconds=self.settings.lease_seconds,
-        )
+        self.store = JobStore.from_settings(self.settings)
         self._app: Celery = create_app(self.settings)
 
     def submit(
@@ -103,7 +100,7 @@ class Producer:
     def _enqueue(self, spec: JobSpec, lane: Lane) -> JobHandle:
         created = self.store.create(spec, lane)
         if created.is_new:
-            self._app.send_task(TASK_NAME, args=[created.job_id], queue=QUEUES[lane])
+            dispatch(self._app, self.store, [Due(created.job_id, lane)])
         return JobHandle(job_id=created.job_id, is_new=created.is_new, store=self.store)
 
 

@@ -121,6 +121,7 @@ class ErrorKind(StrEnum):
     INVALID = "invalid"  # the job never passed our own validation
     EXHAUSTED = "exhausted"  # retryable errors until max attempts ran out
     UNCERTAIN = "uncertain"  # parked after an ambiguous outcome, for a person to decide
+    POISON = "poison"  # the worker was lost every time it attempted this job
 
 
 class JobError(BaseModel):
@@ -154,6 +155,7 @@ class JobRecord(BaseModel):
     updated_at: float
     finished_at: float | None = None
     next_attempt_at: float | None = None
+    uncertain_since: float | None = None  # an attempt since then may have made the ticket
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape of ``ticketq status --json`` and ``find --json``."""

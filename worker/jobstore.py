@@ -22,9 +22,12 @@ from urllib.parse import quote
 import redis
 
 from worker.contract import JobError, JobRecord, JobSpec, JobState, TicketIds
+from worker.settings import Settings
 
 PREFIX = "ticketq"
+JOB_PREFIX = f"{PREFIX}:job:"
 FAILED_INDEX = f"{PREFIX}:failed"
+DUE_INDEX = f"{PREFIX}:due"
 Lane = Literal["interactive", "bulk"]
 
 
@@ -33,7 +36,7 @@ def _script(name: str) -> str:
 
 
 def job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
+    return f"{JOB_PREFIX}{job_id}"
 
 
 def _segment(value: str) -> str:
@@ -53,6 +56,11 @@ def batch_key(batch_id: str) -> str:
     return f"{PREFIX}:batch:{_segment(batch_id)}"
 
 
+def ticket_key(account_id: str, ticket_id: str) -> str:
+    """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
+    return f"{PREFIX}:ticket:{_segment(account_id)}:{_segment(ticket_id)}"
+
+
 @dataclass(frozen=True)
 class Created:
     job_id: str
@@ -67,31 +75,63 @@ class Claim:
     token: str
     spec_json: str
     attempts: int
+    uncertain_since: float | None  # an earlier attempt since then may have made the ticket
 
 
 @dataclass(frozen=True)
 class Refused:
-    """Why a delivery may not attempt a job: it is gone, done, or in flight elsewhere."""
+    """Why a delivery may not attempt a job: gone, done, in flight elsewhere, or not due."""
 
-    reason: Literal["missing", "final", "leased"]
+    reason: Literal["missing", "final", "leased", "not_due"]
     detail: str = ""
+
+
+class LeaseLost(RuntimeError):
+    """Another delivery took the job over; this one must not send anything more."""
+
+
+@dataclass(frozen=True)
+class Due:
+    job_id: str
+    lane: Lane
 
 
 class JobStore:
     """Reads and atomically transitions job records."""
 
-    def __init__(self, client: redis.Redis, *, succeeded_ttl: int, lease_seconds: int) -> None:
-        self._redis = client
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        succeeded_ttl: int,
+        lease_seconds: int,
+        requeue_after: float = 900.0,
+        max_lost_attempts: int = 3,
+    ) -> None:
+        self.redis = client
         self._succeeded_ttl = succeeded_ttl
         self._lease_seconds = lease_seconds
+        self._requeue_after = requeue_after
+        self._max_lost_attempts = max_lost_attempts
         self._create = client.register_script(_script("create.lua"))
+        self._sent = client.register_script(_script("sent.lua"))
         self._claim = client.register_script(_script("claim.lua"))
+        self._attempt = client.register_script(_script("attempt.lua"))
         self._transition = client.register_script(_script("transition.lua"))
+        self._due = client.register_script(_script("due.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, succeeded_ttl: int, lease_seconds: int) -> JobStore:
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, succeeded_ttl=succeeded_ttl, lease_seconds=lease_seconds)
+    def from_settings(cls, settings: Settings) -> JobStore:
+        client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, health_check_interval=30
+        )
+        return cls(
+            client,
+            succeeded_ttl=settings.succeeded_ttl,
+            lease_seconds=settings.lease_seconds,
+            requeue_after=settings.requeue_after,
+            max_lost_attempts=settings.max_lost_attempts,
+        )
 
     def create(self, spec: JobSpec, lane: Lane) -> Created:
         """Store a new queued job, or return the job an idempotency key already names."""
@@ -116,56 +156,130 @@ class JobStore:
             ref_key(spec.account_id, spec.ref) if spec.ref else "",
             batch_key(spec.batch_id) if spec.batch_id else "",
         ]
-        args = [job_id, *(item for pair in fields.items() for item in pair)]
+        keys.append(DUE_INDEX)
+        resend_at = _stamp(time.time() + self._requeue_after)
+        args = [job_id, resend_at, *(item for pair in fields.items() for item in pair)]
         found_id, is_new = self._create(keys=keys, args=args)
         return Created(job_id=found_id, is_new=bool(int(is_new)))
 
+    def confirm_sent(self, job_ids: list[str]) -> None:
+        """Their messages are on the queue: the scheduler need not send them."""
+        if job_ids:
+            self._sent(keys=[DUE_INDEX], args=[JOB_PREFIX, *job_ids])
+
+    def take_due(self, limit: int = 500) -> list[Due]:
+        """Jobs to (re)send now; each is handed to one caller, who must send and confirm."""
+        now = time.time()
+        flat = self._due(
+            keys=[DUE_INDEX],
+            args=[_stamp(now), _stamp(now + self._requeue_after), limit, JOB_PREFIX],
+        )
+        return [Due(job_id=flat[i], lane=flat[i + 1]) for i in range(0, len(flat), 2)]
+
     def get(self, job_id: str) -> JobRecord | None:
-        raw = cast(dict[str, str], self._redis.hgetall(job_key(job_id)))
+        raw = cast(dict[str, str], self.redis.hgetall(job_key(job_id)))
         return _record(job_id, raw) if raw else None
 
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         """The latest job submitted with this ref for this account."""
-        job_id = cast(str | None, self._redis.get(ref_key(account_id, ref)))
+        job_id = cast(str | None, self.redis.get(ref_key(account_id, ref)))
         return self.get(job_id) if job_id else None
 
     def failed_ids(self, limit: int = 100) -> list[str]:
         """Most recently failed first."""
-        return [str(job_id) for job_id in self._redis.zrevrange(FAILED_INDEX, 0, limit - 1)]
+        return [str(job_id) for job_id in self.redis.zrevrange(FAILED_INDEX, 0, limit - 1)]
 
     def claim(self, job_id: str) -> Claim | Refused:
         now = time.time()
         token = secrets.token_hex(8)
         answer = self._claim(
-            keys=[job_key(job_id)],
-            args=[_stamp(now), _stamp(now + self._lease_seconds), token],
+            keys=[job_key(job_id), DUE_INDEX, FAILED_INDEX],
+            args=[
+                _stamp(now),
+                _stamp(now + self._lease_seconds),
+                token,
+                job_id,
+                self._max_lost_attempts,
+            ],
         )
         if answer[0] == "ok":
-            return Claim(job_id=job_id, token=token, spec_json=answer[1], attempts=int(answer[2]))
+            return Claim(
+                job_id=job_id,
+                token=token,
+                spec_json=answer[1],
+                attempts=int(answer[2]),
+                uncertain_since=float(answer[3]) if answer[3] else None,
+            )
         return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
 
     def count_attempt(self, claim: Claim) -> int:
-        """Record one request about to be sent; returns the job's attempts so far."""
-        key = job_key(claim.job_id)
-        with self._redis.pipeline() as pipe:
-            pipe.hincrby(key, "attempts", 1)
-            pipe.hset(key, "updated_at", _now())
-            attempts, _ = pipe.execute()
-        return int(attempts)
+        """Record one request about to be sent and renew the lease for it.
+
+        Raises ``LeaseLost`` if another delivery took the job over meanwhile: sending now
+        could make a second ticket.
+        """
+        now = time.time()
+        attempts = int(
+            self._attempt(
+                keys=[job_key(claim.job_id), DUE_INDEX],
+                args=[claim.token, _stamp(now), _stamp(now + self._lease_seconds), claim.job_id],
+            )
+        )
+        if attempts < 0:
+            raise LeaseLost(claim.job_id)
+        return attempts
 
     def succeed(self, claim: Claim, spec: JobSpec, ticket: TicketIds) -> str:
-        fields = {"ticket_id": ticket.id, "remote_id": ticket.remote_id or "", "error": ""}
-        return self._move(claim, spec, JobState.SUCCEEDED, fields)
+        fields = {
+            "ticket_id": ticket.id,
+            "remote_id": ticket.remote_id or "",
+            "error": "",
+            "uncertain_since": "",
+        }
+        owner = ticket_key(spec.account_id, ticket.id)
+        return self._move(claim, spec, JobState.SUCCEEDED, fields, ticket_index=owner)
 
-    def retry_later(self, claim: Claim, spec: JobSpec, error: JobError, delay: float) -> str:
-        fields = {"error": error.model_dump_json(), "next_attempt_at": _stamp(time.time() + delay)}
-        return self._move(claim, spec, JobState.RETRYING, fields)
+    def retry_later(
+        self,
+        claim: Claim,
+        spec: JobSpec,
+        error: JobError,
+        delay: float,
+        *,
+        uncertain_since: float | None = None,
+        unsent: bool = False,
+    ) -> str:
+        """Back to waiting; ``unsent`` takes back the attempt counted for a request that was
+        never made, and ``uncertain_since`` marks that the ticket may already exist."""
+        fields = {"error": error.model_dump_json()}
+        if uncertain_since is not None:
+            fields["uncertain_since"] = _stamp(uncertain_since)
+        return self._move(
+            claim,
+            spec,
+            JobState.RETRYING,
+            fields,
+            due_at=time.time() + delay,
+            unsent=unsent,
+        )
 
     def fail(self, claim: Claim, spec: JobSpec | None, error: JobError) -> str:
         return self._move(claim, spec, JobState.FAILED, {"error": error.model_dump_json()})
 
+    def owner_of(self, account_id: str, ticket_id: str) -> str | None:
+        """The job that created or adopted this ticket, if ticketq knows one."""
+        return cast(str | None, self.redis.get(ticket_key(account_id, ticket_id)))
+
     def _move(
-        self, claim: Claim, spec: JobSpec | None, state: JobState, fields: dict[str, str]
+        self,
+        claim: Claim,
+        spec: JobSpec | None,
+        state: JobState,
+        fields: dict[str, str],
+        *,
+        due_at: float | None = None,
+        unsent: bool = False,
+        ticket_index: str = "",
     ) -> str:
         """Apply a transition; returns "ok" or why it was refused (lost lease, already final)."""
         ref = ref_key(spec.account_id, spec.ref) if spec and spec.ref else ""
@@ -174,10 +288,19 @@ class JobStore:
             if spec and spec.idempotency_key
             else ""
         )
-        args: list[str | int] = [claim.token, state, _now(), self._succeeded_ttl]
+        args: list[str | int] = [
+            claim.token,
+            state,
+            _now(),
+            self._succeeded_ttl,
+            claim.job_id,
+            _stamp(due_at) if due_at is not None else "",
+            "1" if unsent else "0",
+        ]
         args += [item for pair in fields.items() for item in pair]
         result: str = self._transition(
-            keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem], args=args
+            keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem, DUE_INDEX, ticket_index],
+            args=args,
         )
         return result
 
@@ -201,7 +324,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
     optional: dict[str, Any] = {
         name: raw[name] for name in ("ref", "idempotency_key", "batch_id") if name in raw
     }
-    for name in ("finished_at", "next_attempt_at"):
+    for name in ("finished_at", "next_attempt_at", "uncertain_since"):
         if name in raw:
             optional[name] = float(raw[name])
     return JobRecord(

@@ -16,6 +16,7 @@ deliver the message twice.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,10 +71,13 @@ class RetryPolicy:
         settings: Settings,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._settings = settings
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
+        # Set when the worker is shutting down: no more in-process waits, hand back instead.
+        self._stopping = stopping if stopping is not None else threading.Event()
 
     def delay_for(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after ``attempt`` attempts; never below Retry-After, up to the cap.
@@ -117,10 +121,15 @@ class RetryPolicy:
         def wait(state: RetryCallState) -> float:
             return self.delay_for(attempts(state), _retry_after(state))
 
+        started = time.monotonic()
+
         def stop(state: RetryCallState) -> bool:
             # tenacity computes the wait before asking whether to stop, so the delay is known.
             too_long = state.upcoming_sleep > self._settings.inprocess_max_delay
-            return too_long or attempts(state) >= max_attempts
+            # A delivery that has used a lease's worth of time hands back, so no delivery
+            # outlives two leases (settings keep that below the visibility timeout).
+            spent = time.monotonic() - started >= self._settings.lease_seconds
+            return too_long or spent or attempts(state) >= max_attempts or self._stopping.is_set()
 
         retrying = Retrying(
             sleep=self._sleep,

@@ -1,19 +1,23 @@
 """What one delivery of a job does: claim it, send it, and record what came of it.
 
-Kept apart from Celery so that the decisions (retry now, hand back to the queue, fail,
-succeed) are plain code, and the task stays a thin adapter.
+Kept apart from Celery so that the decisions (retry now, wait and try later, adopt a ticket
+found by reconciliation, fail) are plain code, and the task stays a thin adapter. Every
+wait longer than an in-process retry is recorded as ``retrying`` with the moment it is
+due; the scheduler sends it back to the queue then, so no worker slot sleeps for long.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from worker.contract import ErrorKind, JobError, JobSpec, TicketCreate
-from worker.jobstore import Claim, JobStore, Refused, spec_from_claim
+from worker.jobstore import Claim, JobStore, LeaseLost, Refused, spec_from_claim
+from worker.keyhealth import KeyHealth
+from worker.reconcile import TicketLister, find_created
 from worker.retry import RetryPolicy
 from worker.settings import Settings
 from worker.stackone import Created, Failed, Outcome
@@ -22,102 +26,159 @@ from worker.validation import describe_validation_error
 log = logging.getLogger("ticketq.worker")
 
 
-class TicketApi(Protocol):
-    """What the runner needs of StackOne: one create call that never raises."""
+class TicketApi(TicketLister, Protocol):
+    """What the runner needs of StackOne: create (never raises) and list, for reconciling."""
 
     def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome: ...
 
 
-@dataclass(frozen=True)
-class Requeue:
-    """Send the job back to the queue to be attempted again after ``delay`` seconds."""
-
-    delay: float
-
-
 class JobRunner:
     def __init__(
-        self, settings: Settings, store: JobStore, client: TicketApi, policy: RetryPolicy
+        self,
+        settings: Settings,
+        store: JobStore,
+        api: TicketApi,
+        policy: RetryPolicy,
+        key_health: KeyHealth,
     ) -> None:
         self._settings = settings
         self._store = store
-        self._client = client
+        self._api = api
         self._policy = policy
+        self._key_health = key_health
 
-    def run(self, job_id: str) -> Requeue | None:
+    def run(self, job_id: str) -> None:
         claim = self._store.claim(job_id)
         if isinstance(claim, Refused):
-            # A redelivery of a finished job, or one still leased by another worker: sending
-            # it again could make a second ticket, so this delivery does nothing.
+            # A redelivery of a finished job, one still leased by another worker, or an
+            # early stray message: sending now could make a second ticket, so do nothing.
             log.info("job %s not attempted: %s %s", job_id, claim.reason, claim.detail)
-            return None
+            return
         try:
             spec = spec_from_claim(claim)
         except ValidationError as exc:
             error = JobError(kind=ErrorKind.INVALID, message=describe_validation_error(exc))
-            self._store.fail(claim, None, error)
-            log.warning("job %s failed: %s", job_id, error.message)
-            return None
-        if claim.attempts >= self._settings.max_attempts:
-            # Redelivered after its last attempt was cut off (worker killed mid-request):
-            # that attempt may have created the ticket, so a person must decide.
-            error = JobError(
-                kind=ErrorKind.UNCERTAIN,
-                message=f"all {claim.attempts} attempts used; the outcome of the last one is "
-                "unknown (its worker stopped during it)",
-            )
-            self._report(claim, self._store.fail(claim, spec, error), "parked as uncertain")
-            return None
-        return self._attempt(claim, spec)
+            self._report(claim, self._store.fail(claim, None, error), f"failed: {error.message}")
+            return
+        try:
+            self._deliver(claim, spec)
+        except LeaseLost:
+            log.warning("job %s: lease lost to another delivery; stopped before sending", job_id)
 
-    def _attempt(self, claim: Claim, spec: JobSpec) -> Requeue | None:
+    def _deliver(self, claim: Claim, spec: JobSpec) -> None:
+        pause = self._key_health.paused()
+        if pause is not None:
+            error = JobError(
+                kind=ErrorKind.BAD_CREDENTIALS,
+                status=pause.status,
+                message=f"waiting: StackOne refused the API key ({pause.message})",
+            )
+            delay = pause.until - time.time() + self._policy.delay_for(1, None)
+            self._retry_later(claim, spec, error, delay, claim.uncertain_since)
+            return
+        if claim.uncertain_since is not None and not self._settle_uncertainty(claim, spec):
+            return
+        if claim.attempts >= self._settings.max_attempts:
+            self._give_up(claim, spec, claim.attempts, None)
+            return
+        self._attempt(claim, spec)
+
+    def _settle_uncertainty(self, claim: Claim, spec: JobSpec) -> bool:
+        """An earlier attempt may have created the ticket. True if sending again is right."""
+        since = claim.uncertain_since
+        assert since is not None
+        policy = self._settings.on_ambiguous
+        if policy == "park":
+            self._park(claim, spec, "an earlier attempt may have created the ticket")
+            return False
+        if policy == "retry":
+            return True
+        found = find_created(
+            self._api, self._store, claim.job_id, spec, since, self._settings.reconcile_pages
+        )
+        if isinstance(found, Failed):
+            error = found.to_error().model_copy(
+                update={"message": f"reconciling before sending again: {found.message}"}
+            )
+            self._retry_later(
+                claim, spec, error, self._policy.delay_for(claim.attempts, None), since
+            )
+            return False
+        if found is not None:
+            result = self._store.succeed(claim, spec, found)
+            self._report(claim, result, f"succeeded: adopted existing ticket {found.id}")
+            return False
+        log.info("job %s: no ticket found since the uncertain attempt; sending again", claim.job_id)
+        return True
+
+    def _attempt(self, claim: Claim, spec: JobSpec) -> None:
+        sent_at = time.time()
+
         def send() -> Outcome:
+            nonlocal sent_at
             self._store.count_attempt(claim)
-            return self._client.create_ticket(spec.account_id, spec.ticket)
+            sent_at = time.time()
+            return self._api.create_ticket(spec.account_id, spec.ticket)
 
         result = self._policy.run(send, attempts_before=claim.attempts)
         outcome = result.outcome
         if isinstance(outcome, Created):
+            self._key_health.accepted()
             self._report(claim, self._store.succeed(claim, spec, outcome.ticket), "succeeded")
-            return None
-        return self._after_failure(claim, spec, outcome, result.attempts, result.next_delay)
+            return
+        error = outcome.to_error()
+        if outcome.kind is ErrorKind.BAD_CREDENTIALS:
+            pause = self._key_health.refused(outcome.status, outcome.message)
+            # The key, not the job: the attempt does not count against the job.
+            self._retry_later(claim, spec, error, pause.until - time.time(), None, unsent=True)
+            return
+        if outcome.kind is ErrorKind.TERMINAL or outcome.kind is ErrorKind.INVALID:
+            self._report(claim, self._store.fail(claim, spec, error), f"failed: {error.message}")
+            return
+        uncertain = sent_at if outcome.kind is ErrorKind.AMBIGUOUS else claim.uncertain_since
+        if outcome.kind is ErrorKind.AMBIGUOUS and self._settings.on_ambiguous == "park":
+            self._park(claim, spec, error.message)
+        elif result.attempts >= self._settings.max_attempts:
+            self._give_up(claim, spec, result.attempts, error)
+        else:
+            delay = result.next_delay
+            if delay is None:  # ambiguous under reconcile: never retried in-process
+                delay = self._policy.delay_for(result.attempts, outcome.retry_after)
+            self._retry_later(claim, spec, error, delay, uncertain)
 
-    def _after_failure(
+    def _retry_later(
         self,
         claim: Claim,
         spec: JobSpec,
-        failure: Failed,
-        attempts: int,
-        next_delay: float | None,
-    ) -> Requeue | None:
-        error = failure.to_error()
-        attempts_left = attempts < self._settings.max_attempts
-        if failure.kind is ErrorKind.BAD_CREDENTIALS and attempts_left:
-            # The key is wrong, not the job: keep the job and try it much later.
-            log.error("StackOne refused the API key (%s): %s", failure.status, failure.message)
-            return self._requeue(claim, spec, error, self._settings.backoff_max)
-        if failure.kind is ErrorKind.AMBIGUOUS and self._settings.on_ambiguous == "park":
-            parked = error.model_copy(update={"kind": ErrorKind.UNCERTAIN})
-            self._report(claim, self._store.fail(claim, spec, parked), "parked as uncertain")
-            return None
-        if next_delay is not None:
-            return self._requeue(claim, spec, error, next_delay)
-        if self._policy.is_retryable(failure) or failure.kind is ErrorKind.BAD_CREDENTIALS:
-            error = error.model_copy(
-                update={
-                    "kind": ErrorKind.EXHAUSTED,
-                    "message": f"gave up after {attempts} attempts; last error: {error.message}",
-                }
-            )
-        self._report(claim, self._store.fail(claim, spec, error), f"failed: {error.message}")
-        return None
+        error: JobError,
+        delay: float,
+        uncertain_since: float | None,
+        *,
+        unsent: bool = False,
+    ) -> None:
+        result = self._store.retry_later(
+            claim, spec, error, max(delay, 0.0), uncertain_since=uncertain_since, unsent=unsent
+        )
+        self._report(claim, result, f"retrying in {delay:.1f}s: {error.message}")
 
-    def _requeue(
-        self, claim: Claim, spec: JobSpec, error: JobError, delay: float
-    ) -> Requeue | None:
-        result = self._store.retry_later(claim, spec, error, delay)
-        self._report(claim, result, f"retrying in {delay:.1f}s")
-        return Requeue(delay=delay) if result == "ok" else None
+    def _give_up(self, claim: Claim, spec: JobSpec, attempts: int, last: JobError | None) -> None:
+        if claim.uncertain_since is not None or (last and last.kind is ErrorKind.AMBIGUOUS):
+            why = last.message if last else "the worker was lost during the last attempt"
+            self._park(claim, spec, f"all {attempts} attempts used; {why}")
+            return
+        assert last is not None
+        error = last.model_copy(
+            update={
+                "kind": ErrorKind.EXHAUSTED,
+                "message": f"gave up after {attempts} attempts; last error: {last.message}",
+            }
+        )
+        self._report(claim, self._store.fail(claim, spec, error), f"failed: {error.message}")
+
+    def _park(self, claim: Claim, spec: JobSpec, why: str) -> None:
+        """Leave the decision to a person: the ticket may or may not exist."""
+        error = JobError(kind=ErrorKind.UNCERTAIN, message=f"the ticket may exist: {why}")
+        self._report(claim, self._store.fail(claim, spec, error), "parked as uncertain")
 
     @staticmethod
     def _report(claim: Claim, result: str, what: str) -> None:

@@ -7,6 +7,7 @@ environment to the child, which builds its own ``Settings`` from it.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
@@ -14,7 +15,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-AmbiguousPolicy = Literal["retry", "park"]
+AmbiguousPolicy = Literal["reconcile", "retry", "park"]
+
+
+LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
 
 
 def ticketq_version() -> str:
@@ -88,17 +92,51 @@ class Settings(BaseSettings):
         "go back to the queue so no worker slot sleeps for long.",
     )
     on_ambiguous: AmbiguousPolicy = Field(
-        default="retry",
+        default="reconcile",
         validation_alias=_env("TICKETQ_ON_AMBIGUOUS"),
-        description="What to do when the ticket may exist (408, timeout after sending): "
-        "`retry` sends again, `park` ends the job failed with reason `uncertain`.",
+        description="When the ticket may exist (408, timeout after sending, a worker lost "
+        "mid-request): `reconcile` looks for it in the account's recent tickets and adopts a "
+        "match before sending again, `retry` sends again, `park` ends the job failed with "
+        "kind `uncertain`.",
+    )
+    max_lost_attempts: int = Field(
+        default=3,
+        ge=1,
+        validation_alias=_env("TICKETQ_MAX_LOST_ATTEMPTS"),
+        description="Attempts cut off by a dying worker before the job is failed as poison.",
+    )
+    auth_pause: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_AUTH_PAUSE"),
+        description="Seconds every worker stops sending with a key StackOne refused (401/403) "
+        "before one job probes it again.",
+    )
+    scheduler_interval: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_SCHEDULER_INTERVAL"),
+        description="Seconds between looks for due retries and jobs whose worker was lost.",
+    )
+    requeue_after: float = Field(
+        default=900.0,
+        gt=0,
+        validation_alias=_env("TICKETQ_REQUEUE_AFTER"),
+        description="A job sent to the queue but not claimed within this many seconds is "
+        "sent again, in case its message was lost (duplicates are harmless: one claim wins).",
+    )
+    reconcile_pages: int = Field(
+        default=20,
+        ge=1,
+        validation_alias=_env("TICKETQ_RECONCILE_PAGES"),
+        description="Pages of 100 recent tickets read when reconciling before giving up.",
     )
     visibility_timeout: int = Field(
         default=3600,
         ge=60,
         validation_alias=_env("TICKETQ_VISIBILITY_TIMEOUT"),
         description="Seconds before Redis redelivers an unacknowledged message. Must exceed "
-        "the longest attempt plus the longest retry delay, on every worker alike.",
+        "the longest delivery (checked at start-up), on every worker alike.",
     )
     worker_concurrency: int = Field(
         default=16,
@@ -115,20 +153,23 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _delays_fit_visibility_timeout(self) -> Settings:
-        """A retry that outlives the visibility timeout would be delivered twice."""
-        longest = self.backoff_max + self.connect_timeout + self.read_timeout
+    def _delivery_fits_visibility_timeout(self) -> Settings:
+        """A delivery still running when the visibility timeout ends is delivered twice."""
+        longest = 2 * self.lease_seconds
         if longest >= self.visibility_timeout:
             raise ValueError(
-                f"TICKETQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "
-                f"TICKETQ_BACKOFF_MAX + connect + read timeouts ({longest:.0f}s)"
+                f"TICKETQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the "
+                f"longest delivery, 2 x (connect + read timeouts + "
+                f"TICKETQ_INPROCESS_MAX_DELAY + {LEASE_SLACK}s) = {longest:.0f}s"
             )
         return self
 
     @property
     def lease_seconds(self) -> int:
-        """How long a claimed attempt stays exclusive: one full request plus slack."""
-        return int(self.connect_timeout + self.read_timeout) + 30
+        """How long one attempt stays exclusive; renewed before every request it sends."""
+        return math.ceil(
+            self.connect_timeout + self.read_timeout + self.inprocess_max_delay + LEASE_SLACK
+        )
 
     @property
     def user_agent(self) -> str:

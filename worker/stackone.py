@@ -11,11 +11,12 @@ scrubbed from every text this module produces, in case a server or a proxy echoe
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -105,6 +106,15 @@ def kind_for_status(status: int) -> ErrorKind:
     return ErrorKind.TERMINAL
 
 
+LIST_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    tickets: list[dict[str, Any]]
+    next: str | None
+
+
 class StackOneClient:
     """One per worker process, shared by its threads (``httpx.Client`` is thread-safe)."""
 
@@ -158,6 +168,36 @@ class StackOneClient:
         except httpx.RequestError as exc:
             return self._network_failure(exc)
         return self._from_response(response)
+
+    def list_tickets(
+        self, account_id: str, updated_after: float, cursor: str | None = None
+    ) -> TicketPage | Failed:
+        """One page of the account's tickets updated after a moment, for reconciliation.
+
+        A read changes nothing, so every failure to read is simply worth retrying later.
+        """
+        params = {
+            "filter[updated_after]": datetime.fromtimestamp(updated_after, UTC).isoformat(),
+            "page_size": str(LIST_PAGE_SIZE),
+        }
+        if cursor:
+            params["next"] = cursor
+        try:
+            response = self._http.get(
+                TICKETS_PATH, params=params, headers={"x-account-id": account_id}
+            )
+        except httpx.RequestError as exc:
+            failure = self._network_failure(exc)
+            return dataclasses.replace(failure, kind=ErrorKind.RETRYABLE)
+        body = _json_object(response)
+        if response.status_code == 200 and body is not None and isinstance(body.get("data"), list):
+            tickets = [item for item in body["data"] if isinstance(item, dict)]
+            following = body.get("next")
+            return TicketPage(tickets, following if isinstance(following, str) else None)
+        outcome = self._from_response(response)
+        if isinstance(outcome, Failed):
+            return outcome
+        return self._failed(ErrorKind.RETRYABLE, f"unexpected list answer: {response.text[:200]}")
 
     def close(self) -> None:
         self._http.close()
@@ -293,11 +333,11 @@ def _ticket_ids(body: dict[str, Any] | None) -> TicketIds | None:
     data = body.get("data") if body is not None else None
     if not isinstance(data, dict):
         return None
-    ticket_id, remote_id = _as_id(data.get("id")), _as_id(data.get("remote_id"))
+    ticket_id, remote_id = as_id(data.get("id")), as_id(data.get("remote_id"))
     return TicketIds(id=ticket_id, remote_id=remote_id) if ticket_id else None
 
 
-def _as_id(value: Any) -> str | None:
+def as_id(value: Any) -> str | None:
     """Ids are strings in the spec; a provider's numeric id is kept as its decimal text."""
     if isinstance(value, str):
         return value or None

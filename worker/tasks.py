@@ -1,4 +1,5 @@
-"""The Celery task: a thin adapter from a queue message to ``JobRunner``.
+"""The Celery task, a thin adapter from a queue message to ``JobRunner``, and the worker's
+start and stop hooks (the scheduler thread; no new in-process waits once stopping).
 
 A message carries only the job id; the ticket body lives in the job record, so the API key
 and the payload never travel through the broker together and a message stays tiny.
@@ -10,14 +11,19 @@ import logging
 import threading
 from typing import Any
 
+from celery.signals import worker_ready, worker_shutting_down
+
 from worker.celery_app import TASK_NAME, app
 from worker.jobstore import JobStore
+from worker.keyhealth import KeyHealth
 from worker.retry import RetryPolicy
 from worker.runner import JobRunner
+from worker.scheduler import Scheduler
 from worker.settings import get_settings
 from worker.stackone import StackOneClient
 
 log = logging.getLogger("ticketq.worker")
+stopping = threading.Event()
 _runner: JobRunner | None = None
 _runner_lock = threading.Lock()
 
@@ -28,21 +34,31 @@ def runner() -> JobRunner:
     with _runner_lock:
         if _runner is None:
             settings = get_settings()
-            store = JobStore.from_url(
-                settings.redis_url,
-                succeeded_ttl=settings.succeeded_ttl,
-                lease_seconds=settings.lease_seconds,
-            )
-            _runner = JobRunner(settings, store, StackOneClient(settings), RetryPolicy(settings))
+            store = JobStore.from_settings(settings)
+            api = StackOneClient(settings)
+            assert settings.stackone_api_key is not None  # StackOneClient checked it
+            health = KeyHealth(store.redis, settings.stackone_api_key, settings.auth_pause)
+            policy = RetryPolicy(settings, stopping=stopping)
+            _runner = JobRunner(settings, store, api, policy, health)
         return _runner
 
 
-@app.task(name=TASK_NAME, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
-def create_ticket(self: Any, job_id: object) -> None:
+@app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
+def create_ticket(job_id: object) -> None:
     if not isinstance(job_id, str):
         # Not ours to fail: there is no record to write to. Drop it, loudly.
         log.error("dropped a message whose job id is not a string: %r", job_id)
         return
-    decision = runner().run(job_id)
-    if decision is not None:
-        raise self.retry(countdown=decision.delay)
+    runner().run(job_id)
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_scheduler(**_: Any) -> None:
+    settings = get_settings()
+    Scheduler(app, JobStore.from_settings(settings), settings.scheduler_interval, stopping).start()
+
+
+@worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _stop_waiting(**_: Any) -> None:
+    # Tasks in flight finish their current request; none starts an in-process wait.
+    stopping.set()

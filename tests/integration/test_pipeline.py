@@ -129,7 +129,7 @@ def test_the_api_key_is_never_written_to_redis_or_worker_logs(
 ) -> None:
     producer.submit(ACCOUNT, {"title": title}).wait(timeout=30)
     key = stack.config.api_key
-    client = producer.store._redis
+    client = producer.store.redis
 
     for name in client.scan_iter(count=1000):
         kind = client.type(name)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import time
+from unittest.mock import ANY
 
 import pytest
 import redis
 
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
-from worker.jobstore import FAILED_INDEX, Claim, JobStore, Refused, job_key, spec_from_claim
+from worker.jobstore import (
+    DUE_INDEX,
+    FAILED_INDEX,
+    Claim,
+    Due,
+    JobStore,
+    LeaseLost,
+    Refused,
+    job_key,
+    spec_from_claim,
+)
 
 TTL = 3600
 
@@ -142,7 +153,7 @@ def test_retrying_records_the_error_and_when_the_next_attempt_is_due(store: JobS
     assert record.error == error
     assert record.next_attempt_at is not None
     assert 25 < record.next_attempt_at - time.time() <= 30
-    assert isinstance(store.claim(claim.job_id), Claim)
+    assert store.claim(claim.job_id) == Refused(reason="not_due", detail=ANY)
 
 
 def test_a_failed_job_is_listed_and_kept_without_expiry(
@@ -164,3 +175,88 @@ def test_a_failed_job_is_listed_and_kept_without_expiry(
     assert redis_client.zscore(FAILED_INDEX, claim.job_id) is not None
     record = store.get(claim.job_id)
     assert record is not None and record.error == error
+
+
+def test_a_new_job_waits_in_the_due_index_until_its_message_is_confirmed_sent(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_id = store.create(spec(), "bulk").job_id
+    assert redis_client.zscore(DUE_INDEX, job_id) is not None
+
+    store.confirm_sent([job_id])
+
+    assert redis_client.zscore(DUE_INDEX, job_id) is None
+
+
+def test_confirming_a_send_keeps_the_lease_of_a_job_already_claimed(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    claim = claimed(store, spec())
+
+    store.confirm_sent([claim.job_id])
+
+    assert redis_client.zscore(DUE_INDEX, claim.job_id) is not None
+
+
+def test_due_jobs_are_handed_out_once_and_retries_become_queued(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, requeue_after=600)
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+    error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
+    store.retry_later(claim, job_spec, error, delay=0)
+    never_sent = store.create(spec(), "bulk").job_id
+    redis_client.zadd(DUE_INDEX, {never_sent: 0})
+
+    first, again = store.take_due(), store.take_due()
+
+    assert sorted(first, key=lambda d: d.lane) == [
+        Due(never_sent, "bulk"),
+        Due(claim.job_id, "interactive"),
+    ]
+    assert again == []
+    record = store.get(claim.job_id)
+    assert record is not None and record.state == JobState.QUEUED
+    assert isinstance(store.claim(claim.job_id), Claim)
+
+
+def test_a_running_job_becomes_due_when_its_lease_runs_out(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
+    claim = claimed(store, spec())
+    time.sleep(0.01)
+
+    assert store.take_due() == [Due(claim.job_id, "interactive")]
+
+
+def test_finished_jobs_leave_the_due_index(store: JobStore, redis_client: redis.Redis) -> None:
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+
+    store.succeed(claim, job_spec, TicketIds(id="t-1"))
+
+    assert redis_client.zcard(DUE_INDEX) == 0
+
+
+def test_an_attempt_after_the_lease_was_taken_over_is_refused(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
+    old = claimed(store, spec())
+    time.sleep(0.01)
+    assert isinstance(store.claim(old.job_id), Claim)
+
+    with pytest.raises(LeaseLost):
+        store.count_attempt(old)
+
+
+def test_a_taken_over_job_remembers_when_the_lost_attempt_began(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
+    old = claimed(store, spec())
+    store.count_attempt(old)
+    time.sleep(0.01)
+
+    new = store.claim(old.job_id)
+
+    assert isinstance(new, Claim) and new.uncertain_since is not None
+    assert new.uncertain_since == pytest.approx(time.time(), abs=5)

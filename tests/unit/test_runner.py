@@ -1,35 +1,48 @@
 """What one delivery of a job decides, with a real job store and a scripted StackOne.
 
-The HTTP side is replaced by a list of outcomes here; the integration tests run the same
-decisions against real HTTP and a real worker process.
+The HTTP side is replaced by scripted outcomes here; the integration and chaos tests run
+the same decisions against real HTTP and real worker processes.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
-from worker.contract import ErrorKind, JobSpec, JobState, TicketCreate, TicketIds
-from worker.jobstore import JobStore, job_key
+from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
+from worker.jobstore import DUE_INDEX, Claim, JobStore, job_key
+from worker.keyhealth import KeyHealth
 from worker.retry import RetryPolicy
-from worker.runner import JobRunner, Requeue
+from worker.runner import JobRunner
 from worker.settings import Settings
-from worker.stackone import Created, Failed, Outcome
+from worker.stackone import Created, Failed, Outcome, TicketPage
+
+TITLE = "Checkout is down"
 
 
 class ScriptedStackOne:
     """Answers each create with the next scripted outcome and remembers what was sent."""
 
-    def __init__(self, *outcomes: Outcome) -> None:
+    def __init__(self, *outcomes: Outcome, listed: list[dict[str, Any]] | None = None) -> None:
         self.outcomes = list(outcomes)
+        self.listed = listed or []
         self.sent: list[tuple[str, TicketCreate]] = []
+        self.list_calls = 0
 
     def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome:
         self.sent.append((account_id, ticket))
         return self.outcomes.pop(0)
+
+    def list_tickets(
+        self, account_id: str, updated_after: float, cursor: str | None = None
+    ) -> TicketPage | Failed:
+        self.list_calls += 1
+        return TicketPage(self.listed, None)
 
 
 CREATED = Created(ticket=TicketIds(id="t-1", remote_id="PROJ-1"))
@@ -39,109 +52,177 @@ def failure(kind: ErrorKind, status: int | None = None, **extra: Any) -> Failed:
     return Failed(kind=kind, message=f"{kind} {status}", status=status, **extra)
 
 
-def make_runner(
-    redis_client: redis.Redis, api: ScriptedStackOne, **overrides: Any
-) -> tuple[JobRunner, JobStore]:
-    settings = Settings.model_validate(
-        {"TICKETQ_MAX_ATTEMPTS": 3, "TICKETQ_INPROCESS_MAX_DELAY": 0, **overrides}
-    )
-    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
-    policy = RetryPolicy(settings, rng=random.Random(1), sleep=lambda _: None)
-    return JobRunner(settings, store, api, policy), store
+class Harness:
+    def __init__(self, redis_client: redis.Redis, api: ScriptedStackOne, **overrides: Any):
+        self.settings = Settings.model_validate(
+            {"TICKETQ_MAX_ATTEMPTS": 3, "TICKETQ_INPROCESS_MAX_DELAY": 0, **overrides}
+        )
+        self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+        self.health = KeyHealth(redis_client, SecretStr("sk-test"), pause_seconds=30)
+        policy = RetryPolicy(self.settings, rng=random.Random(1), sleep=lambda _: None)
+        self.api = api
+        self.runner = JobRunner(self.settings, self.store, api, policy, self.health)
+        self.redis = redis_client
 
+    def submit(self) -> str:
+        spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": TITLE}})
+        return self.store.create(spec, "interactive").job_id
 
-def submit(store: JobStore) -> str:
-    spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "t"}})
-    return store.create(spec, "interactive").job_id
+    def run(self, job_id: str) -> JobRecord:
+        self.runner.run(job_id)
+        record = self.store.get(job_id)
+        assert record is not None
+        return record
+
+    def due_at(self, job_id: str) -> float | None:
+        return self.redis.zscore(DUE_INDEX, job_id)
 
 
 def test_a_created_ticket_ends_the_job_succeeded(redis_client: redis.Redis) -> None:
-    runner, store = make_runner(redis_client, ScriptedStackOne(CREATED))
-    job_id = submit(store)
+    h = Harness(redis_client, ScriptedStackOne(CREATED))
+    job_id = h.submit()
 
-    assert runner.run(job_id) is None
+    record = h.run(job_id)
 
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.SUCCEEDED
-    assert record.ticket == CREATED.ticket
+    assert record.state == JobState.SUCCEEDED and record.ticket == CREATED.ticket
+    assert h.due_at(job_id) is None
 
 
-def test_a_long_wait_hands_the_job_back_to_the_queue(redis_client: redis.Redis) -> None:
-    api = ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after=30.0))
-    runner, store = make_runner(redis_client, api)
-    job_id = submit(store)
+def test_a_long_wait_is_recorded_as_retrying_and_scheduled(redis_client: redis.Redis) -> None:
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after=30.0)))
+    job_id = h.submit()
 
-    decision = runner.run(job_id)
+    record = h.run(job_id)
 
-    assert isinstance(decision, Requeue) and decision.delay >= 30.0
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.RETRYING
+    assert record.state == JobState.RETRYING and record.attempts == 1
+    assert record.next_attempt_at is not None and record.next_attempt_at >= time.time() + 29
+    assert h.due_at(job_id) == pytest.approx(record.next_attempt_at)
 
 
 def test_a_finished_job_redelivered_is_not_sent_again(redis_client: redis.Redis) -> None:
-    api = ScriptedStackOne(CREATED)
-    runner, store = make_runner(redis_client, api)
-    job_id = submit(store)
-    runner.run(job_id)
+    h = Harness(redis_client, ScriptedStackOne(CREATED))
+    job_id = h.submit()
+    h.run(job_id)
 
-    assert runner.run(job_id) is None
-    assert len(api.sent) == 1
+    h.run(job_id)
+
+    assert len(h.api.sent) == 1
 
 
 def test_ambiguous_outcomes_are_parked_when_the_policy_says_park(
     redis_client: redis.Redis,
 ) -> None:
-    api = ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408))
-    runner, store = make_runner(redis_client, api, TICKETQ_ON_AMBIGUOUS="park")
-    job_id = submit(store)
+    h = Harness(
+        redis_client,
+        ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408)),
+        TICKETQ_ON_AMBIGUOUS="park",
+    )
 
-    runner.run(job_id)
+    record = h.run(h.submit())
 
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.FAILED
+    assert record.state == JobState.FAILED
     assert record.error is not None and record.error.kind == ErrorKind.UNCERTAIN
-    assert len(api.sent) == 1
+    assert len(h.api.sent) == 1
 
 
-def test_bad_credentials_keep_the_job_for_later(redis_client: redis.Redis) -> None:
-    runner, store = make_runner(redis_client, ScriptedStackOne(failure(ErrorKind.BAD_CREDENTIALS)))
-    job_id = submit(store)
-
-    decision = runner.run(job_id)
-
-    assert decision == Requeue(delay=Settings().backoff_max)
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.RETRYING
-
-
-def test_a_job_redelivered_after_its_last_attempt_was_cut_off_is_parked_unsent(
+def test_an_ambiguous_outcome_is_reconciled_by_adopting_the_listed_ticket(
     redis_client: redis.Redis,
 ) -> None:
-    api = ScriptedStackOne()
-    runner, store = make_runner(redis_client, api, TICKETQ_MAX_ATTEMPTS=1)
-    job_id = submit(store)
-    redis_client.hset(job_key(job_id), mapping={"attempts": 1})
+    listed = [{"id": "t-9", "remote_id": "PROJ-9", "title": TITLE}]
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408), listed=listed))
+    job_id = h.submit()
 
-    runner.run(job_id)
+    waiting = h.run(job_id)
+    assert waiting.state == JobState.RETRYING and waiting.uncertain_since is not None
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
 
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.FAILED
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED
+    assert record.ticket == TicketIds(id="t-9", remote_id="PROJ-9")
+    assert len(h.api.sent) == 1 and h.api.list_calls == 1
+    assert h.store.owner_of("acct", "t-9") == job_id
+
+
+def test_reconciliation_sends_again_when_no_unowned_ticket_matches(
+    redis_client: redis.Redis,
+) -> None:
+    listed = [{"id": "t-other", "title": "Another title"}, {"id": "t-owned", "title": TITLE}]
+    h = Harness(
+        redis_client,
+        ScriptedStackOne(failure(ErrorKind.AMBIGUOUS), CREATED, listed=listed),
+    )
+    h.redis.set("ticketq:ticket:acct:t-owned", "some-other-job")
+    job_id = h.submit()
+    h.run(job_id)
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED and record.ticket == CREATED.ticket
+    assert len(h.api.sent) == 2
+
+
+def test_bad_credentials_pause_every_worker_without_failing_or_counting(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.BAD_CREDENTIALS, 401)))
+    first, second = h.submit(), h.submit()
+
+    refused = h.run(first)
+    waiting = h.run(second)
+
+    assert (refused.state, refused.attempts) == (JobState.RETRYING, 0)
+    assert refused.error is not None and refused.error.kind == ErrorKind.BAD_CREDENTIALS
+    assert waiting.state == JobState.RETRYING and waiting.attempts == 0
+    assert len(h.api.sent) == 1  # the second job was never sent while paused
+    assert h.health.paused() is not None
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > time.time() + 25
+
+
+def test_a_job_whose_lease_expired_is_taken_over_as_uncertain(redis_client: redis.Redis) -> None:
+    h = Harness(redis_client, ScriptedStackOne(CREATED), TICKETQ_ON_AMBIGUOUS="park")
+    job_id = h.submit()
+    lost = h.store.claim(job_id)
+    assert isinstance(lost, Claim)
+    h.store.count_attempt(lost)
+    h.redis.hset(job_key(job_id), "lease_until", 0)  # its worker died mid-request
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.FAILED
     assert record.error is not None and record.error.kind == ErrorKind.UNCERTAIN
-    assert api.sent == []
+    assert h.api.sent == []
+
+
+def test_a_job_that_loses_its_worker_every_time_ends_failed_as_poison(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne())
+    job_id = h.submit()
+    for _ in range(3):  # TICKETQ_MAX_LOST_ATTEMPTS
+        claim = h.store.claim(job_id)
+        assert isinstance(claim, Claim)
+        h.redis.hset(job_key(job_id), "lease_until", 0)
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.FAILED
+    assert record.error is not None and record.error.kind == ErrorKind.POISON
+    assert h.api.sent == []
+    assert h.store.failed_ids() == [job_id]
 
 
 @pytest.mark.parametrize("stored", ['{"account_id": "acct", "ticket": {"sumary": "x"}}', "{}"])
 def test_a_stored_job_that_no_longer_validates_fails_as_invalid(
     redis_client: redis.Redis, stored: str
 ) -> None:
-    api = ScriptedStackOne()
-    runner, store = make_runner(redis_client, api)
-    job_id = submit(store)
-    redis_client.hset(job_key(job_id), "spec", stored)
+    h = Harness(redis_client, ScriptedStackOne())
+    job_id = h.submit()
+    h.redis.hset(job_key(job_id), "spec", stored)
 
-    runner.run(job_id)
+    record = h.run(job_id)
 
-    record = store.get(job_id)
-    assert record is not None and record.state == JobState.FAILED
+    assert record.state == JobState.FAILED
     assert record.error is not None and record.error.kind == ErrorKind.INVALID
-    assert api.sent == []
+    assert h.api.sent == []

@@ -38,7 +38,7 @@ def test_values_come_from_their_environment_variables(monkeypatch: pytest.Monkey
 
 def test_a_retry_delay_longer_than_the_visibility_timeout_is_refused() -> None:
     with pytest.raises(ValidationError, match="TICKETQ_VISIBILITY_TIMEOUT"):
-        Settings.model_validate({"TICKETQ_VISIBILITY_TIMEOUT": 600, "TICKETQ_BACKOFF_MAX": 600})
+        Settings.model_validate({"TICKETQ_VISIBILITY_TIMEOUT": 120, "TICKETQ_READ_TIMEOUT": 60})
 
 
 def test_the_user_agent_names_ticketq_and_its_version() -> None:

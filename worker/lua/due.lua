@@ -1,0 +1,23 @@
+-- Hand the scheduler the jobs whose time has come: retries now due, jobs whose worker was
+-- lost (lease expired), and jobs whose message was never confirmed sent.
+-- KEYS[1] due index; ARGV[1] now, ARGV[2] when to look again if the send is not confirmed,
+-- ARGV[3] most jobs to return, ARGV[4] job key prefix
+-- Returns a flat list {job_id, lane, job_id, lane, ...} to send to the queue.
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[4] .. id
+  local job = redis.call("HMGET", key, "state", "lane")
+  if not job[1] or job[1] == "succeeded" or job[1] == "failed" then
+    redis.call("ZREM", KEYS[1], id)
+  else
+    if job[1] == "retrying" then
+      redis.call("HSET", key, "state", "queued", "updated_at", ARGV[1])
+      redis.call("HDEL", key, "next_attempt_at")
+    end
+    redis.call("ZADD", KEYS[1], ARGV[2], id)
+    out[#out + 1] = id
+    out[#out + 1] = job[2] or "interactive"
+  end
+end
+return out

@@ -1,0 +1,53 @@
+"""Find the ticket an ambiguous attempt may have created, before sending the job again.
+
+StackOne has no idempotency key, and a 408, a read timeout or a worker lost mid-request
+leaves us not knowing whether the ticket exists. Its API can list an account's tickets
+updated after a moment (there is no filter by title), so we read the tickets updated since
+the uncertain attempt began, and adopt one whose title matches the job's, unless another
+job of ours already owns it.
+
+What it cannot tell apart: a ticket with the same title that someone else created in that
+window (it would be adopted), and a ticket the provider has not listed yet (the job is sent
+again). A job without a title cannot be matched and is sent again.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from worker.contract import JobSpec, TicketIds
+from worker.jobstore import JobStore
+from worker.stackone import Failed, TicketPage, as_id
+
+# StackOne's clock and ours differ; look a little further back than the attempt began.
+CLOCK_SKEW_SECONDS = 60.0
+
+
+class TicketLister(Protocol):
+    def list_tickets(
+        self, account_id: str, updated_after: float, cursor: str | None = None
+    ) -> TicketPage | Failed: ...
+
+
+def find_created(
+    api: TicketLister, store: JobStore, job_id: str, spec: JobSpec, since: float, max_pages: int
+) -> TicketIds | Failed | None:
+    """The job's ticket if StackOne lists it, None if not (send again), Failed if unknown."""
+    title = spec.ticket.title
+    if not title:
+        return None
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = api.list_tickets(spec.account_id, since - CLOCK_SKEW_SECONDS, cursor)
+        if isinstance(page, Failed):
+            return page
+        for ticket in page.tickets:
+            ticket_id = as_id(ticket.get("id"))
+            if ticket.get("title") != title or ticket_id is None:
+                continue
+            if store.owner_of(spec.account_id, ticket_id) in (None, job_id):
+                return TicketIds(id=ticket_id, remote_id=as_id(ticket.get("remote_id")))
+        if page.next is None:
+            return None
+        cursor = page.next
+    return None
