@@ -20,6 +20,8 @@ from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from worker.contract import JobError, JobRecord, JobSpec, JobState, TicketIds
 from worker.settings import Settings
@@ -76,6 +78,7 @@ class Claim:
     spec_json: str
     attempts: int
     uncertain_since: float | None  # an earlier attempt since then may have made the ticket
+    reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,11 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
         client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, health_check_interval=30
+            settings.redis_url,
+            decode_responses=True,
+            health_check_interval=30,
+            # Ride out a Redis restart (AOF reload included) instead of failing the delivery.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=20),
         )
         return cls(
             client,
@@ -209,6 +216,7 @@ class JobStore:
                 spec_json=answer[1],
                 attempts=int(answer[2]),
                 uncertain_since=float(answer[3]) if answer[3] else None,
+                reconcile_first=answer[4] == "1",
             )
         return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
 

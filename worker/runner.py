@@ -87,7 +87,7 @@ class JobRunner:
         """An earlier attempt may have created the ticket. True if sending again is right."""
         since = claim.uncertain_since
         assert since is not None
-        policy = self._settings.on_ambiguous
+        policy = "reconcile" if claim.reconcile_first else self._settings.on_ambiguous
         if policy == "park":
             self._park(claim, spec, "an earlier attempt may have created the ticket")
             return False

@@ -132,11 +132,12 @@ class Settings(BaseSettings):
         description="Pages of 100 recent tickets read when reconciling before giving up.",
     )
     visibility_timeout: int = Field(
-        default=3600,
-        ge=60,
+        default=300,
+        ge=10,
         validation_alias=_env("TICKETQ_VISIBILITY_TIMEOUT"),
-        description="Seconds before Redis redelivers an unacknowledged message. Must exceed "
-        "the longest delivery (checked at start-up), on every worker alike.",
+        description="Seconds before Redis redelivers an unacknowledged message (a killed "
+        "worker's prefetched messages come back after it). Must exceed the longest "
+        "delivery, two leases (checked at start-up), on every worker alike.",
     )
     worker_concurrency: int = Field(
         default=16,

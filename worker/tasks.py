@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Any
 
+import redis
+from celery.exceptions import Reject
 from celery.signals import worker_ready, worker_shutting_down
 
 from worker.celery_app import TASK_NAME, app
@@ -49,7 +51,14 @@ def create_ticket(job_id: object) -> None:
         # Not ours to fail: there is no record to write to. Drop it, loudly.
         log.error("dropped a message whose job id is not a string: %r", job_id)
         return
-    runner().run(job_id)
+    try:
+        runner().run(job_id)
+    except redis.RedisError as exc:
+        # Redis stayed away longer than the store's retries: never ack the message away;
+        # it goes back to the queue (or, if even that fails, kombu restores it after the
+        # visibility timeout).
+        log.warning("job %s: Redis unavailable (%s); message returned to the queue", job_id, exc)
+        raise Reject(exc, requeue=True) from exc
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

@@ -2,7 +2,8 @@
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] failed index
 -- ARGV[1] now, ARGV[2] lease until, ARGV[3] lease token, ARGV[4] job id,
 -- ARGV[5] lost attempts after which the job is poison
--- Returns {"ok", spec json, attempts, uncertain_since or ""}, or {"missing"},
+-- Returns {"ok", spec json, attempts, uncertain_since or "", reconcile_first or ""}, or
+-- {"missing"},
 -- {"final", state}, {"leased", lease_until}, {"not_due", next_attempt_at}.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
@@ -42,5 +43,6 @@ redis.call("HSET", KEYS[1], "state", "running", "lease_until", ARGV[2], "lease_t
 redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
-local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since")
-return {"ok", found[1], found[2] or "0", found[3] or ""}
+local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
+  "reconcile_first")
+return {"ok", found[1], found[2] or "0", found[3] or "", found[4] or ""}

@@ -18,7 +18,7 @@ if current[1] ~= "running" or current[2] ~= ARGV[1] then
 end
 local job_id = ARGV[5]
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
-redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
+redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts", "reconcile_first")
 if ARGV[7] == "1" then
   redis.call("HINCRBY", KEYS[1], "attempts", -1)
 end
