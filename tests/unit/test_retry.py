@@ -41,6 +41,7 @@ def make_settings(**overrides: Any) -> Settings:
         "backoff_max": 600.0,
         "inprocess_max_delay": 5.0,
         "on_ambiguous": "retry",
+        "visibility_timeout": 7200,  # room for the long in-process waits some tests use
     }
     return Settings(**(values | overrides))
 
