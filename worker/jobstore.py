@@ -33,7 +33,7 @@ DUE_INDEX = f"{PREFIX}:due"
 Lane = Literal["interactive", "bulk"]
 
 
-def _script(name: str) -> str:
+def lua_script(name: str) -> str:
     return files("worker").joinpath("lua", name).read_text()
 
 
@@ -41,26 +41,26 @@ def job_key(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 
 
-def _segment(value: str) -> str:
+def segment(value: str) -> str:
     """Quote a caller-chosen value so that no account id or ref can forge another's key."""
     return quote(value, safe="")
 
 
 def ref_key(account_id: str, ref: str) -> str:
-    return f"{PREFIX}:ref:{_segment(account_id)}:{_segment(ref)}"
+    return f"{PREFIX}:ref:{segment(account_id)}:{segment(ref)}"
 
 
 def idempotency_key(account_id: str, key: str) -> str:
-    return f"{PREFIX}:idem:{_segment(account_id)}:{_segment(key)}"
+    return f"{PREFIX}:idem:{segment(account_id)}:{segment(key)}"
 
 
 def batch_key(batch_id: str) -> str:
-    return f"{PREFIX}:batch:{_segment(batch_id)}"
+    return f"{PREFIX}:batch:{segment(batch_id)}"
 
 
 def ticket_key(account_id: str, ticket_id: str) -> str:
     """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
-    return f"{PREFIX}:ticket:{_segment(account_id)}:{_segment(ticket_id)}"
+    return f"{PREFIX}:ticket:{segment(account_id)}:{segment(ticket_id)}"
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,12 @@ class JobStore:
         self._lease_seconds = lease_seconds
         self._requeue_after = requeue_after
         self._max_lost_attempts = max_lost_attempts
-        self._create = client.register_script(_script("create.lua"))
-        self._sent = client.register_script(_script("sent.lua"))
-        self._claim = client.register_script(_script("claim.lua"))
-        self._attempt = client.register_script(_script("attempt.lua"))
-        self._transition = client.register_script(_script("transition.lua"))
-        self._due = client.register_script(_script("due.lua"))
+        self._create = client.register_script(lua_script("create.lua"))
+        self._sent = client.register_script(lua_script("sent.lua"))
+        self._claim = client.register_script(lua_script("claim.lua"))
+        self._attempt = client.register_script(lua_script("attempt.lua"))
+        self._transition = client.register_script(lua_script("transition.lua"))
+        self._due = client.register_script(lua_script("due.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:

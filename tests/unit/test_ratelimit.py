@@ -1,0 +1,141 @@
+"""The shared limiter in a real Redis: the rate per key, interactive ahead of bulk, the
+per-account cap and the pauses a 429 asks for."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from worker.ratelimit import INTERACTIVE_BURST, Limiter, RateLimit, Reason
+
+
+def limiter(client: redis.Redis, rate: str = "600/min", cap: int = 0) -> Limiter:
+    return Limiter(client, "fp", RateLimit.parse(rate), account_cap=cap, holder_lease=30)
+
+
+@pytest.mark.parametrize(
+    ("text", "requests", "seconds"),
+    [("1000/min", 1000, 60.0), ("50/s", 50, 1.0), (" 3600 / hour ", 3600, 3600.0)],
+)
+def test_rates_are_written_per_second_minute_or_hour(
+    text: str, requests: int, seconds: float
+) -> None:
+    assert RateLimit.parse(text) == RateLimit(requests, seconds)
+
+
+@pytest.mark.parametrize("text", ["1000", "0/min", "10/fortnight", "-5/s", "many/min"])
+def test_a_malformed_rate_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="like 1000/min"):
+        RateLimit.parse(text)
+
+
+def test_the_rate_used_stays_below_the_limit_with_room_for_the_burst() -> None:
+    limit = RateLimit.parse("1000/min")
+
+    per_minute = 60_000 / limit.interval_ms
+
+    assert per_minute >= 980 and per_minute + INTERACTIVE_BURST <= 1000
+
+
+def admitted_during(lim: Limiter, seconds: float, lane: str = "bulk") -> int:
+    admitted, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if lim.admit("acct", lane, f"h{admitted}").admitted:  # type: ignore[arg-type]
+            admitted += 1
+    return admitted
+
+
+def test_bulk_requests_are_admitted_at_the_rate_and_no_faster(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client, "1200/min")  # about 19.6 per second once the margin is off
+
+    admitted = admitted_during(lim, 1.5)
+
+    assert 26 <= admitted <= 31
+
+
+def test_a_refusal_says_how_long_to_wait(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client, "60/min")
+    assert lim.admit("acct", "bulk", "a").admitted
+
+    refused = lim.admit("acct", "bulk", "b")
+
+    interval = RateLimit.parse("60/min").interval_ms / 1000
+    assert refused.reason is Reason.RATE
+    assert refused.wait == pytest.approx(interval, abs=0.05)
+
+
+def test_interactive_requests_pass_while_bulk_keeps_the_rate_saturated(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "60/min")
+    assert lim.admit("acct", "bulk", "bulk-1").admitted
+    assert not lim.admit("acct", "bulk", "bulk-2").admitted
+
+    interactive = [lim.admit("acct", "interactive", f"i{n}") for n in range(INTERACTIVE_BURST)]
+
+    assert sum(a.admitted for a in interactive) >= INTERACTIVE_BURST - 1
+    assert not lim.admit("acct", "interactive", "one-too-many").admitted
+
+
+def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client, "3000/min")  # ~49 per second with the margin
+    admitted: list[float] = []
+    lanes = ["bulk", "interactive"]
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        lane = lanes[len(admitted) % 2]
+        if lim.admit("acct", lane, "h").admitted:  # type: ignore[arg-type]
+            admitted.append(time.monotonic())
+
+    per_second = 1000 / RateLimit.parse("3000/min").interval_ms
+    busiest = max(sum(1 for t in admitted if start <= t < start + 1.0) for start in admitted)
+    assert busiest <= per_second + INTERACTIVE_BURST + 1
+
+
+def test_a_paused_key_admits_nobody_until_the_pause_ends(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client)
+    lim.pause_key(2.0)
+
+    refused = lim.admit("acct", "interactive", "h")
+
+    assert refused.reason is Reason.KEY_PAUSED and 1.8 < refused.wait <= 2.0
+    lim.pause_key(0.5)  # a shorter pause never cuts a longer one short
+    assert lim.admit("other", "bulk", "h").reason is Reason.KEY_PAUSED
+
+
+def test_an_account_pause_holds_only_that_account(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client)
+    lim.pause_account("slow-provider", 5.0)
+
+    assert lim.admit("slow-provider", "bulk", "h").reason is Reason.ACCOUNT_PAUSED
+    assert lim.admit("fine-provider", "bulk", "h").admitted
+
+
+def test_an_account_at_its_cap_waits_until_a_request_is_released(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "6000/min", cap=2)
+    assert lim.admit("acct", "interactive", "a").admitted
+    assert lim.admit("acct", "interactive", "b").admitted
+
+    busy = lim.admit("acct", "interactive", "c")
+    lim.release("acct", "a")
+    time.sleep(0.05)
+
+    assert busy.reason is Reason.ACCOUNT_BUSY and busy.wait > 0
+    assert lim.admit("acct", "interactive", "c").admitted
+    assert lim.admit("other-account", "interactive", "d").admitted
+
+
+def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
+    redis_client: redis.Redis,
+) -> None:
+    lim = Limiter(redis_client, "fp", RateLimit.parse("6000/min"), account_cap=1, holder_lease=0.2)
+    assert lim.admit("acct", "bulk", "crashed").admitted
+    assert lim.admit("acct", "bulk", "next").reason is Reason.ACCOUNT_BUSY
+
+    time.sleep(0.3)
+
+    assert lim.admit("acct", "bulk", "next").admitted
