@@ -8,7 +8,9 @@ sent, so a worker never sees a message without a record.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from worker.celery_app import create_app
-from worker.contract import JobRecord, JobSpec, TicketCreate
+from worker.contract import JobRecord, JobSpec, JobState, TicketCreate
 from worker.dispatch import dispatch
 from worker.jobstore import Due, JobStore, Lane
 from worker.settings import Settings, get_settings
@@ -57,6 +59,34 @@ class JobHandle:
             time.sleep(poll)
 
 
+@dataclass(frozen=True)
+class BatchHandle:
+    """A bulk submission: its id, every job's id (in input order), and its progress."""
+
+    batch_id: str
+    job_ids: list[str]
+    store: JobStore
+
+    def progress(self) -> Counter[str]:
+        """How many jobs are in each state (``missing`` for an expired record)."""
+        return Counter(
+            str(state) if state else "missing" for state in self.store.states(self.job_ids)
+        )
+
+    def wait(self, timeout: float = 300.0, poll: float = 0.25) -> Counter[str]:
+        """Block until every job is final; raises TimeoutError with the counts so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.progress()
+            if counts[JobState.SUCCEEDED] + counts[JobState.FAILED] == len(self.job_ids):
+                return counts
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"batch {self.batch_id} not finished after {timeout}s: {dict(counts)}"
+                )
+            time.sleep(poll)
+
+
 class Producer:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -80,16 +110,55 @@ class Producer:
         *,
         ref: str | None = None,
         idempotency_key: str | None = None,
+        batch_id: str | None = None,
     ) -> JobSpec:
         fields: dict[str, Any] = {"account_id": account_id, "ticket": ticket}
+        optional = {"ref": ref, "idempotency_key": idempotency_key, "batch_id": batch_id}
         # Unset optional fields stay unset, so the stored spec holds only what was given.
-        fields.update(
-            {k: v for k, v in (("ref", ref), ("idempotency_key", idempotency_key)) if v is not None}
-        )
+        fields.update({name: value for name, value in optional.items() if value is not None})
         try:
             return JobSpec.model_validate(fields)
         except ValidationError as exc:
             raise InvalidJob(describe_validation_error(exc)) from None
+
+    def submit_many(
+        self,
+        account_id: str,
+        tickets: Sequence[TicketCreate | Mapping[str, Any]],
+        refs: Sequence[str] | None = None,
+        idempotency_keys: Sequence[str] | None = None,
+    ) -> BatchHandle:
+        """Queue many tickets in the bulk lane, behind interactive jobs.
+
+        Every ticket is validated first; if any is invalid, nothing is queued and
+        ``InvalidJob`` names each bad one by index (``tickets[3].priority.value: ...``).
+        Pass ``idempotency_keys`` (your refs, say) to make re-running the same import safe.
+        """
+        for name, values in (("refs", refs), ("idempotency_keys", idempotency_keys)):
+            if values is not None and len(values) != len(tickets):
+                raise InvalidJob(f"{name} has {len(values)} items for {len(tickets)} tickets")
+        batch_id = uuid.uuid4().hex
+        specs, problems = [], []
+        for index, ticket in enumerate(tickets):
+            try:
+                specs.append(
+                    self.validate(
+                        account_id,
+                        ticket,
+                        ref=refs[index] if refs is not None else None,
+                        idempotency_key=(
+                            idempotency_keys[index] if idempotency_keys is not None else None
+                        ),
+                        batch_id=batch_id,
+                    )
+                )
+            except InvalidJob as exc:
+                problems.append(f"tickets[{index}]: {exc}")
+        if problems:
+            raise InvalidJob("; ".join(problems))
+        created = self.store.create_many(specs, "bulk")
+        dispatch(self._app, self.store, [Due(c.job_id, "bulk") for c in created if c.is_new])
+        return BatchHandle(batch_id, [c.job_id for c in created], self.store)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)
@@ -112,6 +181,16 @@ def default_producer() -> Producer:
     if _default is None:
         _default = Producer()
     return _default
+
+
+def submit_many(
+    account_id: str,
+    tickets: Sequence[TicketCreate | Mapping[str, Any]],
+    refs: Sequence[str] | None = None,
+    idempotency_keys: Sequence[str] | None = None,
+) -> BatchHandle:
+    """Queue many tickets in the bulk lane with the process-wide settings."""
+    return default_producer().submit_many(account_id, tickets, refs, idempotency_keys)
 
 
 def submit(

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Literal, cast
@@ -142,32 +143,17 @@ class JobStore:
 
     def create(self, spec: JobSpec, lane: Lane) -> Created:
         """Store a new queued job, or return the job an idempotency key already names."""
-        job_id = uuid.uuid4().hex
-        now = _now()
-        fields: dict[str, str] = {
-            "state": JobState.QUEUED,
-            "account_id": spec.account_id,
-            "lane": lane,
-            "attempts": "0",
-            "spec": spec.model_dump_json(exclude_unset=True),
-            "created_at": now,
-            "updated_at": now,
-        }
-        for name in ("ref", "idempotency_key", "batch_id"):
-            value = getattr(spec, name)
-            if value is not None:
-                fields[name] = value
-        keys = [
-            job_key(job_id),
-            idempotency_key(spec.account_id, spec.idempotency_key) if spec.idempotency_key else "",
-            ref_key(spec.account_id, spec.ref) if spec.ref else "",
-            batch_key(spec.batch_id) if spec.batch_id else "",
-        ]
-        keys.append(DUE_INDEX)
+        return self.create_many([spec], lane)[0]
+
+    def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Created]:
+        """Store many jobs in one round trip; each is created atomically on its own."""
         resend_at = _stamp(time.time() + self._requeue_after)
-        args = [job_id, resend_at, *(item for pair in fields.items() for item in pair)]
-        found_id, is_new = self._create(keys=keys, args=args)
-        return Created(job_id=found_id, is_new=bool(int(is_new)))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for spec in specs:
+                keys, args = _create_call(spec, lane, resend_at)
+                self._create(keys=keys, args=args, client=pipe)
+            answers = pipe.execute()
+        return [Created(job_id=found, is_new=bool(int(new))) for found, new in answers]
 
     def confirm_sent(self, job_ids: list[str]) -> None:
         """Their messages are on the queue: the scheduler need not send them."""
@@ -186,6 +172,13 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         raw = cast(dict[str, str], self.redis.hgetall(job_key(job_id)))
         return _record(job_id, raw) if raw else None
+
+    def states(self, job_ids: Sequence[str]) -> list[JobState | None]:
+        """The state of each job, in one round trip (None: no record, or expired)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "state")
+            return [JobState(state) if state else None for state in pipe.execute()]
 
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         """The latest job submitted with this ref for this account."""
@@ -311,6 +304,33 @@ class JobStore:
             args=args,
         )
         return result
+
+
+def _create_call(spec: JobSpec, lane: Lane, resend_at: str) -> tuple[list[str], list[str]]:
+    """Keys and arguments of create.lua for one job."""
+    job_id = uuid.uuid4().hex
+    now = _now()
+    fields: dict[str, str] = {
+        "state": JobState.QUEUED,
+        "account_id": spec.account_id,
+        "lane": lane,
+        "attempts": "0",
+        "spec": spec.model_dump_json(exclude_unset=True),
+        "created_at": now,
+        "updated_at": now,
+    }
+    for name in ("ref", "idempotency_key", "batch_id"):
+        value = getattr(spec, name)
+        if value is not None:
+            fields[name] = value
+    keys = [
+        job_key(job_id),
+        idempotency_key(spec.account_id, spec.idempotency_key) if spec.idempotency_key else "",
+        ref_key(spec.account_id, spec.ref) if spec.ref else "",
+        batch_key(spec.batch_id) if spec.batch_id else "",
+        DUE_INDEX,
+    ]
+    return keys, [job_id, resend_at, *(item for pair in fields.items() for item in pair)]
 
 
 def _now() -> str:
