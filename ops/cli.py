@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ops.console import err, fail, out, redis_errors, wide_console
+from ops.dead_cli import dead_app
 from ops.fakeapi import FakeApiOptions, serve
 from producers.client import InvalidJob, Producer
 from worker.contract import JobRecord
@@ -27,16 +27,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+app.add_typer(dead_app, name="dead")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 AccountId = Annotated[str, typer.Option("--account-id", help="StackOne linked account id.")]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
 
 
 def producer() -> Producer:
@@ -86,11 +80,10 @@ def submit(
     except json.JSONDecodeError as exc:
         raise fail(f"{file}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     try:
-        handle = producer().submit(account_id, body, ref=ref, idempotency_key=idempotency_key)
+        with redis_errors():
+            handle = producer().submit(account_id, body, ref=ref, idempotency_key=idempotency_key)
     except InvalidJob as exc:
         raise fail(f"invalid job: {exc}") from None
-    except redis.RedisError as exc:
-        raise fail(f"cannot reach Redis at the configured TICKETQ_REDIS_URL: {exc}", 1) from None
     out.print(handle.job_id, highlight=False)
     if not handle.is_new:
         err.print("(idempotency key seen before: this is the existing job)")
@@ -118,10 +111,8 @@ def find(
 
 
 def _lookup(query: Callable[[Producer], JobRecord | None], missing: str) -> JobRecord:
-    try:
+    with redis_errors():
         record = query(producer())
-    except redis.RedisError as exc:
-        raise fail(f"cannot reach Redis at the configured TICKETQ_REDIS_URL: {exc}", 1) from None
     if record is None:
         raise fail(missing, 1)
     return record
@@ -169,8 +160,7 @@ def demo(
 ) -> None:
     from ops.demo import run_demo
 
-    # Without a terminal (CI logs, a pipe) rich assumes 80 columns; the table needs more.
-    console = out if out.is_terminal else Console(width=max(out.width, 150))
+    console = wide_console(150)
     raise typer.Exit(run_demo(get_settings(), workers=workers, tickets=tickets, console=console))
 
 

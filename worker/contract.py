@@ -149,6 +149,7 @@ class JobRecord(BaseModel):
     batch_id: str | None = None
     lane: str = "interactive"
     attempts: int = 0
+    replays: int = 0  # times a person replayed it from the dead letters
     ticket: TicketIds | None = None
     error: JobError | None = None
     created_at: float

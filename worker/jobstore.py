@@ -147,7 +147,7 @@ class JobStore:
 
     def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Created]:
         """Store many jobs in one round trip; each is created atomically on its own."""
-        resend_at = _stamp(time.time() + self._requeue_after)
+        resend_at = stamp(time.time() + self._requeue_after)
         with self.redis.pipeline(transaction=False) as pipe:
             for spec in specs:
                 keys, args = _create_call(spec, lane, resend_at)
@@ -165,7 +165,7 @@ class JobStore:
         now = time.time()
         flat = self._due(
             keys=[DUE_INDEX],
-            args=[_stamp(now), _stamp(now + self._requeue_after), limit, JOB_PREFIX],
+            args=[stamp(now), stamp(now + self._requeue_after), limit, JOB_PREFIX],
         )
         return [Due(job_id=flat[i], lane=flat[i + 1]) for i in range(0, len(flat), 2)]
 
@@ -195,8 +195,8 @@ class JobStore:
         answer = self._claim(
             keys=[job_key(job_id), DUE_INDEX, FAILED_INDEX],
             args=[
-                _stamp(now),
-                _stamp(now + self._lease_seconds),
+                stamp(now),
+                stamp(now + self._lease_seconds),
                 token,
                 job_id,
                 self._max_lost_attempts,
@@ -213,8 +213,9 @@ class JobStore:
             )
         return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
 
-    def count_attempt(self, claim: Claim) -> int:
-        """Record one request about to be sent and renew the lease for it.
+    def count_attempt(self, claim: Claim, *, settled: bool = False) -> int:
+        """Record one request about to be sent and renew the lease for it; ``settled`` says
+        reconciliation found no ticket, so the job stops being uncertain.
 
         Raises ``LeaseLost`` if another delivery took the job over meanwhile: sending now
         could make a second ticket.
@@ -223,7 +224,13 @@ class JobStore:
         attempts = int(
             self._attempt(
                 keys=[job_key(claim.job_id), DUE_INDEX],
-                args=[claim.token, _stamp(now), _stamp(now + self._lease_seconds), claim.job_id],
+                args=[
+                    claim.token,
+                    stamp(now),
+                    stamp(now + self._lease_seconds),
+                    claim.job_id,
+                    "1" if settled else "0",
+                ],
             )
         )
         if attempts < 0:
@@ -254,7 +261,7 @@ class JobStore:
         never made, and ``uncertain_since`` marks that the ticket may already exist."""
         fields = {"error": error.model_dump_json()}
         if uncertain_since is not None:
-            fields["uncertain_since"] = _stamp(uncertain_since)
+            fields["uncertain_since"] = stamp(uncertain_since)
         return self._move(
             claim,
             spec,
@@ -295,7 +302,7 @@ class JobStore:
             _now(),
             self._succeeded_ttl,
             claim.job_id,
-            _stamp(due_at) if due_at is not None else "",
+            stamp(due_at) if due_at is not None else "",
             "1" if unsent else "0",
         ]
         args += [item for pair in fields.items() for item in pair]
@@ -334,10 +341,10 @@ def _create_call(spec: JobSpec, lane: Lane, resend_at: str) -> tuple[list[str], 
 
 
 def _now() -> str:
-    return _stamp(time.time())
+    return stamp(time.time())
 
 
-def _stamp(moment: float) -> str:
+def stamp(moment: float) -> str:
     return f"{moment:.6f}"
 
 
@@ -361,6 +368,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
         account_id=raw["account_id"],
         lane=raw.get("lane", "interactive"),
         attempts=int(raw.get("attempts", "0")),
+        replays=int(raw.get("replays", "0")),
         ticket=ticket,
         error=error,
         created_at=float(raw["created_at"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -76,47 +76,55 @@ class JobRunner:
             delay = pause.until - time.time() + self._policy.delay_for(1, None)
             self._retry_later(claim, spec, error, delay, claim.uncertain_since)
             return
-        if claim.uncertain_since is not None and not self._settle_uncertainty(claim, spec):
-            return
+        uncertain_since, settled = claim.uncertain_since, False
+        if uncertain_since is not None:
+            verdict = self._settle_uncertainty(claim, spec, uncertain_since)
+            if verdict == "handled":
+                return
+            if verdict == "not_found":
+                uncertain_since, settled = None, True
         if claim.attempts >= self._settings.max_attempts:
-            self._give_up(claim, spec, claim.attempts, None)
+            self._give_up(claim, spec, claim.attempts, None, uncertain_since)
             return
-        self._attempt(claim, spec)
+        self._attempt(claim, spec, uncertain_since, settled)
 
-    def _settle_uncertainty(self, claim: Claim, spec: JobSpec) -> bool:
-        """An earlier attempt may have created the ticket. True if sending again is right."""
-        since = claim.uncertain_since
-        assert since is not None
+    def _settle_uncertainty(
+        self, claim: Claim, spec: JobSpec, since: float
+    ) -> Literal["handled", "not_found", "send_anyway"]:
+        """An attempt since ``since`` may have created the ticket: decide before sending."""
         policy = "reconcile" if claim.reconcile_first else self._settings.on_ambiguous
         if policy == "park":
             self._park(claim, spec, "an earlier attempt may have created the ticket")
-            return False
+            return "handled"
         if policy == "retry":
-            return True
+            return "send_anyway"
         found = find_created(
             self._api, self._store, claim.job_id, spec, since, self._settings.reconcile_pages
         )
         if isinstance(found, Failed):
+            # Still uncertain (and still to be reconciled first): look again later.
             error = found.to_error().model_copy(
                 update={"message": f"reconciling before sending again: {found.message}"}
             )
-            self._retry_later(
-                claim, spec, error, self._policy.delay_for(claim.attempts, None), since
-            )
-            return False
+            delay = self._policy.delay_for(max(claim.attempts, 1), found.retry_after)
+            self._retry_later(claim, spec, error, delay, since)
+            return "handled"
         if found is not None:
             result = self._store.succeed(claim, spec, found)
             self._report(claim, result, f"succeeded: adopted existing ticket {found.id}")
-            return False
+            return "handled"
         log.info("job %s: no ticket found since the uncertain attempt; sending again", claim.job_id)
-        return True
+        return "not_found"
 
-    def _attempt(self, claim: Claim, spec: JobSpec) -> None:
+    def _attempt(
+        self, claim: Claim, spec: JobSpec, uncertain_since: float | None, settled: bool
+    ) -> None:
         sent_at = time.time()
 
         def send() -> Outcome:
-            nonlocal sent_at
-            self._store.count_attempt(claim)
+            nonlocal sent_at, settled
+            self._store.count_attempt(claim, settled=settled)
+            settled = False
             sent_at = time.time()
             return self._api.create_ticket(spec.account_id, spec.ticket)
 
@@ -130,21 +138,25 @@ class JobRunner:
         if outcome.kind is ErrorKind.BAD_CREDENTIALS:
             pause = self._key_health.refused(outcome.status, outcome.message)
             # The key, not the job: the attempt does not count against the job.
-            self._retry_later(claim, spec, error, pause.until - time.time(), None, unsent=True)
+            self._retry_later(
+                claim, spec, error, pause.until - time.time(), uncertain_since, unsent=True
+            )
             return
         if outcome.kind is ErrorKind.TERMINAL or outcome.kind is ErrorKind.INVALID:
             self._report(claim, self._store.fail(claim, spec, error), f"failed: {error.message}")
             return
-        uncertain = sent_at if outcome.kind is ErrorKind.AMBIGUOUS else claim.uncertain_since
-        if outcome.kind is ErrorKind.AMBIGUOUS and self._settings.on_ambiguous == "park":
-            self._park(claim, spec, error.message)
-        elif result.attempts >= self._settings.max_attempts:
-            self._give_up(claim, spec, result.attempts, error)
-        else:
-            delay = result.next_delay
-            if delay is None:  # ambiguous under reconcile: never retried in-process
-                delay = self._policy.delay_for(result.attempts, outcome.retry_after)
-            self._retry_later(claim, spec, error, delay, uncertain)
+        if outcome.kind is ErrorKind.AMBIGUOUS:
+            uncertain_since = sent_at
+            if self._settings.on_ambiguous == "park":
+                self._park(claim, spec, error.message)
+                return
+        if result.attempts >= self._settings.max_attempts:
+            self._give_up(claim, spec, result.attempts, error, uncertain_since)
+            return
+        delay = result.next_delay
+        if delay is None:  # ambiguous under reconcile: never retried in-process
+            delay = self._policy.delay_for(result.attempts, outcome.retry_after)
+        self._retry_later(claim, spec, error, delay, uncertain_since)
 
     def _retry_later(
         self,
@@ -161,12 +173,18 @@ class JobRunner:
         )
         self._report(claim, result, f"retrying in {delay:.1f}s: {error.message}")
 
-    def _give_up(self, claim: Claim, spec: JobSpec, attempts: int, last: JobError | None) -> None:
-        if claim.uncertain_since is not None or (last and last.kind is ErrorKind.AMBIGUOUS):
+    def _give_up(
+        self,
+        claim: Claim,
+        spec: JobSpec,
+        attempts: int,
+        last: JobError | None,
+        uncertain_since: float | None,
+    ) -> None:
+        if uncertain_since is not None or last is None:
             why = last.message if last else "the worker was lost during the last attempt"
             self._park(claim, spec, f"all {attempts} attempts used; {why}")
             return
-        assert last is not None
         error = last.model_copy(
             update={
                 "kind": ErrorKind.EXHAUSTED,

@@ -16,13 +16,7 @@ import pytest
 from ops.fakeapi_client import FakeApiControl
 from ops.stack import LocalStack, StackConfig
 from producers.client import Producer
-
-FAST_RETRIES = {
-    "TICKETQ_BACKOFF_BASE": "0.2",
-    "TICKETQ_BACKOFF_MAX": "10",
-    "TICKETQ_INPROCESS_MAX_DELAY": "1",
-    "TICKETQ_MAX_ATTEMPTS": "4",
-}
+from tests.integration.support import FAST_RETRIES
 
 
 @pytest.fixture(scope="session")

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
+from tests.integration.support import ticketq
 
 pytestmark = pytest.mark.integration
-
-
-def ticketq(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=stack.child_env(),
-        timeout=60,
-    )
 
 
 def test_submit_prints_a_job_id_that_status_and_find_report(

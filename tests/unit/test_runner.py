@@ -28,9 +28,15 @@ TITLE = "Checkout is down"
 class ScriptedStackOne:
     """Answers each create with the next scripted outcome and remembers what was sent."""
 
-    def __init__(self, *outcomes: Outcome, listed: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        *outcomes: Outcome,
+        listed: list[dict[str, Any]] | None = None,
+        listing_fails: int = 0,
+    ) -> None:
         self.outcomes = list(outcomes)
         self.listed = listed or []
+        self.listing_fails = listing_fails
         self.sent: list[tuple[str, TicketCreate]] = []
         self.list_calls = 0
 
@@ -42,6 +48,9 @@ class ScriptedStackOne:
         self, account_id: str, updated_after: float, cursor: str | None = None
     ) -> TicketPage | Failed:
         self.list_calls += 1
+        if self.listing_fails:
+            self.listing_fails -= 1
+            return failure(ErrorKind.RETRYABLE, 503)
         return TicketPage(self.listed, None)
 
 
@@ -226,3 +235,21 @@ def test_a_stored_job_that_no_longer_validates_fails_as_invalid(
     assert record.state == JobState.FAILED
     assert record.error is not None and record.error.kind == ErrorKind.INVALID
     assert h.api.sent == []
+
+
+def test_a_replay_keeps_reconciling_first_until_a_listing_succeeds_then_stops_being_uncertain(
+    redis_client: redis.Redis,
+) -> None:
+    api = ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503), listing_fails=1)
+    h = Harness(redis_client, api, TICKETQ_ON_AMBIGUOUS="park")
+    job_id = h.submit()
+    h.redis.hset(job_key(job_id), mapping={"uncertain_since": time.time(), "reconcile_first": 1})
+
+    h.run(job_id)  # the listing fails: still to be reconciled first, nothing sent
+    assert h.redis.hget(job_key(job_id), "reconcile_first") == "1" and api.sent == []
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
+    record = h.run(job_id)  # nothing listed: sent, and a 503 is now an ordinary retry
+
+    assert api.list_calls == 2 and len(api.sent) == 1
+    assert record.state == JobState.RETRYING and record.uncertain_since is None
+    assert h.redis.hget(job_key(job_id), "reconcile_first") is None

@@ -18,7 +18,7 @@ if current[1] ~= "running" or current[2] ~= ARGV[1] then
 end
 local job_id = ARGV[5]
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
-redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts", "reconcile_first")
+redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] == "1" then
   redis.call("HINCRBY", KEYS[1], "attempts", -1)
 end
@@ -35,6 +35,7 @@ if ARGV[2] == "retrying" then
   return "ok"
 end
 redis.call("ZREM", KEYS[5], job_id)
+redis.call("HDEL", KEYS[1], "reconcile_first")
 redis.call("HSET", KEYS[1], "finished_at", ARGV[3])
 if ARGV[2] == "failed" then
   redis.call("ZADD", KEYS[2], ARGV[3], job_id)

@@ -1,0 +1,245 @@
+"""Dead letters in a real (private) Redis: failed jobs made through the store's own claim
+and fail API, then listed, replayed and purged."""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import pytest
+import redis
+
+import worker.deadletters
+from ops.redis_server import RedisServer
+from worker.celery_app import QUEUES, create_app
+from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.deadletters import DeadLetters, Selection, Skipped
+from worker.jobstore import (
+    DUE_INDEX,
+    FAILED_INDEX,
+    Claim,
+    JobStore,
+    Refused,
+    batch_key,
+    idempotency_key,
+    job_key,
+    ref_key,
+)
+from worker.settings import Settings
+
+REQUEUE_AFTER = 900.0
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60)
+
+
+@pytest.fixture
+def dead(store: JobStore) -> DeadLetters:
+    return DeadLetters(store, requeue_after=REQUEUE_AFTER)
+
+
+def spec(account_id: str = "acct-1", **extra: str) -> JobSpec:
+    return JobSpec.model_validate({"account_id": account_id, "ticket": {"title": "t"}, **extra})
+
+
+def claimed(store: JobStore, job_spec: JobSpec) -> Claim:
+    claim = store.claim(store.create(job_spec, "interactive").job_id)
+    assert isinstance(claim, Claim)
+    return claim
+
+
+def failed(
+    store: JobStore, job_spec: JobSpec | None = None, kind: ErrorKind = ErrorKind.TERMINAL
+) -> str:
+    """A job that sent two requests, then failed with this kind of error."""
+    job_spec = job_spec or spec()
+    claim = claimed(store, job_spec)
+    store.count_attempt(claim)
+    store.count_attempt(claim)
+    assert store.fail(claim, job_spec, JobError(kind=kind, message=f"{kind} failure")) == "ok"
+    return claim.job_id
+
+
+def field(client: redis.Redis, job_id: str, name: str) -> str | None:
+    return cast(str | None, client.hget(job_key(job_id), name))
+
+
+def test_a_replayed_job_is_queued_afresh_in_the_outbox(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis
+) -> None:
+    job_id = failed(store)
+
+    requeued = dead.requeue([job_id])
+
+    assert [due.job_id for due in requeued.due] == [job_id] and requeued.skipped == []
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.state, record.attempts) == (JobState.QUEUED, 0)
+    assert record.finished_at is None and record.next_attempt_at is None
+    assert record.error is not None and record.error.kind is ErrorKind.TERMINAL  # until replaced
+    assert record.uncertain_since is None
+    assert field(redis_client, job_id, "replays") == "1"
+    assert redis_client.zscore(FAILED_INDEX, job_id) is None
+    due_at = redis_client.zscore(DUE_INDEX, job_id)
+    assert due_at is not None and 0 < due_at - time.time() <= REQUEUE_AFTER
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim) and not claim.reconcile_first
+
+
+def test_replay_sends_the_message_and_confirms_it(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    job_id = failed(store)
+    app = create_app(Settings.model_validate({"TICKETQ_REDIS_URL": redis_server.url}))
+
+    report = dead.replay(app, [job_id])
+
+    assert report.done == [job_id] and report.skipped == []
+    assert redis_client.llen(QUEUES["interactive"]) == 1
+    assert redis_client.zscore(DUE_INDEX, job_id) is None  # sent: no longer the outbox's
+
+
+def test_replay_refuses_jobs_that_are_not_failed_or_have_a_ticket(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis
+) -> None:
+    job_spec = spec()
+    done = claimed(store, job_spec)
+    store.succeed(done, job_spec, TicketIds(id="t-1"))
+    queued = store.create(spec(), "interactive").job_id
+    # Not a state the store makes, but if it ever were: a replay must not send it again.
+    with_ticket = failed(store)
+    redis_client.hset(job_key(with_ticket), "ticket_id", "t-2")
+
+    requeued = dead.requeue([done.job_id, queued, "0" * 32, with_ticket])
+
+    assert requeued.due == []
+    assert requeued.skipped == [
+        Skipped(done.job_id, "not failed", "succeeded"),
+        Skipped(queued, "not failed", "queued"),
+        Skipped("0" * 32, "not found"),
+        Skipped(with_ticket, "has a ticket", "t-2"),
+    ]
+    succeeded = store.get(done.job_id)
+    assert succeeded is not None and succeeded.state is JobState.SUCCEEDED
+    assert redis_client.zscore(FAILED_INDEX, with_ticket) is not None
+    assert field(redis_client, with_ticket, "replays") is None
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.UNCERTAIN, ErrorKind.POISON])
+def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_attempt(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis, kind: ErrorKind
+) -> None:
+    job_id = failed(store, kind=kind)
+    started = field(redis_client, job_id, "attempt_started_at")
+    assert started is not None
+
+    dead.requeue([job_id])
+
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim)
+    assert claim.reconcile_first and claim.uncertain_since == float(started)
+
+
+def test_a_job_the_claim_made_poison_is_replayed_to_reconcile(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=0, max_lost_attempts=1)
+    claim = claimed(store, spec())
+    store.count_attempt(claim)
+    time.sleep(0.01)
+    # The lease ran out with a request in flight: the claim fails the job as poison.
+    assert store.claim(claim.job_id) == Refused(reason="final", detail="failed")
+    record = store.get(claim.job_id)
+    assert record is not None and record.error is not None
+    assert record.error.kind is ErrorKind.POISON
+
+    DeadLetters(store, requeue_after=REQUEUE_AFTER).requeue([claim.job_id])
+
+    again = store.claim(claim.job_id)
+    assert isinstance(again, Claim) and again.reconcile_first
+    assert again.uncertain_since is not None
+
+
+def test_an_earlier_uncertain_moment_is_kept_whatever_the_last_error(
+    store: JobStore, dead: DeadLetters
+) -> None:
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+    store.count_attempt(claim)
+    ambiguous = JobError(kind=ErrorKind.AMBIGUOUS, message="read timeout")
+    store.retry_later(claim, job_spec, ambiguous, 0, uncertain_since=1000.0)
+    second = store.claim(claim.job_id)
+    assert isinstance(second, Claim)
+    store.count_attempt(second)
+    store.fail(second, job_spec, JobError(kind=ErrorKind.TERMINAL, message="422"))
+
+    dead.requeue([claim.job_id])
+
+    third = store.claim(claim.job_id)
+    assert isinstance(third, Claim)
+    assert third.reconcile_first and third.uncertain_since == 1000.0
+
+
+def test_purge_deletes_the_job_and_every_index_that_names_it(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis
+) -> None:
+    job_spec = spec(ref="r", idempotency_key="k", batch_id="b")
+    job_id = failed(store, job_spec)
+
+    report = dead.purge([job_id])
+
+    assert report.done == [job_id] and report.skipped == []
+    assert not redis_client.exists(job_key(job_id))
+    assert redis_client.zscore(FAILED_INDEX, job_id) is None
+    assert not redis_client.exists(ref_key("acct-1", "r"))
+    assert not redis_client.exists(idempotency_key("acct-1", "k"))
+    assert not redis_client.sismember(batch_key("b"), job_id)
+    assert store.create(job_spec, "interactive").is_new  # the key is free again
+
+
+def test_purge_leaves_an_index_that_names_a_newer_job(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis
+) -> None:
+    old = failed(store, spec(ref="r", batch_id="b"))
+    newer = store.create(spec(ref="r", batch_id="b"), "interactive").job_id
+
+    dead.purge([old])
+
+    assert redis_client.get(ref_key("acct-1", "r")) == newer
+    assert redis_client.smembers(batch_key("b")) == {newer}
+
+
+def test_purge_refuses_jobs_that_are_not_failed(store: JobStore, dead: DeadLetters) -> None:
+    queued = store.create(spec(ref="r"), "interactive").job_id
+
+    report = dead.purge([queued, "0" * 32])
+
+    assert report.done == []
+    assert report.skipped == [
+        Skipped(queued, "not failed", "queued"),
+        Skipped("0" * 32, "not found"),
+    ]
+    assert store.find("acct-1", "r") is not None
+
+
+def test_recent_lists_newest_first_and_filters_by_account_and_reason(
+    store: JobStore, dead: DeadLetters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker.deadletters, "PAGE", 2)  # filtering must walk several pages
+    first = failed(store, spec("acct-1"), ErrorKind.TERMINAL)
+    second = failed(store, spec("acct-2"), ErrorKind.TERMINAL)
+    third = failed(store, spec("acct-2"), ErrorKind.EXHAUSTED)
+    fourth = failed(store, spec("acct-2"), ErrorKind.EXHAUSTED)
+
+    def ids(selection: Selection, limit: int = 50) -> list[str]:
+        return [record.job_id for record in dead.recent(selection, limit)]
+
+    assert ids(Selection()) == [fourth, third, second, first]
+    assert ids(Selection(), limit=2) == [fourth, third]
+    assert ids(Selection(account_id="acct-1")) == [first]
+    assert ids(Selection(reason=ErrorKind.TERMINAL)) == [second, first]
+    assert ids(Selection(account_id="acct-2", reason=ErrorKind.TERMINAL)) == [second]
+    assert ids(Selection(reason=ErrorKind.UNCERTAIN)) == []
+    failed_at = store.get(second)
+    assert failed_at is not None and failed_at.finished_at is not None
+    assert dead.matching(Selection(failed_before=failed_at.finished_at)) == [second, first]
