@@ -80,6 +80,7 @@ class Claim:
     attempts: int
     uncertain_since: float | None  # an earlier attempt since then may have made the ticket
     reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy
+    lane: Lane = "interactive"
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,13 @@ class JobStore:
                 attempts=int(answer[2]),
                 uncertain_since=float(answer[3]) if answer[3] else None,
                 reconcile_first=answer[4] == "1",
+                lane=answer[5],
             )
         return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
+
+    def take_back_attempt(self, claim: Claim) -> None:
+        """The request counted last was refused before StackOne acted on it (a 429)."""
+        self.redis.hincrby(job_key(claim.job_id), "attempts", -1)
 
     def count_attempt(self, claim: Claim, *, settled: bool = False) -> int:
         """Record one request about to be sent and renew the lease for it; ``settled`` says

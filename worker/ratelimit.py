@@ -14,47 +14,22 @@ window ever holds more requests than the limit.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import IntEnum
 
 import redis
 
 from worker.jobstore import PREFIX, Lane, lua_script, segment
+from worker.settings import RateLimit
 
-UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
-RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
 SAFETY_MARGIN = 0.01  # of the limit, so burst and clock jitter never reach it
 
 
-@dataclass(frozen=True)
-class RateLimit:
-    requests: int
-    per_seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        """``1000/min``, ``50/s``, ``3600/hour``."""
-        match = RATE_PATTERN.match(text.lower())
-        if not match or match.group(2) not in UNITS or int(match.group(1)) < 1:
-            raise ValueError(f"rate limit {text!r} is not like 1000/min or 50/s")
-        return cls(int(match.group(1)), UNITS[match.group(2)])
-
-    @property
-    def interval_ms(self) -> float:
-        """Milliseconds between two requests at the rate actually used (margin applied)."""
-        usable = self.requests * (1 - SAFETY_MARGIN) - INTERACTIVE_BURST
-        return self.per_seconds * 1000 / max(usable, 1.0)
+def interval_ms(limit: RateLimit) -> float:
+    """Milliseconds between two requests at the rate actually used (margin applied)."""
+    usable = limit.requests * (1 - SAFETY_MARGIN) - INTERACTIVE_BURST
+    return limit.per_seconds * 1000 / max(usable, 1.0)
 
 
 class Reason(IntEnum):
@@ -95,7 +70,7 @@ class Limiter:
 
     def admit(self, account_id: str, lane: Lane, holder: str) -> Admission:
         """Ask to send one request now; ``holder`` names it for the account's cap."""
-        interval = self._limit.interval_ms
+        interval = interval_ms(self._limit)
         burst = (INTERACTIVE_BURST - 1) * interval if lane == "interactive" else 0
         wait_ms, reason = self._admit(
             keys=[

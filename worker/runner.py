@@ -14,11 +14,12 @@ from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
-from worker.contract import ErrorKind, JobError, JobSpec, TicketCreate
+from worker.contract import ErrorKind, JobError, JobSpec
 from worker.jobstore import Claim, JobStore, LeaseLost, Refused, spec_from_claim
 from worker.keyhealth import KeyHealth
 from worker.reconcile import TicketLister, find_created
 from worker.retry import RetryPolicy
+from worker.sender import NotAdmitted, Sender, TicketCreator
 from worker.settings import Settings
 from worker.stackone import Created, Failed, Outcome
 from worker.validation import describe_validation_error
@@ -26,10 +27,8 @@ from worker.validation import describe_validation_error
 log = logging.getLogger("ticketq.worker")
 
 
-class TicketApi(TicketLister, Protocol):
+class TicketApi(TicketCreator, TicketLister, Protocol):
     """What the runner needs of StackOne: create (never raises) and list, for reconciling."""
-
-    def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome: ...
 
 
 class JobRunner:
@@ -38,12 +37,14 @@ class JobRunner:
         settings: Settings,
         store: JobStore,
         api: TicketApi,
+        sender: Sender,
         policy: RetryPolicy,
         key_health: KeyHealth,
     ) -> None:
         self._settings = settings
         self._store = store
         self._api = api
+        self._sender = sender
         self._policy = policy
         self._key_health = key_health
 
@@ -123,12 +124,21 @@ class JobRunner:
 
         def send() -> Outcome:
             nonlocal sent_at, settled
-            self._store.count_attempt(claim, settled=settled)
-            settled = False
-            sent_at = time.time()
-            return self._api.create_ticket(spec.account_id, spec.ticket)
+            sent = self._sender.send(claim, spec, settled=settled)
+            settled, sent_at = False, sent.started_at
+            return sent.outcome
 
-        result = self._policy.run(send, attempts_before=claim.attempts)
+        try:
+            result = self._policy.run(send, attempts_before=claim.attempts)
+        except NotAdmitted as wait:
+            # Not the job's failure: the limits say later. Nothing counts against it.
+            error = JobError(
+                kind=ErrorKind.RETRYABLE,
+                status=wait.status,
+                message=f"waiting for the rate limit ({wait})",
+            )
+            self._retry_later(claim, spec, error, wait.wait, uncertain_since)
+            return
         outcome = result.outcome
         if isinstance(outcome, Created):
             self._key_health.accepted()

@@ -8,14 +8,45 @@ environment to the child, which builds its own ``Settings`` from it.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AmbiguousPolicy = Literal["reconcile", "retry", "park"]
+
+
+RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A number of requests per period, as ``TICKETQ_RATE_LIMIT`` writes it."""
+
+    requests: int
+    per_seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """``1000/min``, ``50/s``, ``3600/hour``."""
+        match = RATE_PATTERN.match(text.lower())
+        if not match or match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
+            raise ValueError(f"rate limit {text!r} is not like 1000/min or 50/s")
+        return cls(int(match.group(1)), RATE_UNITS[match.group(2)])
 
 
 LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
@@ -112,6 +143,19 @@ class Settings(BaseSettings):
         description="Seconds every worker stops sending with a key StackOne refused (401/403) "
         "before one job probes it again.",
     )
+    rate_limit: str = Field(
+        default="1000/min",
+        validation_alias=_env("TICKETQ_RATE_LIMIT"),
+        description="Requests per API key, shared by every worker on every host: `1000/min`, "
+        "`50/s`. ticketq keeps 1% and a small interactive burst below it.",
+    )
+    account_concurrency: int = Field(
+        default=10,
+        ge=0,
+        validation_alias=_env("TICKETQ_ACCOUNT_CONCURRENCY"),
+        description="Requests in flight at once per linked account, across all workers "
+        "(StackOne advises against many concurrent requests to one account); 0: no cap.",
+    )
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
@@ -152,6 +196,16 @@ class Settings(BaseSettings):
         validation_alias=_env("TICKETQ_SUCCEEDED_TTL"),
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        RateLimit.parse(value)
+        return value
+
+    @property
+    def parsed_rate_limit(self) -> RateLimit:
+        return RateLimit.parse(self.rate_limit)
 
     @model_validator(mode="after")
     def _delivery_fits_visibility_timeout(self) -> Settings:

@@ -18,9 +18,11 @@ from celery.signals import worker_ready, worker_shutting_down
 from worker.celery_app import TASK_NAME, app
 from worker.jobstore import JobStore
 from worker.keyhealth import KeyHealth
+from worker.ratelimit import Limiter
 from worker.retry import RetryPolicy
 from worker.runner import JobRunner
 from worker.scheduler import Scheduler
+from worker.sender import Sender
 from worker.settings import get_settings
 from worker.stackone import StackOneClient
 
@@ -40,8 +42,16 @@ def runner() -> JobRunner:
             api = StackOneClient(settings)
             assert settings.stackone_api_key is not None  # StackOneClient checked it
             health = KeyHealth(store.redis, settings.stackone_api_key, settings.auth_pause)
+            limiter = Limiter(
+                store.redis,
+                health.fingerprint,
+                settings.parsed_rate_limit,
+                account_cap=settings.account_concurrency,
+                holder_lease=settings.lease_seconds,
+            )
+            sender = Sender(api, store, limiter, settings.inprocess_max_delay, stopping)
             policy = RetryPolicy(settings, stopping=stopping)
-            _runner = JobRunner(settings, store, api, policy, health)
+            _runner = JobRunner(settings, store, api, sender, policy, health)
         return _runner
 
 

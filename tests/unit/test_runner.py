@@ -7,6 +7,7 @@ the same decisions against real HTTP and real worker processes.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Any
 
@@ -17,8 +18,10 @@ from pydantic import SecretStr
 from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
 from worker.jobstore import DUE_INDEX, Claim, JobStore, job_key
 from worker.keyhealth import KeyHealth
+from worker.ratelimit import Limiter, Reason
 from worker.retry import RetryPolicy
 from worker.runner import JobRunner
+from worker.sender import Sender
 from worker.settings import Settings
 from worker.stackone import Created, Failed, Outcome, TicketPage
 
@@ -69,8 +72,16 @@ class Harness:
         self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
         self.health = KeyHealth(redis_client, SecretStr("sk-test"), pause_seconds=30)
         policy = RetryPolicy(self.settings, rng=random.Random(1), sleep=lambda _: None)
+        self.limiter = Limiter(
+            redis_client,
+            self.health.fingerprint,
+            self.settings.parsed_rate_limit,
+            account_cap=self.settings.account_concurrency,
+            holder_lease=60,
+        )
+        sender = Sender(api, self.store, self.limiter, max_wait=0.5, stopping=threading.Event())
         self.api = api
-        self.runner = JobRunner(self.settings, self.store, api, policy, self.health)
+        self.runner = JobRunner(self.settings, self.store, api, sender, policy, self.health)
         self.redis = redis_client
 
     def submit(self) -> str:
@@ -98,7 +109,7 @@ def test_a_created_ticket_ends_the_job_succeeded(redis_client: redis.Redis) -> N
 
 
 def test_a_long_wait_is_recorded_as_retrying_and_scheduled(redis_client: redis.Redis) -> None:
-    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after=30.0)))
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503, retry_after=30.0)))
     job_id = h.submit()
 
     record = h.run(job_id)
@@ -253,3 +264,47 @@ def test_a_replay_keeps_reconciling_first_until_a_listing_succeeds_then_stops_be
     assert api.list_calls == 2 and len(api.sent) == 1
     assert record.state == JobState.RETRYING and record.uncertain_since is None
     assert h.redis.hget(job_key(job_id), "reconcile_first") is None
+
+
+def test_a_429_pauses_the_key_for_every_worker_and_does_not_count_as_an_attempt(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after=20.0)))
+    job_id, other = h.submit(), h.submit()
+
+    record = h.run(job_id)
+    waiting = h.run(other)
+
+    assert record.state == JobState.RETRYING and record.attempts == 0
+    assert record.next_attempt_at is not None and record.next_attempt_at >= time.time() + 19
+    assert waiting.state == JobState.RETRYING and waiting.attempts == 0
+    assert len(h.api.sent) == 1  # the other job never went out during the pause
+    assert h.limiter.admit("acct", "interactive", "probe").reason is Reason.KEY_PAUSED
+
+
+def test_a_429_from_the_provider_pauses_only_that_account(redis_client: redis.Redis) -> None:
+    throttled = failure(
+        ErrorKind.RETRYABLE, 429, retry_after=20.0, provider_errors=[{"status": 429}]
+    )
+    h = Harness(redis_client, ScriptedStackOne(throttled))
+
+    h.run(h.submit())
+
+    assert h.limiter.admit("acct", "interactive", "p").reason is Reason.ACCOUNT_PAUSED
+    assert h.limiter.admit("another-account", "interactive", "p").admitted
+
+
+def test_a_long_wait_for_the_rate_limit_hands_the_job_back_unsent(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(CREATED), TICKETQ_RATE_LIMIT="60/min")
+    first, second = h.submit(), h.submit()
+    h.redis.hset(job_key(first), "lane", "bulk")
+    h.redis.hset(job_key(second), "lane", "bulk")
+
+    assert h.run(first).state == JobState.SUCCEEDED
+    record = h.run(second)
+
+    assert record.state == JobState.RETRYING and record.attempts == 0
+    assert record.error is not None and "rate limit" in record.error.message
+    assert len(h.api.sent) == 1

@@ -2,7 +2,7 @@
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] failed index
 -- ARGV[1] now, ARGV[2] lease until, ARGV[3] lease token, ARGV[4] job id,
 -- ARGV[5] lost attempts after which the job is poison
--- Returns {"ok", spec json, attempts, uncertain_since or "", reconcile_first or ""}, or
+-- Returns {"ok", spec json, attempts, uncertain_since or "", reconcile_first or "", lane}, or
 -- {"missing"},
 -- {"final", state}, {"leased", lease_until}, {"not_due", next_attempt_at}.
 local now = tonumber(ARGV[1])
@@ -44,5 +44,6 @@ redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
 local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
-  "reconcile_first")
-return {"ok", found[1], found[2] or "0", found[3] or "", found[4] or ""}
+  "reconcile_first", "lane")
+return {"ok", found[1], found[2] or "0", found[3] or "", found[4] or "",
+  found[5] or "interactive"}
