@@ -100,7 +100,7 @@ def replay(
     with redis_errors():
         chosen = _chosen(dead, job_ids, all_jobs, Selection(account_id=account_id, reason=reason))
         try:
-            report = dead.replay(create_app(settings), chosen)
+            report = dead.replay(create_app(settings), chosen, settings.bulk_batch)
         except OperationalError as exc:
             raise fail(
                 f"replayed jobs are queued but could not be sent now ({exc}); the scheduler "

@@ -53,7 +53,6 @@ def measure(jobs: int = 2_000) -> Footprint:
         for n, job_id in enumerate(ids):
             claim = store.claim(job_id)
             assert isinstance(claim, Claim)
-            store.count_attempt(claim)
             spec = JobSpec.model_validate_json(claim.spec_json)
             ticket = TicketIds(id=f"{n:032x}", remote_id=f"PROJ-{n}")
             store.succeed(claim, spec, ticket)

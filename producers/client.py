@@ -157,7 +157,8 @@ class Producer:
         if problems:
             raise InvalidJob("; ".join(problems))
         created = self.store.create_many(specs, "bulk")
-        dispatch(self._app, self.store, [Due(c.job_id, "bulk") for c in created if c.is_new])
+        new = [Due(c.job_id, "bulk") for c in created if c.is_new]
+        dispatch(self._app, self.store, new, self.settings.bulk_batch)
         return BatchHandle(batch_id, [c.job_id for c in created], self.store)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -169,7 +170,7 @@ class Producer:
     def _enqueue(self, spec: JobSpec, lane: Lane) -> JobHandle:
         created = self.store.create(spec, lane)
         if created.is_new:
-            dispatch(self._app, self.store, [Due(created.job_id, lane)])
+            dispatch(self._app, self.store, [Due(created.job_id, lane)], self.settings.bulk_batch)
         return JobHandle(job_id=created.job_id, is_new=created.is_new, store=self.store)
 
 

@@ -11,7 +11,7 @@ from kombu import Queue
 
 from worker.settings import Settings, get_settings
 
-TASK_NAME = "ticketq.create_ticket"
+TASK_NAME = "ticketq.run_jobs"
 QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
 
 

@@ -22,17 +22,15 @@ from celery import Celery
 
 from worker.contract import ErrorKind, JobRecord
 from worker.dispatch import dispatch
-from worker.jobstore import (
+from worker.jobstore import Due, JobStore, stamp
+from worker.keys import (
     DUE_INDEX,
     FAILED_INDEX,
-    Due,
-    JobStore,
     batch_key,
     idempotency_key,
     job_key,
     lua_script,
     ref_key,
-    stamp,
 )
 
 PAGE = 500  # failed index entries read per round trip while filtering
@@ -120,11 +118,11 @@ class DeadLetters:
                 skipped.append(_refusal(job_id, answer))
         return Requeued(due, skipped)
 
-    def replay(self, app: Celery, job_ids: Iterable[str]) -> Report:
+    def replay(self, app: Celery, job_ids: Iterable[str], bulk_batch: int) -> Report:
         """Requeue, then send. If sending fails, the jobs wait in the outbox for the scheduler."""
         requeued = self.requeue(job_ids)
         if requeued.due:
-            dispatch(app, self._store, requeued.due)
+            dispatch(app, self._store, requeued.due, bulk_batch)
         return Report(done=[due.job_id for due in requeued.due], skipped=requeued.skipped)
 
     def purge(self, job_ids: Iterable[str]) -> Report:

@@ -1,23 +1,34 @@
 """Put job messages on the queue: the one way producers and the scheduler both send.
 
-A message carries only the job id. After sending, the jobs are confirmed sent, which takes
-them out of the scheduler's due index; a sender that dies before confirming leaves them
-there, and the scheduler sends them again later (a duplicate message is harmless: only one
-delivery can claim a job).
+A message carries only job ids: one for an interactive job, so it is never held up by
+others, and up to ``bulk_batch`` for bulk jobs, so that a worker pays Celery's per-message
+cost once for many tickets and sends them concurrently. After sending, the jobs are
+confirmed sent, which takes them out of the scheduler's due index; a sender that dies
+before confirming leaves them there, and the scheduler sends them again later (a duplicate
+message is harmless: only one delivery can claim a job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from celery import Celery
 
 from worker.celery_app import QUEUES, TASK_NAME
-from worker.jobstore import Due, JobStore
+from worker.jobstore import Due, JobStore, Lane
 
 
-def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due]) -> None:
+def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:
     with app.producer_or_acquire() as producer:
-        for job in jobs:
-            app.send_task(TASK_NAME, args=[job.job_id], queue=QUEUES[job.lane], producer=producer)
+        for lane, ids in _messages(jobs, bulk_batch):
+            app.send_task(TASK_NAME, args=[ids], queue=QUEUES[lane], producer=producer)
     store.confirm_sent([job.job_id for job in jobs])
+
+
+def _messages(jobs: Sequence[Due], bulk_batch: int) -> Iterator[tuple[Lane, list[str]]]:
+    for job in jobs:
+        if job.lane == "interactive":
+            yield "interactive", [job.job_id]
+    bulk = [job.job_id for job in jobs if job.lane == "bulk"]
+    for start in range(0, len(bulk), bulk_batch):
+        yield "bulk", bulk[start : start + bulk_batch]

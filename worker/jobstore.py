@@ -15,53 +15,30 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib.resources import files
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from worker.contract import JobError, JobRecord, JobSpec, JobState, TicketIds
+from worker.keys import (
+    DUE_INDEX,
+    FAILED_INDEX,
+    JOB_PREFIX,
+    batch_key,
+    idempotency_key,
+    inflight_key,
+    job_key,
+    lua_script,
+    ref_key,
+    run_scripts,
+    ticket_key,
+)
 from worker.settings import Settings
 
-PREFIX = "ticketq"
-JOB_PREFIX = f"{PREFIX}:job:"
-FAILED_INDEX = f"{PREFIX}:failed"
-DUE_INDEX = f"{PREFIX}:due"
 Lane = Literal["interactive", "bulk"]
-
-
-def lua_script(name: str) -> str:
-    return files("worker").joinpath("lua", name).read_text()
-
-
-def job_key(job_id: str) -> str:
-    return f"{JOB_PREFIX}{job_id}"
-
-
-def segment(value: str) -> str:
-    """Quote a caller-chosen value so that no account id or ref can forge another's key."""
-    return quote(value, safe="")
-
-
-def ref_key(account_id: str, ref: str) -> str:
-    return f"{PREFIX}:ref:{segment(account_id)}:{segment(ref)}"
-
-
-def idempotency_key(account_id: str, key: str) -> str:
-    return f"{PREFIX}:idem:{segment(account_id)}:{segment(key)}"
-
-
-def batch_key(batch_id: str) -> str:
-    return f"{PREFIX}:batch:{segment(batch_id)}"
-
-
-def ticket_key(account_id: str, ticket_id: str) -> str:
-    """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
-    return f"{PREFIX}:ticket:{segment(account_id)}:{segment(ticket_id)}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +98,7 @@ class JobStore:
         self._create = client.register_script(lua_script("create.lua"))
         self._sent = client.register_script(lua_script("sent.lua"))
         self._claim = client.register_script(lua_script("claim.lua"))
-        self._attempt = client.register_script(lua_script("attempt.lua"))
+        self._renew = client.register_script(lua_script("renew.lua"))
         self._transition = client.register_script(lua_script("transition.lua"))
         self._due = client.register_script(lua_script("due.lua"))
 
@@ -149,11 +126,8 @@ class JobStore:
     def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Created]:
         """Store many jobs in one round trip; each is created atomically on its own."""
         resend_at = stamp(time.time() + self._requeue_after)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for spec in specs:
-                keys, args = _create_call(spec, lane, resend_at)
-                self._create(keys=keys, args=args, client=pipe)
-            answers = pipe.execute()
+        calls = [(self._create, *_create_call(spec, lane, resend_at)) for spec in specs]
+        answers = run_scripts(self.redis, calls)
         return [Created(job_id=found, is_new=bool(int(new))) for found, new in answers]
 
     def confirm_sent(self, job_ids: list[str]) -> None:
@@ -191,132 +165,154 @@ class JobStore:
         return [str(job_id) for job_id in self.redis.zrevrange(FAILED_INDEX, 0, limit - 1)]
 
     def claim(self, job_id: str) -> Claim | Refused:
+        return self.claim_many([job_id])[0]
+
+    def claim_many(self, job_ids: Sequence[str]) -> list[Claim | Refused]:
+        """Claim each job for this delivery, in one round trip."""
         now = time.time()
-        token = secrets.token_hex(8)
-        answer = self._claim(
-            keys=[job_key(job_id), DUE_INDEX, FAILED_INDEX],
-            args=[
-                stamp(now),
-                stamp(now + self._lease_seconds),
-                token,
-                job_id,
-                self._max_lost_attempts,
+        lease_until = stamp(now + self._lease_seconds)
+        tokens = [secrets.token_hex(8) for _ in job_ids]
+        answers = run_scripts(
+            self.redis,
+            [
+                (
+                    self._claim,
+                    [job_key(job_id), DUE_INDEX, FAILED_INDEX],
+                    [stamp(now), lease_until, token, job_id, self._max_lost_attempts],
+                )
+                for job_id, token in zip(job_ids, tokens, strict=True)
             ],
         )
-        if answer[0] == "ok":
-            return Claim(
-                job_id=job_id,
-                token=token,
-                spec_json=answer[1],
-                attempts=int(answer[2]),
-                uncertain_since=float(answer[3]) if answer[3] else None,
-                reconcile_first=answer[4] == "1",
-                lane=answer[5],
-            )
-        return Refused(reason=answer[0], detail=answer[1] if len(answer) > 1 else "")
+        return [
+            _claim_answer(job_id, token, answer)
+            for job_id, token, answer in zip(job_ids, tokens, answers, strict=True)
+        ]
 
-    def take_back_attempt(self, claim: Claim) -> None:
-        """The request counted last was refused before StackOne acted on it (a 429)."""
-        self.redis.hincrby(job_key(claim.job_id), "attempts", -1)
-
-    def count_attempt(self, claim: Claim, *, settled: bool = False) -> int:
-        """Record one request about to be sent and renew the lease for it; ``settled`` says
-        reconciliation found no ticket, so the job stops being uncertain.
-
-        Raises ``LeaseLost`` if another delivery took the job over meanwhile: sending now
-        could make a second ticket.
-        """
+    def renew(self, claim: Claim) -> None:
+        """Extend the lease before an in-process retry; ``LeaseLost`` if it was taken over."""
         now = time.time()
-        attempts = int(
-            self._attempt(
-                keys=[job_key(claim.job_id), DUE_INDEX],
-                args=[
-                    claim.token,
-                    stamp(now),
-                    stamp(now + self._lease_seconds),
-                    claim.job_id,
-                    "1" if settled else "0",
-                ],
-            )
+        renewed = self._renew(
+            keys=[job_key(claim.job_id), DUE_INDEX],
+            args=[claim.token, stamp(now), stamp(now + self._lease_seconds), claim.job_id],
         )
-        if attempts < 0:
+        if int(renewed) < 0:
             raise LeaseLost(claim.job_id)
-        return attempts
 
-    def succeed(self, claim: Claim, spec: JobSpec, ticket: TicketIds) -> str:
-        fields = {
-            "ticket_id": ticket.id,
-            "remote_id": ticket.remote_id or "",
-            "error": "",
-            "uncertain_since": "",
-        }
-        owner = ticket_key(spec.account_id, ticket.id)
-        return self._move(claim, spec, JobState.SUCCEEDED, fields, ticket_index=owner)
+    def apply(self, transitions: Sequence[Transition]) -> list[str]:
+        """Record outcomes in one round trip; each answer is "ok" or why it was refused
+        (lost lease, already final)."""
+        now = stamp(time.time())
+        calls = [(self._transition, *self._transition_call(c, now)) for c in transitions]
+        return [str(answer) for answer in run_scripts(self.redis, calls)]
+
+    def succeed(self, claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int = 1) -> str:
+        return self.apply([succeeded(claim, spec, ticket, attempts)])[0]
 
     def retry_later(
-        self,
-        claim: Claim,
-        spec: JobSpec,
-        error: JobError,
-        delay: float,
-        *,
-        uncertain_since: float | None = None,
-        unsent: bool = False,
+        self, claim: Claim, spec: JobSpec, error: JobError, delay: float, attempts: int = 1
     ) -> str:
-        """Back to waiting; ``unsent`` takes back the attempt counted for a request that was
-        never made, and ``uncertain_since`` marks that the ticket may already exist."""
-        fields = {"error": error.model_dump_json()}
-        if uncertain_since is not None:
-            fields["uncertain_since"] = stamp(uncertain_since)
-        return self._move(
-            claim,
-            spec,
-            JobState.RETRYING,
-            fields,
-            due_at=time.time() + delay,
-            unsent=unsent,
-        )
+        return self.apply([retrying(claim, spec, error, delay, attempts)])[0]
 
-    def fail(self, claim: Claim, spec: JobSpec | None, error: JobError) -> str:
-        return self._move(claim, spec, JobState.FAILED, {"error": error.model_dump_json()})
+    def fail(self, claim: Claim, spec: JobSpec | None, error: JobError, attempts: int = 1) -> str:
+        return self.apply([failed(claim, spec, error, attempts)])[0]
 
     def owner_of(self, account_id: str, ticket_id: str) -> str | None:
         """The job that created or adopted this ticket, if ticketq knows one."""
         return cast(str | None, self.redis.get(ticket_key(account_id, ticket_id)))
 
-    def _move(
-        self,
-        claim: Claim,
-        spec: JobSpec | None,
-        state: JobState,
-        fields: dict[str, str],
-        *,
-        due_at: float | None = None,
-        unsent: bool = False,
-        ticket_index: str = "",
-    ) -> str:
-        """Apply a transition; returns "ok" or why it was refused (lost lease, already final)."""
-        ref = ref_key(spec.account_id, spec.ref) if spec and spec.ref else ""
-        idem = (
-            idempotency_key(spec.account_id, spec.idempotency_key)
-            if spec and spec.idempotency_key
-            else ""
-        )
-        args: list[str | int] = [
-            claim.token,
-            state,
-            _now(),
-            self._succeeded_ttl,
-            claim.job_id,
-            stamp(due_at) if due_at is not None else "",
-            "1" if unsent else "0",
+    def _transition_call(self, change: Transition, now: str) -> tuple[list[str], list[str]]:
+        spec = change.spec
+        account = spec.account_id if spec else ""
+        keys = [
+            job_key(change.claim.job_id),
+            FAILED_INDEX,
+            ref_key(account, spec.ref) if spec and spec.ref else "",
+            idempotency_key(account, spec.idempotency_key) if spec and spec.idempotency_key else "",
+            DUE_INDEX,
+            ticket_key(account, change.ticket.id) if spec and change.ticket else "",
+            inflight_key(account) if spec else "",
         ]
-        args += [item for pair in fields.items() for item in pair]
-        result: str = self._transition(
-            keys=[job_key(claim.job_id), FAILED_INDEX, ref, idem, DUE_INDEX, ticket_index],
-            args=args,
+        fields = dict(change.fields)
+        if change.ticket is not None:
+            fields.update(ticket_id=change.ticket.id, remote_id=change.ticket.remote_id or "")
+        if change.error is not None:
+            fields["error"] = change.error.model_dump_json()
+        if change.uncertain_since is not None:
+            fields["uncertain_since"] = stamp(change.uncertain_since)
+        args = [
+            change.claim.token,
+            change.state,
+            now,
+            str(self._succeeded_ttl),
+            change.claim.job_id,
+            stamp(change.due_at) if change.due_at is not None else "",
+            str(change.attempts),
+            *(item for pair in fields.items() for item in pair),
+        ]
+        return keys, args
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An outcome to record for a claimed job; built by ``succeeded``, ``retrying``, ``failed``."""
+
+    claim: Claim
+    spec: JobSpec | None
+    state: JobState
+    attempts: int  # requests this delivery made that count against the job
+    ticket: TicketIds | None = None
+    error: JobError | None = None
+    due_at: float | None = None
+    uncertain_since: float | None = None
+    fields: dict[str, str] = field(default_factory=dict)  # more fields; "" deletes one
+
+
+def succeeded(claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int) -> Transition:
+    """The job's ticket exists: it is no longer uncertain, nor to be reconciled."""
+    done = {"error": "", "uncertain_since": ""}
+    return Transition(claim, spec, JobState.SUCCEEDED, attempts, ticket=ticket, fields=done)
+
+
+def retrying(
+    claim: Claim,
+    spec: JobSpec,
+    error: JobError,
+    delay: float,
+    attempts: int,
+    uncertain_since: float | None = None,
+    settled: bool = False,
+) -> Transition:
+    """Wait ``delay`` seconds. ``uncertain_since``: an attempt since then may have made the
+    ticket; ``settled``: reconciliation found none, so the job is no longer uncertain."""
+    cleared = {"uncertain_since": "", "reconcile_first": ""} if settled else {}
+    return Transition(
+        claim,
+        spec,
+        JobState.RETRYING,
+        attempts,
+        error=error,
+        due_at=time.time() + max(delay, 0.0),
+        uncertain_since=uncertain_since,
+        fields=cleared,
+    )
+
+
+def failed(claim: Claim, spec: JobSpec | None, error: JobError, attempts: int) -> Transition:
+    return Transition(claim, spec, JobState.FAILED, attempts, error=error)
+
+
+def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | Refused:
+    if answer[0] == "ok":
+        return Claim(
+            job_id=job_id,
+            token=token,
+            spec_json=answer[1],
+            attempts=int(answer[2]),
+            uncertain_since=float(answer[3]) if answer[3] else None,
+            reconcile_first=answer[4] == "1",
+            lane=cast(Lane, answer[5]),
         )
-        return result
+    return Refused(reason=cast(Any, answer[0]), detail=answer[1] if len(answer) > 1 else "")
 
 
 def _create_call(spec: JobSpec, lane: Lane, resend_at: str) -> tuple[list[str], list[str]]:

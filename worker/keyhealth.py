@@ -2,8 +2,10 @@
 
 A 401 or 403 is about the key, not the job: failing each job in turn would burn through
 the queue. Instead the first refusal pauses sending with this key on every worker for
-``auth_pause`` seconds; when the pause ends, the next job is the probe. The key itself is
-never stored: workers agree on it by a short fingerprint.
+``auth_pause`` seconds (the limiter refuses admission meanwhile); when the pause ends, the
+next job is the probe. The refusal is said loudly once, kept for status pages until a
+request succeeds again, and then the recovery is said too. The key itself is never stored:
+workers agree on it by a short fingerprint.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import cast
 
 import redis
 from pydantic import SecretStr
 
-from worker.jobstore import PREFIX
+from worker.keys import PREFIX
+from worker.ratelimit import Limiter
 
 log = logging.getLogger("ticketq.worker")
 
@@ -33,51 +35,40 @@ class Refusal:
     status: int | None
     message: str
     since: float
-    until: float
+    paused_until: float | None  # None once the pause is over and a probe may go
 
 
 class KeyHealth:
-    def __init__(self, client: redis.Redis, api_key: SecretStr, pause_seconds: float) -> None:
+    def __init__(
+        self, client: redis.Redis, key_fingerprint: str, limiter: Limiter, pause_seconds: float
+    ) -> None:
         self._redis = client
-        self.fingerprint = fingerprint(api_key)
-        self._pause_key = f"{PREFIX}:auth:pause:{self.fingerprint}"
-        self._refused_key = f"{PREFIX}:auth:refused:{self.fingerprint}"
-        self._pause_ms = int(pause_seconds * 1000)
+        self.fingerprint = key_fingerprint
+        self._limiter = limiter
+        self._refused_key = f"{PREFIX}:auth:refused:{key_fingerprint}"
+        self._pause_seconds = pause_seconds
         self._seen_refusal = False
 
-    def paused(self) -> Refusal | None:
-        """The current pause, if StackOne refused the key within the last ``auth_pause``."""
-        with self._redis.pipeline() as pipe:
-            pipe.get(self._pause_key)
-            pipe.pttl(self._pause_key)
-            raw, ttl_ms = pipe.execute()
-        if raw is None or ttl_ms is None or ttl_ms < 0:
-            return None
+    def refused(self, status: int | None, message: str, now: float) -> None:
+        """StackOne refused the key: pause every worker; say so once per pause."""
         self._seen_refusal = True
-        info = json.loads(cast(str, raw))
-        return Refusal(info["status"], info["message"], info["since"], time.time() + ttl_ms / 1000)
-
-    def refused(self, status: int | None, message: str) -> Refusal:
-        """Pause every worker; says so loudly once per pause, not once per job."""
-        now = time.time()
         info = json.dumps({"status": status, "message": message, "since": now})
-        with self._redis.pipeline() as pipe:
-            pipe.set(self._pause_key, info, px=self._pause_ms, nx=True)
-            pipe.set(self._refused_key, info, nx=True)
-            newly_paused, first_refusal = pipe.execute()
-        self._seen_refusal = True
-        if newly_paused:
+        first_refusal = self._redis.set(self._refused_key, info, nx=True)
+        if self._limiter.pause_refused_key(self._pause_seconds):
             log.error(
                 "StackOne refused API key %s (%s: %s); every worker stops sending with it "
                 "for %.0fs, then one job tries it again",
                 self.fingerprint,
                 status,
                 message,
-                self._pause_ms / 1000,
+                self._pause_seconds,
             )
         if first_refusal:
             log.error("jobs wait, they are not failed, until the key works again")
-        return Refusal(status, message, now, now + self._pause_ms / 1000)
+
+    def noticed(self) -> None:
+        """This worker held a job back because the key is paused."""
+        self._seen_refusal = True
 
     def accepted(self) -> None:
         """A request went through: if this worker saw the key refused, clear and announce."""
@@ -92,6 +83,6 @@ class KeyHealth:
         if raw is None:
             return None
         info = json.loads(cast(str, raw))
-        paused = self.paused()
-        until = paused.until if paused else info["since"]
-        return Refusal(info["status"], info["message"], info["since"], until)
+        return Refusal(
+            info["status"], info["message"], info["since"], self._limiter.refused_until()
+        )

@@ -8,28 +8,41 @@ timed by Redis's own clock so hosts need not agree on theirs.
 Two lanes share the rate. Bulk requests get no burst: they are admitted only when the
 schedule says so. Interactive ones may run a few intervals ahead of it, so a ticket from a
 backend service goes out at once even while a bulk import keeps the limit saturated. The
-rate is kept a margin below the configured limit so that bursts included, no 60-second
-window ever holds more requests than the limit.
+rate is kept a margin below the configured limit so that, bursts included, no 60-second
+window ever holds more requests than the limit. Time is Redis's, in microseconds, so that
+high rates (the limit "out of the way") still admit a whole pipelined batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 import redis
 
-from worker.jobstore import PREFIX, Lane, lua_script, segment
+from worker.jobstore import Lane
+from worker.keys import PREFIX, inflight_key, lua_script, run_scripts, segment
 from worker.settings import RateLimit
 
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
 SAFETY_MARGIN = 0.01  # of the limit, so burst and clock jitter never reach it
+MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
 
 
-def interval_ms(limit: RateLimit) -> float:
-    """Milliseconds between two requests at the rate actually used (margin applied)."""
+def interval_us(limit: RateLimit) -> float:
+    """Microseconds between two requests at the rate actually used (margin applied)."""
     usable = limit.requests * (1 - SAFETY_MARGIN) - INTERACTIVE_BURST
-    return limit.per_seconds * 1000 / max(usable, 1.0)
+    return limit.per_seconds * 1_000_000 / max(usable, 1.0)
+
+
+def burst_us(limit: RateLimit, lane: Lane) -> float:
+    """How far ahead of the schedule a lane may go. Interactive: ``INTERACTIVE_BURST``
+    requests (or 100 ms, whichever is longer); bulk: two intervals less, so that an
+    interactive ticket always finds room even while bulk keeps the rate saturated."""
+    interval = interval_us(limit)
+    interactive = max((INTERACTIVE_BURST - 1) * interval, MIN_BURST_US)
+    return interactive if lane == "interactive" else max(interactive - 2 * interval, 0.0)
 
 
 class Reason(IntEnum):
@@ -38,6 +51,7 @@ class Reason(IntEnum):
     KEY_PAUSED = 2
     ACCOUNT_PAUSED = 3
     ACCOUNT_BUSY = 4
+    KEY_REFUSED = 5
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class Limiter:
         self._redis = client
         self._schedule_key = f"{PREFIX}:rl:{key_fingerprint}"
         self._pause_key = f"{PREFIX}:rl:pause:{key_fingerprint}"
+        self._refused_key = f"{PREFIX}:auth:pause:{key_fingerprint}"
         self._limit = limit
         self._account_cap = account_cap
         self._holder_lease_ms = int(holder_lease * 1000)
@@ -69,24 +84,37 @@ class Limiter:
         self._pause = client.register_script(lua_script("pause.lua"))
 
     def admit(self, account_id: str, lane: Lane, holder: str) -> Admission:
-        """Ask to send one request now; ``holder`` names it for the account's cap."""
-        interval = interval_ms(self._limit)
-        burst = (INTERACTIVE_BURST - 1) * interval if lane == "interactive" else 0
-        wait_ms, reason = self._admit(
-            keys=[
-                self._schedule_key,
-                self._pause_key,
-                f"{PREFIX}:inflight:{segment(account_id)}",
-                _account_pause_key(account_id),
-            ],
-            args=[interval, burst, self._account_cap, holder, self._holder_lease_ms],
-        )
-        return Admission(Reason(int(reason)), int(wait_ms) / 1000)
+        """Ask to send one request now; ``holder`` names it in the account's in-flight set
+        until the outcome is recorded (the job store's transition releases it)."""
+        return self.admit_many([(account_id, lane, holder)])[0]
 
-    def release(self, account_id: str, holder: str) -> None:
-        """The request is answered: it no longer counts against the account's cap."""
-        if self._account_cap > 0:
-            self._redis.zrem(f"{PREFIX}:inflight:{segment(account_id)}", holder)
+    def admit_many(self, requests: Sequence[tuple[str, Lane, str]]) -> list[Admission]:
+        """Ask for several requests at once, in one round trip, each decided on its own."""
+        interval = interval_us(self._limit)
+        answers = run_scripts(
+            self._redis,
+            [
+                (
+                    self._admit,
+                    [
+                        self._schedule_key,
+                        self._pause_key,
+                        inflight_key(account_id),
+                        _account_pause_key(account_id),
+                        self._refused_key,
+                    ],
+                    [
+                        interval,
+                        burst_us(self._limit, lane),
+                        self._account_cap,
+                        holder,
+                        self._holder_lease_ms,
+                    ],
+                )
+                for account_id, lane, holder in requests
+            ],
+        )
+        return [Admission(Reason(int(reason)), int(wait) / 1e6) for wait, reason in answers]
 
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""
@@ -95,6 +123,28 @@ class Limiter:
     def pause_account(self, account_id: str, seconds: float) -> None:
         """The provider behind one linked account said 429: only that account waits."""
         self._pause(keys=[_account_pause_key(account_id)], args=[int(seconds * 1000)])
+
+    def pause_refused_key(self, seconds: float) -> bool:
+        """StackOne refused the key (401/403): nobody sends with it for ``seconds``. True
+        if this started the pause (so it is announced once, not once per job)."""
+        return bool(
+            self._redis.set(
+                self._refused_key,
+                _ms_from_now(self._redis, seconds),
+                px=int(seconds * 1000),
+                nx=True,
+            )
+        )
+
+    def refused_until(self) -> float | None:
+        """When the pause after a 401/403 ends (Unix seconds), if one is on."""
+        until = self._redis.get(self._refused_key)
+        return int(str(until)) / 1000 if until is not None else None
+
+
+def _ms_from_now(client: redis.Redis, seconds: float) -> int:
+    now_s, now_us = client.time()
+    return int(now_s) * 1000 + int(now_us) // 1000 + int(seconds * 1000)
 
 
 def _account_pause_key(account_id: str) -> str:

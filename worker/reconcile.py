@@ -15,21 +15,24 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
+
 from worker.contract import JobSpec, TicketIds
 from worker.jobstore import JobStore
 from worker.stackone import Failed, TicketPage, as_id
 
 # StackOne's clock and ours differ; look a little further back than the attempt began.
 CLOCK_SKEW_SECONDS = 60.0
+PAGE_READS = 3
 
 
 class TicketLister(Protocol):
-    def list_tickets(
+    async def list_tickets(
         self, account_id: str, updated_after: float, cursor: str | None = None
     ) -> TicketPage | Failed: ...
 
 
-def find_created(
+async def find_created(
     api: TicketLister, store: JobStore, job_id: str, spec: JobSpec, since: float, max_pages: int
 ) -> TicketIds | Failed | None:
     """The job's ticket if StackOne lists it, None if not (send again), Failed if unknown."""
@@ -38,7 +41,7 @@ def find_created(
         return None
     cursor: str | None = None
     for _ in range(max_pages):
-        page = api.list_tickets(spec.account_id, since - CLOCK_SKEW_SECONDS, cursor)
+        page = await _read_page(api, spec.account_id, since - CLOCK_SKEW_SECONDS, cursor)
         if isinstance(page, Failed):
             return page
         for ticket in page.tickets:
@@ -51,3 +54,19 @@ def find_created(
             return None
         cursor = page.next
     return None
+
+
+async def _read_page(
+    api: TicketLister, account_id: str, updated_after: float, cursor: str | None
+) -> TicketPage | Failed:
+    """A page, read again after a short wait if reading failed: a read changes nothing, and
+    a job stays uncertain (and waits) only if StackOne keeps failing to answer."""
+    retrying = AsyncRetrying(
+        retry=retry_if_result(lambda read: isinstance(read, Failed)),
+        wait=wait_random_exponential(multiplier=0.2, max=2.0),
+        stop=stop_after_attempt(PAGE_READS),
+        # Out of reads: the last failure is the answer.
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    page: TicketPage | Failed = await retrying(api.list_tickets, account_id, updated_after, cursor)
+    return page

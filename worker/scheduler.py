@@ -24,12 +24,18 @@ BATCH = 500
 
 class Scheduler(threading.Thread):
     def __init__(
-        self, app: Celery, store: JobStore, interval: float, stopping: threading.Event
+        self,
+        app: Celery,
+        store: JobStore,
+        interval: float,
+        bulk_batch: int,
+        stopping: threading.Event,
     ) -> None:
         super().__init__(name="ticketq-scheduler", daemon=True)
         self._app = app
         self._store = store
         self._interval = interval
+        self._bulk_batch = bulk_batch
         self._stopping = stopping
 
     def run(self) -> None:
@@ -44,6 +50,6 @@ class Scheduler(threading.Thread):
     def tick(self) -> int:
         due = self._store.take_due(BATCH)
         if due:
-            dispatch(self._app, self._store, due)
+            dispatch(self._app, self._store, due, self._bulk_batch)
             log.info("scheduler sent %d due jobs to the queue", len(due))
         return len(due)

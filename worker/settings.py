@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         description="Requests in flight at once per linked account, across all workers "
         "(StackOne advises against many concurrent requests to one account); 0: no cap.",
     )
+    bulk_batch: int = Field(
+        default=50,
+        ge=1,
+        le=500,
+        validation_alias=_env("TICKETQ_BULK_BATCH"),
+        description="Bulk jobs carried by one queue message (each keeps its own record); "
+        "a worker sends them concurrently.",
+    )
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
@@ -188,7 +196,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         validation_alias=_env("TICKETQ_WORKER_CONCURRENCY"),
-        description="Threads per worker process.",
+        description="Deliveries (Celery threads) per worker process; the requests of all "
+        "of them share one event loop.",
     )
     succeeded_ttl: int = Field(
         default=30 * 24 * 3600,

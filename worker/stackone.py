@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from worker.contract import ErrorKind, JobError, TicketCreate, TicketIds
 from worker.settings import Settings
@@ -107,6 +109,8 @@ def kind_for_status(status: int) -> ErrorKind:
 
 
 LIST_PAGE_SIZE = 100
+# Enough connections that a worker's concurrent requests never queue for one.
+CONNECTION_LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=500)
 
 
 @dataclass(frozen=True)
@@ -116,15 +120,18 @@ class TicketPage:
 
 
 class StackOneClient:
-    """One per worker process, shared by its threads (``httpx.Client`` is thread-safe)."""
+    """One per worker process, living on its event loop (``worker/engine.py``): every
+    request of every batch the process runs goes through it concurrently."""
 
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         if settings.stackone_api_key is None or not settings.stackone_api_key.get_secret_value():
             raise ValueError("STACKONE_API_KEY is not set")
         self._api_key = settings.stackone_api_key
         self._connect_timeout = settings.connect_timeout
         self._read_timeout = settings.read_timeout
-        self._http = httpx.Client(
+        self._http = httpx.AsyncClient(
             base_url=settings.stackone_base_url,
             auth=httpx.BasicAuth(settings.stackone_api_key.get_secret_value(), ""),
             headers={
@@ -141,17 +148,13 @@ class StackOneClient:
                 write=settings.connect_timeout,
                 pool=settings.connect_timeout,
             ),
-            # One connection per worker thread, all kept alive, so threads never queue for one.
-            limits=httpx.Limits(
-                max_connections=settings.worker_concurrency,
-                max_keepalive_connections=settings.worker_concurrency,
-            ),
             # Settings are the only configuration: no proxies or CA bundles from the environment.
             trust_env=False,
-            transport=transport,
+            # aiohttp underneath: a quarter of httpx's own CPU per request at high concurrency.
+            transport=transport or AiohttpTransport(limits=CONNECTION_LIMITS, trust_env=False),
         )
 
-    def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome:
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome:
         """Send one ``POST /unified/ticketing/tickets``; never raises for HTTP or network errors.
 
         There is no idempotency key in StackOne's API, so this makes exactly one attempt:
@@ -160,16 +163,18 @@ class StackOneClient:
         if not _is_header_value(account_id):
             return Failed(ErrorKind.INVALID, "account id is not a valid HTTP header value")
         try:
-            response = self._http.post(
+            response = await self._http.post(
                 TICKETS_PATH,
                 content=ticket.to_json().encode(),
                 headers={"x-account-id": account_id},
             )
         except httpx.RequestError as exc:
             return self._network_failure(exc)
+        except aiohttp.ClientError as exc:
+            return self._malformed_answer(exc)
         return self._from_response(response)
 
-    def list_tickets(
+    async def list_tickets(
         self, account_id: str, updated_after: float, cursor: str | None = None
     ) -> TicketPage | Failed:
         """One page of the account's tickets updated after a moment, for reconciliation.
@@ -183,12 +188,14 @@ class StackOneClient:
         if cursor:
             params["next"] = cursor
         try:
-            response = self._http.get(
+            response = await self._http.get(
                 TICKETS_PATH, params=params, headers={"x-account-id": account_id}
             )
         except httpx.RequestError as exc:
             failure = self._network_failure(exc)
             return dataclasses.replace(failure, kind=ErrorKind.RETRYABLE)
+        except aiohttp.ClientError as exc:
+            return dataclasses.replace(self._malformed_answer(exc), kind=ErrorKind.RETRYABLE)
         body = _json_object(response)
         if response.status_code == 200 and body is not None and isinstance(body.get("data"), list):
             tickets = [item for item in body["data"] if isinstance(item, dict)]
@@ -199,8 +206,8 @@ class StackOneClient:
             return outcome
         return self._failed(ErrorKind.RETRYABLE, f"unexpected list answer: {response.text[:200]}")
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     def _from_response(self, response: httpx.Response) -> Outcome:
         status = response.status_code
@@ -230,6 +237,13 @@ class StackOneClient:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
+    def _malformed_answer(self, exc: aiohttp.ClientError) -> Failed:
+        """An answer that is not valid HTTP (the aiohttp transport lets these through as
+        they are): the request was sent, so the ticket may exist."""
+        return self._failed(
+            ErrorKind.AMBIGUOUS, f"malformed answer from StackOne: {type(exc).__name__}: {exc}"
+        )
+
     def _network_failure(self, exc: httpx.RequestError) -> Failed:
         """Classify by whether the request can have reached StackOne.
 
@@ -240,6 +254,17 @@ class StackOneClient:
         failure we cannot place, since we cannot prove the request was not sent.
         """
         connect, read = f"{self._connect_timeout:g}s", f"{self._read_timeout:g}s"
+        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError) and _sent_anyway(exc):
+            # The aiohttp transport reports every broken connection as a connect failure,
+            # including one dropped after the request went out.
+            cause = exc.__cause__
+            return self._failed(
+                ErrorKind.AMBIGUOUS,
+                f"connection lost after the request may have been sent: "
+                f"{type(cause).__name__}: {cause}",
+            )
+        if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+            return self._failed(ErrorKind.RETRYABLE, f"could not connect: {exc.__cause__}")
         match exc:
             case httpx.ConnectTimeout():
                 return self._failed(ErrorKind.RETRYABLE, f"connect timeout after {connect}")
@@ -314,6 +339,18 @@ def _bounded(provider_errors: list[Any] | None) -> list[Any] | None:
                 entry = {**entry, "raw": raw[:MAX_PROVIDER_RAW_CHARS] + "... (truncated)"}
         bounded.append(entry)
     return bounded
+
+
+def _sent_anyway(exc: httpx.TransportError) -> bool:
+    """Whether a "connect" error from the aiohttp transport happened after connecting.
+
+    Only aiohttp's connector errors (refused, unreachable, DNS) and its connect timeout
+    mean the request never left; a server disconnect or a reset mid-exchange do not.
+    """
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, aiohttp.ClientConnectorError):
+        return False
+    return not isinstance(cause, aiohttp.ConnectionTimeoutError)
 
 
 def _is_header_value(value: str) -> bool:

@@ -14,17 +14,8 @@ from ops.redis_server import RedisServer
 from worker.celery_app import QUEUES, create_app
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.deadletters import DeadLetters, Selection, Skipped
-from worker.jobstore import (
-    DUE_INDEX,
-    FAILED_INDEX,
-    Claim,
-    JobStore,
-    Refused,
-    batch_key,
-    idempotency_key,
-    job_key,
-    ref_key,
-)
+from worker.jobstore import Claim, JobStore, Refused, retrying
+from worker.keys import DUE_INDEX, FAILED_INDEX, batch_key, idempotency_key, job_key, ref_key
 from worker.settings import Settings
 
 REQUEUE_AFTER = 900.0
@@ -56,9 +47,8 @@ def failed(
     """A job that sent two requests, then failed with this kind of error."""
     job_spec = job_spec or spec()
     claim = claimed(store, job_spec)
-    store.count_attempt(claim)
-    store.count_attempt(claim)
-    assert store.fail(claim, job_spec, JobError(kind=kind, message=f"{kind} failure")) == "ok"
+    error = JobError(kind=kind, message=f"{kind} failure")
+    assert store.fail(claim, job_spec, error, attempts=2) == "ok"
     return claim.job_id
 
 
@@ -94,7 +84,7 @@ def test_replay_sends_the_message_and_confirms_it(
     job_id = failed(store)
     app = create_app(Settings.model_validate({"TICKETQ_REDIS_URL": redis_server.url}))
 
-    report = dead.replay(app, [job_id])
+    report = dead.replay(app, [job_id], bulk_batch=50)
 
     assert report.done == [job_id] and report.skipped == []
     assert redis_client.llen(QUEUES["interactive"]) == 1
@@ -128,11 +118,11 @@ def test_replay_refuses_jobs_that_are_not_failed_or_have_a_ticket(
 
 
 @pytest.mark.parametrize("kind", [ErrorKind.UNCERTAIN, ErrorKind.POISON])
-def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_attempt(
+def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_delivery(
     store: JobStore, dead: DeadLetters, redis_client: redis.Redis, kind: ErrorKind
 ) -> None:
     job_id = failed(store, kind=kind)
-    started = field(redis_client, job_id, "attempt_started_at")
+    started = field(redis_client, job_id, "claimed_at")
     assert started is not None
 
     dead.requeue([job_id])
@@ -145,7 +135,6 @@ def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_attempt(
 def test_a_job_the_claim_made_poison_is_replayed_to_reconcile(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=0, max_lost_attempts=1)
     claim = claimed(store, spec())
-    store.count_attempt(claim)
     time.sleep(0.01)
     # The lease ran out with a request in flight: the claim fails the job as poison.
     assert store.claim(claim.job_id) == Refused(reason="final", detail="failed")
@@ -165,12 +154,10 @@ def test_an_earlier_uncertain_moment_is_kept_whatever_the_last_error(
 ) -> None:
     job_spec = spec()
     claim = claimed(store, job_spec)
-    store.count_attempt(claim)
     ambiguous = JobError(kind=ErrorKind.AMBIGUOUS, message="read timeout")
-    store.retry_later(claim, job_spec, ambiguous, 0, uncertain_since=1000.0)
+    store.apply([retrying(claim, job_spec, ambiguous, 0, 1, uncertain_since=1000.0)])
     second = store.claim(claim.job_id)
     assert isinstance(second, Claim)
-    store.count_attempt(second)
     store.fail(second, job_spec, JobError(kind=ErrorKind.TERMINAL, message="422"))
 
     dead.requeue([claim.job_id])

@@ -9,17 +9,8 @@ import pytest
 import redis
 
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
-from worker.jobstore import (
-    DUE_INDEX,
-    FAILED_INDEX,
-    Claim,
-    Due,
-    JobStore,
-    LeaseLost,
-    Refused,
-    job_key,
-    spec_from_claim,
-)
+from worker.jobstore import Claim, Due, JobStore, LeaseLost, Refused, spec_from_claim
+from worker.keys import DUE_INDEX, FAILED_INDEX, inflight_key, job_key
 
 TTL = 3600
 
@@ -71,7 +62,7 @@ def test_find_by_ref_returns_the_latest_job_with_that_ref(store: JobStore) -> No
 
 
 def test_refs_with_separators_cannot_collide() -> None:
-    from worker.jobstore import ref_key
+    from worker.keys import ref_key
 
     assert ref_key("a:b", "c") != ref_key("a", "b:c")
 
@@ -120,10 +111,19 @@ def test_a_finished_job_is_never_claimed_again(store: JobStore) -> None:
     )
 
 
-def test_attempts_count_every_request(store: JobStore) -> None:
-    claim = claimed(store, spec())
+def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_slot(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_spec = spec()
+    claim = claimed(store, job_spec)
+    redis_client.zadd(inflight_key("acct-1"), {claim.token: time.time() * 1000 + 60_000})
+    error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
 
-    assert [store.count_attempt(claim) for _ in range(3)] == [1, 2, 3]
+    store.retry_later(claim, job_spec, error, delay=0, attempts=3)
+
+    record = store.get(claim.job_id)
+    assert record is not None and record.attempts == 3
+    assert redis_client.zcard(inflight_key("acct-1")) == 0
 
 
 def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(
@@ -238,22 +238,21 @@ def test_finished_jobs_leave_the_due_index(store: JobStore, redis_client: redis.
     assert redis_client.zcard(DUE_INDEX) == 0
 
 
-def test_an_attempt_after_the_lease_was_taken_over_is_refused(redis_client: redis.Redis) -> None:
+def test_a_lease_taken_over_cannot_be_renewed(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
     old = claimed(store, spec())
     time.sleep(0.01)
     assert isinstance(store.claim(old.job_id), Claim)
 
     with pytest.raises(LeaseLost):
-        store.count_attempt(old)
+        store.renew(old)
 
 
-def test_a_taken_over_job_remembers_when_the_lost_attempt_began(
+def test_a_taken_over_job_is_uncertain_since_the_lost_delivery_claimed_it(
     redis_client: redis.Redis,
 ) -> None:
     store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
     old = claimed(store, spec())
-    store.count_attempt(old)
     time.sleep(0.01)
 
     new = store.claim(old.job_id)

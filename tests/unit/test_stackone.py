@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from worker.contract import ErrorKind, TicketCreate
 from worker.settings import Settings
-from worker.stackone import MAX_MESSAGE_CHARS, Created, Failed, Outcome, StackOneClient
+from worker.stackone import (
+    LIST_PAGE_SIZE,
+    MAX_MESSAGE_CHARS,
+    Created,
+    Failed,
+    Outcome,
+    StackOneClient,
+    TicketPage,
+)
 
 KEY = "sk-test"
 ACCOUNT = "acct-42"
@@ -25,6 +36,7 @@ TICKET = TicketCreate(
     tags=["tag-1"],
 )
 Handler = Callable[[httpx.Request], httpx.Response]
+T = TypeVar("T")
 
 
 def settings(**overrides: Any) -> Settings:
@@ -36,12 +48,23 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
+def with_client(
+    handler: Handler, call: Callable[[StackOneClient], Awaitable[T]], **overrides: Any
+) -> T:
+    """Run ``call`` on a client over ``handler`` in a fresh event loop, closing it after."""
+
+    async def body() -> T:
+        client = StackOneClient(settings(**overrides), transport=httpx.MockTransport(handler))
+        try:
+            return await call(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(body())
+
+
 def send(handler: Handler, **overrides: Any) -> Outcome:
-    client = StackOneClient(settings(**overrides), transport=httpx.MockTransport(handler))
-    try:
-        return client.create_ticket(ACCOUNT, TICKET)
-    finally:
-        client.close()
+    return with_client(handler, lambda client: client.create_ticket(ACCOUNT, TICKET), **overrides)
 
 
 def failed(handler: Handler) -> Failed:
@@ -75,6 +98,15 @@ def error_body(status: int, message: object, **extra: object) -> dict[str, objec
 def raising(exc: Exception) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
+
+    return handler
+
+
+def raising_from(exc: Exception, cause: BaseException) -> Handler:
+    """As the aiohttp transport does: an httpx error whose ``__cause__`` is aiohttp's."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc from cause
 
     return handler
 
@@ -122,9 +154,13 @@ def test_account_id_that_cannot_be_a_header_fails_without_a_request() -> None:
         calls.append(request)
         return httpx.Response(201, json=created_body(id="t-1"))
 
-    client = StackOneClient(settings(), transport=httpx.MockTransport(handler))
-    for bad in ("acct\r\nX-Evil: 1", "accté", " acct"):
-        outcome = client.create_ticket(bad, TICKET)
+    async def send_each(client: StackOneClient) -> list[Outcome]:
+        return [
+            await client.create_ticket(bad, TICKET)
+            for bad in ("acct\r\nX-Evil: 1", "accté", " acct")
+        ]
+
+    for outcome in with_client(handler, send_each):
         assert isinstance(outcome, Failed)
         assert outcome.kind is ErrorKind.INVALID
     assert calls == []
@@ -337,3 +373,115 @@ def test_huge_provider_errors_are_cut_to_fit_a_job_record() -> None:
     assert len(json.dumps(outcome.provider_errors)) < 25_000
     assert outcome.provider_errors[0]["raw"].endswith("(truncated)")
     assert outcome.provider_errors[0]["status"] == 400
+
+
+# --- the aiohttp transport's "connect" errors ------------------------------------------
+
+# httpx_aiohttp maps every aiohttp connection error, including a drop after the request
+# went out, to httpx.ConnectTimeout/ConnectError, keeping aiohttp's error as __cause__.
+REFUSED = aiohttp.ClientConnectorError(
+    ConnectionKey("stackone.test", 80, False, True, None, None, None),
+    ConnectionRefusedError(111, "Connection refused"),
+)
+
+
+@pytest.mark.parametrize("wrapper", [httpx.ConnectTimeout, httpx.ConnectError])
+@pytest.mark.parametrize(
+    "cause",
+    [aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "reset")],
+    ids=["server-disconnected", "client-os-error"],
+)
+def test_connection_lost_after_connecting_is_ambiguous(
+    wrapper: type[httpx.TransportError], cause: aiohttp.ClientError
+) -> None:
+    failure = failed(raising_from(wrapper("x"), cause))
+    assert failure.kind is ErrorKind.AMBIGUOUS
+    assert failure.status is None
+    assert "connection lost after the request may have been sent" in failure.message
+    assert type(cause).__name__ in failure.message
+
+
+@pytest.mark.parametrize("wrapper", [httpx.ConnectTimeout, httpx.ConnectError])
+@pytest.mark.parametrize(
+    "cause",
+    [REFUSED, aiohttp.ConnectionTimeoutError()],
+    ids=["connector-error", "connection-timeout"],
+)
+def test_failure_to_connect_stays_retryable(
+    wrapper: type[httpx.TransportError], cause: aiohttp.ClientError
+) -> None:
+    failure = failed(raising_from(wrapper("x"), cause))
+    assert failure.kind is ErrorKind.RETRYABLE
+    assert failure.status is None
+
+
+def test_connect_error_without_a_cause_stays_retryable() -> None:
+    failure = failed(raising(httpx.ConnectError("refused")))
+    assert failure.kind is ErrorKind.RETRYABLE
+    assert "could not connect" in failure.message
+
+
+# --- listing tickets (reconciliation) --------------------------------------------------
+
+UPDATED_AFTER = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+
+
+def list_page(handler: Handler, cursor: str | None = None) -> TicketPage | Failed:
+    return with_client(handler, lambda client: client.list_tickets(ACCOUNT, UPDATED_AFTER, cursor))
+
+
+def test_list_tickets_sends_filter_page_size_and_cursor_and_parses_the_page() -> None:
+    seen: list[httpx.Request] = []
+    tickets = [{"id": "t-1", "remote_id": "JIRA-1"}, {"id": "t-2"}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"data": [*tickets, "not a ticket"], "next": "c2"})
+
+    page = list_page(handler, cursor="c1")
+
+    assert page == TicketPage(tickets, "c2")
+    (request,) = seen
+    assert request.method == "GET"
+    assert request.url.path == "/unified/ticketing/tickets"
+    assert request.headers["x-account-id"] == ACCOUNT
+    assert dict(request.url.params) == {
+        "filter[updated_after]": "2025-01-02T03:04:05+00:00",
+        "page_size": str(LIST_PAGE_SIZE),
+        "next": "c1",
+    }
+
+
+def test_list_tickets_first_page_sends_no_cursor_and_last_page_has_no_next() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"data": [], "next": None})
+
+    assert list_page(handler) == TicketPage([], None)
+    assert "next" not in seen[0].url.params
+
+
+def test_list_tickets_server_error_is_a_retryable_failure() -> None:
+    page = list_page(answer(500, error_body(500, "internal error")))
+    assert isinstance(page, Failed)
+    assert page.kind is ErrorKind.RETRYABLE
+    assert page.status == 500
+    assert page.message == "internal error"
+
+
+def test_list_tickets_network_failure_is_retryable_even_when_ambiguous_for_a_create() -> None:
+    page = list_page(raising(httpx.ReadTimeout("slow")))
+    assert isinstance(page, Failed)
+    assert page.kind is ErrorKind.RETRYABLE
+
+
+def test_an_answer_that_is_not_valid_http_is_ambiguous_not_an_exception() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise aiohttp.ClientPayloadError("400, message: Invalid HTTP status line")
+
+    outcome = failed(handler)
+
+    assert outcome.kind is ErrorKind.AMBIGUOUS
+    assert "malformed answer" in outcome.message

@@ -1,40 +1,42 @@
 -- Admit one request to StackOne, or say how long to wait: a GCRA rate limit per API key,
--- a cap on requests in flight per linked account, and pauses a 429 asked for.
--- KEYS[1] schedule of the API key (its GCRA theoretical arrival time), KEYS[2] pause of the
--- key, KEYS[3] in-flight set of the account (sorted set: holder -> expiry), KEYS[4] pause
--- of the account
--- ARGV[1] emission interval ms (one request per interval), ARGV[2] burst tolerance ms for
+-- a cap on requests in flight per linked account, and pauses (429s, a refused key).
+-- KEYS[1] schedule of the API key (its GCRA theoretical arrival time, microseconds),
+-- KEYS[2] pause of the key (429), KEYS[3] in-flight set of the account (sorted set:
+-- holder -> expiry ms), KEYS[4] pause of the account (the provider's 429), KEYS[5] pause of
+-- the key after StackOne refused it (401/403); pauses hold their end in ms
+-- ARGV[1] emission interval in microseconds, ARGV[2] burst tolerance in microseconds for
 -- this lane, ARGV[3] account cap (0: none), ARGV[4] holder id, ARGV[5] holder lease ms
 -- Returns {0, 0} when admitted (the holder then counts against the account cap until
--- released), or {wait_ms, reason} with reason 1 rate, 2 key paused, 3 account paused,
--- 4 account at its cap.
+-- released), or {wait_us, reason} with reason 1 rate, 2 key paused, 3 account paused,
+-- 4 account at its cap, 5 key refused.
 local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local key_pause = tonumber(redis.call("GET", KEYS[2]) or "0")
-if key_pause > now then
-  return {key_pause - now, 2}
-end
-local account_pause = tonumber(redis.call("GET", KEYS[4]) or "0")
-if account_pause > now then
-  return {account_pause - now, 3}
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local pauses = {{KEYS[5], 5}, {KEYS[2], 2}, {KEYS[4], 3}}
+for _, pause in ipairs(pauses) do
+  local until_ms = tonumber(redis.call("GET", pause[1]) or "0")
+  if until_ms > now_ms then
+    return {(until_ms - now_ms) * 1000, pause[2]}
+  end
 end
 local cap = tonumber(ARGV[3])
 if cap > 0 then
-  redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now)
+  redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now_ms)
   if redis.call("ZCARD", KEYS[3]) >= cap then
     local first = redis.call("ZRANGE", KEYS[3], 0, 0, "WITHSCORES")
-    return {math.max(math.min(tonumber(first[2]) - now, 1000), 5), 4}
+    return {math.max(math.min(tonumber(first[2]) - now_ms, 1000), 5) * 1000, 4}
   end
 end
 local interval = tonumber(ARGV[1])
-local tat = math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now)
+local tat = math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now_us)
 local allow_at = tat - tonumber(ARGV[2])
-if allow_at > now then
-  return {allow_at - now, 1}
+if allow_at > now_us then
+  return {math.ceil(allow_at - now_us), 1}
 end
-redis.call("SET", KEYS[1], tat + interval, "PX", math.floor(tat + interval - now) + 60000)
+redis.call("SET", KEYS[1], string.format("%.0f", tat + interval),
+  "PX", math.floor((tat + interval - now_us) / 1000) + 60000)
 if cap > 0 then
-  redis.call("ZADD", KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
+  redis.call("ZADD", KEYS[3], now_ms + tonumber(ARGV[5]), ARGV[4])
   redis.call("PEXPIRE", KEYS[3], tonumber(ARGV[5]) + 60000)
 end
 return {0, 0}

@@ -7,7 +7,7 @@
 -- {"final", state}, {"leased", lease_until}, {"not_due", next_attempt_at}.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
-  "attempt_started_at")
+  "claimed_at")
 local state = job[1]
 if not state then
   return {"missing"}
@@ -19,7 +19,8 @@ if state == "running" then
   if tonumber(job[2] or "0") > now then
     return {"leased", job[2]}
   end
-  -- The previous holder died or hung mid-attempt: its request may have created the ticket.
+  -- The previous holder died or hung during its delivery: a request it sent since it
+  -- claimed the job may have created the ticket.
   local lost = redis.call("HINCRBY", KEYS[1], "lost_attempts", 1)
   if lost >= tonumber(ARGV[5]) then
     local error = cjson.encode({kind = "poison", message = "the worker was lost " .. lost ..
@@ -39,7 +40,7 @@ elseif state == "retrying" and tonumber(job[3] or "0") > now then
   return {"not_due", job[3]}
 end
 redis.call("HSET", KEYS[1], "state", "running", "lease_until", ARGV[2], "lease_token", ARGV[3],
-  "updated_at", ARGV[1])
+  "updated_at", ARGV[1], "claimed_at", ARGV[1])
 redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])

@@ -4,7 +4,7 @@
 -- ARGV[3] job id
 -- Returns {"ok", lane}, or {"missing"}, {"not_failed", state}, {"has_ticket", ticket id}.
 local job = redis.call("HMGET", KEYS[1], "state", "ticket_id", "error", "uncertain_since",
-  "attempt_started_at", "created_at", "lane")
+  "claimed_at", "created_at", "lane")
 if not job[1] then
   return {"missing"}
 end

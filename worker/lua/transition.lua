@@ -1,11 +1,15 @@
 -- Move a running job to its next state, only for the holder of the current lease.
 -- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] ref key or "", KEYS[4] idempotency key
--- or "", KEYS[5] due index, KEYS[6] ticket index key or ""
+-- or "", KEYS[5] due index, KEYS[6] ticket index key or "", KEYS[7] the account's in-flight
+-- set or "" (the lease token leaves it: the request is answered)
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
--- ARGV[7] "1" to take back the attempt just counted (it never reached StackOne),
+-- ARGV[7] requests this delivery made that count as attempts,
 -- ARGV[8..] field/value pairs to set; an empty value deletes the field.
 -- Returns "ok", or "missing" / "lost_lease" / the current final state when refused.
+if KEYS[7] ~= "" then
+  redis.call("ZREM", KEYS[7], ARGV[1])
+end
 local current = redis.call("HMGET", KEYS[1], "state", "lease_token")
 if not current[1] then
   return "missing"
@@ -19,8 +23,8 @@ end
 local job_id = ARGV[5]
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
 redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
-if ARGV[7] == "1" then
-  redis.call("HINCRBY", KEYS[1], "attempts", -1)
+if ARGV[7] ~= "0" then
+  redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
 for i = 8, #ARGV, 2 do
   if ARGV[i + 1] == "" then
