@@ -33,7 +33,10 @@ FINISH_TIMEOUT = 120.0
 # Faults the stand-in injects, by ticket: each runs the pipeline down another path.
 FAULTS: dict[int, tuple[str, list[dict[str, Any]]]] = {
     1: ("500 twice, then created: retried in the worker", [{"status": 500}] * 2),
-    2: ("429 Retry-After 3: handed back to the queue", [{"status": 429, "retry_after": "3"}]),
+    2: (
+        "429 Retry-After 3: every worker pauses, not counted",
+        [{"status": 429, "retry_after": "3"}],
+    ),
     3: ("slow answer (1.5 s)", [{"delay_ms": 1500}]),
     4: (
         "422 from the provider: not retried",
