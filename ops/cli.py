@@ -20,6 +20,7 @@ from ops.dead_cli import dead_app
 from ops.fakeapi import FakeApiOptions, serve
 from producers.client import InvalidJob, Producer
 from worker.contract import JobRecord
+from worker.keys import QUEUES
 from worker.settings import get_settings
 
 app = typer.Typer(
@@ -42,8 +43,7 @@ def producer() -> Producer:
     help="Run a Celery worker with ticketq's defaults; extra arguments go to Celery.",
 )
 def worker(ctx: typer.Context) -> None:
-    from worker.celery_app import QUEUES  # imports the worker's settings
-    from worker.celery_app import app as celery
+    from worker.celery_app import app as celery  # builds the app from the worker's settings
 
     settings = get_settings()
     if settings.stackone_api_key is None:

@@ -6,18 +6,24 @@ shape, ``Retry-After`` on 429) and that can be told to misbehave in the ways tha
 to invariant 2: errors, rate limits, slow answers and, above all, the ambiguous outcomes
 where the ticket exists but the client never hears so.
 
-Requests to the ticketing routes pass these checks in order: API key (401), User-Agent
-(403), ``x-account-id`` (400, or 404 for an account not in ``accounts``), the per-key rate
-limit (429), a scripted step for the body's title, the random error rate (500), the body
-(400 naming the field). Only then is a ticket created and kept in memory, so it can be read
-back the way reconciliation reads StackOne.
+Requests to the ticketing routes pass these checks in order: a simulated key refusal
+(``auth_failure``: 401 or 403), API key (401), User-Agent (403), ``x-account-id`` (400,
+or 404 for an account not in ``accounts``), the per-key rate limit (429), a scripted step
+for the body's title, the random error rate (500), the body (400 naming the field). Only
+then is a ticket created and kept in memory, so it can be read back the way reconciliation
+reads StackOne.
 
 The body is checked here on its own, against the spec's types, and deliberately does not
 import ``worker.contract``: the stand-in is there to catch what our own validation lets
 through, not to share its mistakes.
 
 The control API under ``/_fake`` has no auth; it scripts answers per ticket title, changes
-latency, rate limit and error rate live, and reports what arrived (``/_fake/stats``).
+latency, rate limit, error rate and a simulated key refusal (``auth_failure``) live, and
+reports what arrived (``/_fake/stats``). ``auth_failure`` set to 401 or 403 answers every
+ticketing request (create, list, read) with that status in StackOne's error shape before
+any other check, as StackOne does once a key is revoked; ``null`` lifts it. It never
+reveals or changes the configured key itself.
+
 Scripted steps, in the order a step applies them:
 
 - ``delay_ms``: wait first, *then* answer as the rest of the step says; a step with only a
@@ -60,6 +66,7 @@ __all__ = ["FakeApiOptions", "Step", "make_app", "serve"]
 
 TICKETS_PATH = "/unified/ticketing/tickets"
 RATE_WINDOW_SECONDS = 60.0
+AUTH_FAILURES = {401: "Unauthorized", 403: "Forbidden"}
 DEFAULT_PAGE_SIZE = 25
 PRIORITY_VALUES = frozenset({"lowest", "low", "medium", "high", "highest", "unmapped_value"})
 _SHUTDOWN_GRACE_SECONDS = 1.0  # a hanging scripted response must not hold up Ctrl-C
@@ -67,13 +74,15 @@ _SHUTDOWN_GRACE_SECONDS = 1.0  # a hanging scripted response must not hold up Ct
 
 @dataclass
 class FakeApiOptions:
-    """How the stand-in behaves; ``/_fake/config`` changes the last three while it runs."""
+    """How the stand-in behaves; ``/_fake/config`` changes ``latency_ms``, ``rpm_limit``,
+    ``error_rate`` and ``auth_failure`` while it runs."""
 
     api_key: str | None = None  # None: any non-empty username is accepted
     latency_ms: float = 0.0  # added to every ticketing request
     rpm_limit: int | None = None  # per API key, strict sliding 60 s window
     error_rate: float = 0.0  # fraction of create requests answered 500 before creating
     accounts: frozenset[str] | None = None  # if set, other x-account-id values get 404
+    auth_failure: int | None = None  # 401 or 403: refuse every request, as for a revoked key
 
 
 @dataclass(frozen=True)
@@ -399,6 +408,9 @@ async def _admit(request: web.Request, state: _State) -> str | web.Response:
     """Checks 1 to 4, common to every ticketing route: the linked account, or the refusal."""
     if state.options.latency_ms:
         await asyncio.sleep(state.options.latency_ms / 1000)
+    refusal = state.options.auth_failure
+    if refusal is not None:  # the key was revoked: nothing it sends is accepted
+        return _error(refusal, AUTH_FAILURES[refusal])
     key = _api_key(request, state.options.api_key)
     if key is None:
         return _error(401, "Unauthorized")
@@ -559,6 +571,7 @@ def _live_options(options: FakeApiOptions) -> dict[str, Any]:
         "latency_ms": options.latency_ms,
         "rpm_limit": options.rpm_limit,
         "error_rate": options.error_rate,
+        "auth_failure": options.auth_failure,
     }
 
 
@@ -573,13 +586,19 @@ async def _config(request: web.Request) -> web.Response:
     latency = body.get("latency_ms", options.latency_ms)
     rpm = body.get("rpm_limit", options.rpm_limit)
     rate = body.get("error_rate", options.error_rate)
+    refusal = body.get("auth_failure", options.auth_failure)
     if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
         return _error(400, "latency_ms must be a non-negative number")
     if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
         return _error(400, "rpm_limit must be a positive integer or null")
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
         return _error(400, "error_rate must be a number from 0 to 1")
+    if refusal is not None and (
+        isinstance(refusal, bool) or not isinstance(refusal, int) or refusal not in AUTH_FAILURES
+    ):
+        return _error(400, "auth_failure must be 401, 403 or null")
     options.latency_ms, options.rpm_limit, options.error_rate = float(latency), rpm, float(rate)
+    options.auth_failure = refusal
     return web.json_response(_live_options(options))
 
 

@@ -5,9 +5,17 @@ The demo and the tests program faults the same way, through this one client.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 import httpx
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+_UNSET = _Unset.UNSET
 
 
 class FakeApiControl:
@@ -18,8 +26,32 @@ class FakeApiControl:
         """The next requests for ``title`` get these answers, in order, then normal ones."""
         self._post("/script", {"title": title, "responses": list(steps)})
 
-    def configure(self, **options: Any) -> None:
-        self._post("/config", options)
+    def configure(
+        self,
+        *,
+        latency_ms: float | _Unset = _UNSET,
+        rpm_limit: int | _Unset | None = _UNSET,
+        error_rate: float | _Unset = _UNSET,
+        auth_failure: Literal[401, 403] | _Unset | None = _UNSET,
+    ) -> dict[str, Any]:
+        """Change the stand-in's live options; those not given stay as they are.
+
+        ``auth_failure`` 401 or 403 makes every ticketing request fail with that status, as
+        for a revoked API key, until it is set back to ``None``. Returns the options now in
+        force (never the API key).
+        """
+        given = {
+            "latency_ms": latency_ms,
+            "rpm_limit": rpm_limit,
+            "error_rate": error_rate,
+            "auth_failure": auth_failure,
+        }
+        response = self._http.post(
+            "/config", json={name: value for name, value in given.items() if value is not _UNSET}
+        )
+        response.raise_for_status()
+        options: dict[str, Any] = response.json()
+        return options
 
     def reset(self) -> None:
         self._post("/reset", {})

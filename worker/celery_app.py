@@ -9,10 +9,10 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from worker.keys import QUEUES
 from worker.settings import Settings, get_settings
 
 TASK_NAME = "ticketq.run_jobs"
-QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
 
 
 def create_app(settings: Settings) -> Celery:
@@ -28,6 +28,10 @@ def create_app(settings: Settings) -> Celery:
         # or Redis redelivers a message that is still being worked on.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
+            # Look for a dead worker's unacknowledged messages every 5 s (kombu's default
+            # is a scan every 100 s), so they come back soon after the visibility timeout.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
             # interactive first: a worker drains it before looking at bulk
             "queue_order_strategy": "priority",
         },

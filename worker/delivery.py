@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from worker.contract import ErrorKind, JobError, JobSpec
 from worker.jobstore import Claim, Transition, failed, retrying, succeeded
+from worker.keyhealth import Refusal
 from worker.ratelimit import Admission, Reason
 from worker.retry import RetryPolicy
 from worker.settings import Settings
@@ -32,6 +33,7 @@ class Job:
     settled: bool = False  # reconciliation found no ticket: no longer uncertain once sent
     attempts: int = 0  # requests in this delivery that count against the job
     sent_at: float = 0.0
+    probe: bool = False  # its request finds out whether a refused key works again
 
     @property
     def total_attempts(self) -> int:
@@ -60,13 +62,18 @@ class Decisions:
             return self.give_up(job, None)
         return None
 
-    def not_admitted(self, job: Job, admission: Admission, spent: float) -> Decision:
-        """The limits said wait: in this delivery if the wait is short, else hand back."""
+    def not_admitted(
+        self, job: Job, admission: Admission, spent: float, refusal: Refusal | None = None
+    ) -> Decision:
+        """The limits said wait: in this delivery if the wait is short, else hand back.
+        ``refusal`` is StackOne's last word on the key, when it is the key that waits."""
         if admission.reason is Reason.KEY_REFUSED:
+            said = f" ({refusal.status}: {refusal.message})" if refusal else ""
             error = JobError(
                 kind=ErrorKind.BAD_CREDENTIALS,
-                message="waiting: StackOne refused the API key; one job will try it again "
-                "when the pause ends",
+                status=refusal.status if refusal else None,
+                message=f"waiting: StackOne refused the API key{said}; one request will try "
+                "it again when the pause ends",
             )
             return self._wait(job, error, admission.wait + self._policy.delay_for(1, None))
         if self._waits_in_process(admission.wait, spent):

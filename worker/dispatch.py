@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 
 from celery import Celery
 
-from worker.celery_app import QUEUES, TASK_NAME
+from worker.celery_app import TASK_NAME
 from worker.jobstore import Due, JobStore, Lane
+from worker.keys import QUEUES
 
 
 def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:

@@ -27,6 +27,7 @@ from worker.keys import (
     DUE_INDEX,
     FAILED_INDEX,
     JOB_PREFIX,
+    QUEUES,
     batch_key,
     idempotency_key,
     inflight_key,
@@ -131,15 +132,17 @@ class JobStore:
         return [Created(job_id=found, is_new=bool(int(new))) for found, new in answers]
 
     def confirm_sent(self, job_ids: list[str]) -> None:
-        """Their messages are on the queue: the scheduler need not send them."""
+        """Their messages are on the queue: the scheduler looks again only if nobody has
+        claimed them ``requeue_after`` from now (a message can be lost on its way)."""
         if job_ids:
-            self._sent(keys=[DUE_INDEX], args=[JOB_PREFIX, *job_ids])
+            look_again = stamp(time.time() + self._requeue_after)
+            self._sent(keys=[DUE_INDEX], args=[JOB_PREFIX, look_again, *job_ids])
 
     def take_due(self, limit: int = 500) -> list[Due]:
         """Jobs to (re)send now; each is handed to one caller, who must send and confirm."""
         now = time.time()
         flat = self._due(
-            keys=[DUE_INDEX],
+            keys=[DUE_INDEX, *QUEUES.values()],
             args=[stamp(now), stamp(now + self._requeue_after), limit, JOB_PREFIX],
         )
         return [Due(job_id=flat[i], lane=flat[i + 1]) for i in range(0, len(flat), 2)]

@@ -19,8 +19,7 @@ from typing import cast
 import redis
 from pydantic import SecretStr
 
-from worker.keys import PREFIX
-from worker.ratelimit import Limiter
+from worker.ratelimit import Limiter, refusal_key
 
 log = logging.getLogger("ticketq.worker")
 
@@ -45,7 +44,7 @@ class KeyHealth:
         self._redis = client
         self.fingerprint = key_fingerprint
         self._limiter = limiter
-        self._refused_key = f"{PREFIX}:auth:refused:{key_fingerprint}"
+        self._refused_key = refusal_key(key_fingerprint)
         self._pause_seconds = pause_seconds
         self._seen_refusal = False
 
@@ -70,9 +69,10 @@ class KeyHealth:
         """This worker held a job back because the key is paused."""
         self._seen_refusal = True
 
-    def accepted(self) -> None:
-        """A request went through: if this worker saw the key refused, clear and announce."""
-        if self._seen_refusal:
+    def accepted(self, probe: bool = False) -> None:
+        """A request went through: if this worker saw the key refused, or the request was
+        the probe after a refusal, clear the refusal and announce that sending resumes."""
+        if self._seen_refusal or probe:
             self._seen_refusal = False
             if self._redis.delete(self._refused_key):
                 log.warning("StackOne accepts API key %s again; sending resumes", self.fingerprint)

@@ -19,6 +19,9 @@ PREFIX = "ticketq"
 JOB_PREFIX = f"{PREFIX}:job:"
 FAILED_INDEX = f"{PREFIX}:failed"
 DUE_INDEX = f"{PREFIX}:due"
+# The Celery queues (Redis lists) of the two lanes, interactive first: workers read them in
+# this order, and the scheduler looks at their length.
+QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
 
 
 def segment(value: str) -> str:

@@ -52,6 +52,7 @@ class Reason(IntEnum):
     ACCOUNT_PAUSED = 3
     ACCOUNT_BUSY = 4
     KEY_REFUSED = 5
+    PROBE = 6  # admitted, as the one request that finds out whether a refused key works
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Admission:
 
     @property
     def admitted(self) -> bool:
-        return self.reason is Reason.ADMITTED
+        return self.reason in (Reason.ADMITTED, Reason.PROBE)
 
 
 class Limiter:
@@ -72,11 +73,15 @@ class Limiter:
         limit: RateLimit,
         account_cap: int,
         holder_lease: float,
+        probe_interval: float = 30.0,
     ) -> None:
         self._redis = client
         self._schedule_key = f"{PREFIX}:rl:{key_fingerprint}"
         self._pause_key = f"{PREFIX}:rl:pause:{key_fingerprint}"
         self._refused_key = f"{PREFIX}:auth:pause:{key_fingerprint}"
+        self._refusal_key = refusal_key(key_fingerprint)
+        self._probe_key = f"{PREFIX}:auth:probe:{key_fingerprint}"
+        self._probe_ms = int(probe_interval * 1000)
         self._limit = limit
         self._account_cap = account_cap
         self._holder_lease_ms = int(holder_lease * 1000)
@@ -102,6 +107,8 @@ class Limiter:
                         inflight_key(account_id),
                         _account_pause_key(account_id),
                         self._refused_key,
+                        self._refusal_key,
+                        self._probe_key,
                     ],
                     [
                         interval,
@@ -109,6 +116,7 @@ class Limiter:
                         self._account_cap,
                         holder,
                         self._holder_lease_ms,
+                        self._probe_ms,
                     ],
                 )
                 for account_id, lane, holder in requests
@@ -140,6 +148,11 @@ class Limiter:
         """When the pause after a 401/403 ends (Unix seconds), if one is on."""
         until = self._redis.get(self._refused_key)
         return int(str(until)) / 1000 if until is not None else None
+
+
+def refusal_key(key_fingerprint: str) -> str:
+    """StackOne's last refusal of the key, kept until a request succeeds with it again."""
+    return f"{PREFIX}:auth:refused:{key_fingerprint}"
 
 
 def _ms_from_now(client: redis.Redis, seconds: float) -> int:

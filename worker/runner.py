@@ -156,13 +156,17 @@ class JobRunner:
             [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs]
         )
         admitted = []
+        refusal = None
+        if any(admission.reason is Reason.KEY_REFUSED for admission in admissions):
+            self._key_health.noticed()
+            refusal = self._key_health.refusal()
         for job, admission in zip(jobs, admissions, strict=True):
             if admission.admitted:
+                job.probe = admission.reason is Reason.PROBE
                 admitted.append(job)
                 continue
-            if admission.reason is Reason.KEY_REFUSED:
-                self._key_health.noticed()
-            self._collect(job, self._decisions.not_admitted(job, admission, spent), outcomes, again)
+            decision = self._decisions.not_admitted(job, admission, spent, refusal)
+            self._collect(job, decision, outcomes, again)
         answers = self._loop.run(self._send(admitted)) if admitted else []
         for job, outcome in zip(admitted, answers, strict=True):
             self._react(job, outcome)
@@ -184,7 +188,7 @@ class JobRunner:
     def _react(self, job: Job, outcome: Outcome) -> None:
         """What an answer means beyond its job: the key works, is refused, or is throttled."""
         if isinstance(outcome, Created):
-            self._key_health.accepted()
+            self._key_health.accepted(probe=job.probe)
         elif outcome.kind is ErrorKind.BAD_CREDENTIALS:
             self._key_health.refused(outcome.status, outcome.message, time.time())
         elif outcome.status == 429:

@@ -171,11 +171,12 @@ class Settings(BaseSettings):
         description="Seconds between looks for due retries and jobs whose worker was lost.",
     )
     requeue_after: float = Field(
-        default=900.0,
+        default=60.0,
         gt=0,
         validation_alias=_env("TICKETQ_REQUEUE_AFTER"),
         description="A job sent to the queue but not claimed within this many seconds is "
-        "sent again, in case its message was lost (duplicates are harmless: one claim wins).",
+        "sent again, once its lane's queue is empty, in case its message was lost on the "
+        "way to a worker (a duplicate is harmless: one claim wins).",
     )
     reconcile_pages: int = Field(
         default=20,

@@ -49,6 +49,7 @@ def runner() -> JobRunner:
                 settings.parsed_rate_limit,
                 account_cap=settings.account_concurrency,
                 holder_lease=settings.lease_seconds,
+                probe_interval=settings.auth_pause,
             )
             health = KeyHealth(store.redis, key, limiter, settings.auth_pause)
             policy = RetryPolicy(settings)

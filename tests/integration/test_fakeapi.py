@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 from aiohttp import web
 
 from ops.fakeapi import FakeApiOptions, make_app
+from ops.fakeapi_client import FakeApiControl
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,8 @@ def control(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=5, verify=TLS) as client:
         client.post("/_fake/reset").raise_for_status()
         client.post(
-            "/_fake/config", json={"latency_ms": 0, "rpm_limit": None, "error_rate": 0}
+            "/_fake/config",
+            json={"latency_ms": 0, "rpm_limit": None, "error_rate": 0, "auth_failure": None},
         ).raise_for_status()
         yield client
 
@@ -345,8 +347,53 @@ def test_config_refuses_unknown_options_and_never_shows_the_key(control: httpx.C
 
     current = control.post("/_fake/config", json={})
 
-    assert current.json() == {"latency_ms": 0.0, "rpm_limit": None, "error_rate": 0.0}
+    assert current.json() == {
+        "latency_ms": 0.0,
+        "rpm_limit": None,
+        "error_rate": 0.0,
+        "auth_failure": None,
+    }
     assert KEY not in current.text
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failure_refuses_every_ticketing_request_until_lifted(
+    base_url: str, api: httpx.Client, control: httpx.Client, status: Literal[401, 403]
+) -> None:
+    ticket_id = api.post(TICKETS, json={"title": "before"}).json()["data"]["id"]
+    fake = FakeApiControl(base_url)
+    try:
+        in_force = fake.configure(auth_failure=status)
+
+        refused = [
+            api.post(TICKETS, json={"title": "revoked"}),
+            api.get(TICKETS),
+            api.get(f"{TICKETS}/{ticket_id}"),
+        ]
+        lifted = fake.configure(auth_failure=None)
+    finally:
+        fake.close()
+
+    assert in_force["auth_failure"] == status and lifted["auth_failure"] is None
+    for response in refused:
+        body = _assert_error_shape(response, status)
+        assert body["message"] == {401: "Unauthorized", 403: "Forbidden"}[status]
+        assert KEY not in response.text
+    assert KEY not in str(in_force)
+    stats = _stats(control)
+    assert stats["created_by_title"] == {"before": 1}
+    assert stats["by_status"] == {"201": 1, str(status): 1}
+    assert stats["requests_by_title"]["revoked"]  # still counted as an arrival
+    assert api.post(TICKETS, json={"title": "after"}).status_code == 201
+    assert api.get(f"{TICKETS}/{ticket_id}").status_code == 200
+
+
+@pytest.mark.parametrize("value", [500, 200, "401", 401.0, True, [401]])
+def test_auth_failure_accepts_only_401_403_or_null(control: httpx.Client, value: Any) -> None:
+    response = control.post("/_fake/config", json={"auth_failure": value})
+
+    assert "auth_failure" in _assert_error_shape(response, 400)["message"]
+    assert control.post("/_fake/config", json={}).json()["auth_failure"] is None
 
 
 # --- scripted answers ------------------------------------------------------------------------

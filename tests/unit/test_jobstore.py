@@ -10,7 +10,7 @@ import redis
 
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.jobstore import Claim, Due, JobStore, LeaseLost, Refused, spec_from_claim
-from worker.keys import DUE_INDEX, FAILED_INDEX, inflight_key, job_key
+from worker.keys import DUE_INDEX, FAILED_INDEX, QUEUES, inflight_key, job_key
 
 TTL = 3600
 
@@ -177,15 +177,32 @@ def test_a_failed_job_is_listed_and_kept_without_expiry(
     assert record is not None and record.error == error
 
 
-def test_a_new_job_waits_in_the_due_index_until_its_message_is_confirmed_sent(
-    store: JobStore, redis_client: redis.Redis
+def test_a_sent_job_stays_watched_until_a_delivery_claims_it(
+    redis_client: redis.Redis,
 ) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, requeue_after=600)
     job_id = store.create(spec(), "bulk").job_id
     assert redis_client.zscore(DUE_INDEX, job_id) is not None
 
     store.confirm_sent([job_id])
 
-    assert redis_client.zscore(DUE_INDEX, job_id) is None
+    watch = redis_client.zscore(DUE_INDEX, job_id)
+    assert watch is not None and watch > time.time() + 590
+
+
+def test_a_queued_job_is_sent_again_only_once_its_lane_has_drained(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, requeue_after=600)
+    job_id = store.create(spec(), "bulk").job_id
+    redis_client.zadd(DUE_INDEX, {job_id: 0})
+    redis_client.rpush(QUEUES["bulk"], "another job's message")
+
+    assert store.take_due() == []  # its message is most likely still in the queue
+    redis_client.delete(QUEUES["bulk"])
+    redis_client.zadd(DUE_INDEX, {job_id: 0})
+
+    assert store.take_due() == [Due(job_id, "bulk")]
 
 
 def test_confirming_a_send_keeps_the_lease_of_a_job_already_claimed(

@@ -1,15 +1,25 @@
 -- Hand the scheduler the jobs whose time has come: retries now due, jobs whose worker was
--- lost (lease expired), and jobs whose message was never confirmed sent.
--- KEYS[1] due index; ARGV[1] now, ARGV[2] when to look again if the send is not confirmed,
--- ARGV[3] most jobs to return, ARGV[4] job key prefix
+-- lost (lease expired), and queued jobs that nobody claimed in time (their message was
+-- never sent, or was lost between the queue and a worker). A queued job whose lane still
+-- has messages waiting is given more time instead: its message is most likely among them,
+-- and a long bulk import must not fill the queue with copies. Once the lane drains, a job
+-- still unclaimed is sent again.
+-- KEYS[1] due index, KEYS[2] interactive queue, KEYS[3] bulk queue; ARGV[1] now,
+-- ARGV[2] when to look again, ARGV[3] most jobs to return, ARGV[4] job key prefix
 -- Returns a flat list {job_id, lane, job_id, lane, ...} to send to the queue.
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
 local out = {}
 for _, id in ipairs(ids) do
   local key = ARGV[4] .. id
   local job = redis.call("HMGET", key, "state", "lane")
+  local queue = KEYS[2]
+  if job[2] == "bulk" then
+    queue = KEYS[3]
+  end
   if not job[1] or job[1] == "succeeded" or job[1] == "failed" then
     redis.call("ZREM", KEYS[1], id)
+  elseif job[1] == "queued" and redis.call("LLEN", queue) > 0 then
+    redis.call("ZADD", KEYS[1], ARGV[2], id)
   else
     if job[1] == "retrying" then
       redis.call("HSET", key, "state", "queued", "updated_at", ARGV[1])
