@@ -42,6 +42,10 @@ from worker.stackone import Created, Failed, Outcome
 from worker.validation import describe_validation_error
 
 log = logging.getLogger("ticketq.worker")
+# What the log says when reconciliation settles an uncertain job (operators and the chaos
+# tests look for these).
+ADOPTED = "adopted existing ticket"
+RESENT = "no ticket found since the uncertain attempt; sending again"
 
 
 class TicketApi(TicketLister, Protocol):
@@ -140,10 +144,10 @@ class JobRunner:
             outcomes.append(retrying(job.claim, job.spec, error, delay, 0, since))
             return False
         if found is not None:
-            log.info("job %s: adopted existing ticket %s", job.claim.job_id, found.id)
+            log.info("job %s: %s %s", job.claim.job_id, ADOPTED, found.id)
             outcomes.append(succeeded(job.claim, job.spec, found, 0))
             return False
-        log.info("job %s: no ticket since the uncertain attempt; sending again", job.claim.job_id)
+        log.info("job %s: %s", job.claim.job_id, RESENT)
         job.uncertain_since, job.settled = None, True
         return True
 

@@ -23,6 +23,7 @@ from ops.fakeapi_client import FakeApiControl
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from worker.contract import JobRecord, JobState
+from worker.runner import RESENT
 
 ACCOUNT = "acct-chaos"
 TICKETS_PATH = "/unified/ticketing/tickets"
@@ -57,8 +58,7 @@ CHAOS_ENV = {
 KOMBU_RESTORE_SWEEP = float(Channel.unacked_restore_interval * Channel.unacked_restore_throttle)
 
 # Worker log lines the scenarios count (worker/runner.py, worker/keyhealth.py).
-ADOPTED = "adopted existing ticket"
-RESENT_AFTER_RECONCILE = "no ticket found since the uncertain attempt; sending again"
+RESENT_AFTER_RECONCILE = RESENT
 KEY_REFUSED = "refused API key"
 KEY_ACCEPTED = "accepts API key"
 

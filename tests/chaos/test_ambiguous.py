@@ -33,6 +33,7 @@ from tests.chaos.support import (
     wait_final,
 )
 from worker.contract import ErrorKind, JobState
+from worker.runner import ADOPTED
 
 pytestmark = pytest.mark.chaos
 
@@ -91,7 +92,7 @@ def test_an_ambiguous_outcome_ends_as_the_policy_says(
     created = fake.stats()["created_by_title"]
     requests = len(fake.arrivals(title))
     log = "\n".join(w.log_text() for w in stack.workers)
-    adopted = f"job {job_id}: adopted existing ticket" in log
+    adopted = f"job {job_id}: {ADOPTED}" in log
     report(
         Row.of(
             f"ambiguous, {policy}",

@@ -12,7 +12,6 @@ import pytest
 from producers.client import Producer
 from tests.chaos.conftest import StackFactory
 from tests.chaos.support import (
-    ADOPTED,
     RESENT_AFTER_RECONCILE,
     Row,
     duplicates,
@@ -26,6 +25,7 @@ from tests.chaos.support import (
     wait_until,
 )
 from worker.contract import JobState
+from worker.runner import ADOPTED
 
 pytestmark = pytest.mark.chaos
 

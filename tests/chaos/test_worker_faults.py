@@ -17,7 +17,6 @@ from producers.client import Producer
 from tests.chaos.conftest import StackFactory
 from tests.chaos.support import (
     ACCOUNT,
-    ADOPTED,
     CONNECT_TIMEOUT,
     LEASE_SECONDS,
     MAX_LOST_ATTEMPTS,
@@ -36,6 +35,7 @@ from tests.chaos.support import (
     wait_until,
 )
 from worker.contract import ErrorKind, JobState
+from worker.runner import ADOPTED
 
 pytestmark = pytest.mark.chaos
 

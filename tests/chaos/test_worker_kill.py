@@ -21,7 +21,6 @@ import pytest
 from producers.client import Producer
 from tests.chaos.conftest import ROWS, StackFactory
 from tests.chaos.support import (
-    ADOPTED,
     KOMBU_RESTORE_SWEEP,
     LEASE_SECONDS,
     RESENT_AFTER_RECONCILE,
@@ -38,6 +37,7 @@ from tests.chaos.support import (
     wait_until,
 )
 from worker.contract import JobRecord, JobState
+from worker.runner import ADOPTED
 
 JOBS = 60
 # The longest the product may take as built: the visibility timeout, then kombu's next
