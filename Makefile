@@ -33,3 +33,7 @@ integration: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# BENCH_ARGS=--quick for a smoke run of about two minutes; see docs/performance.md
+bench: $(STAMP)
+	$(BIN)/python -m ops.bench $(BENCH_ARGS)
