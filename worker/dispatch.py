@@ -3,9 +3,10 @@
 A message carries only job ids: one for an interactive job, so it is never held up by
 others, and up to ``bulk_batch`` for bulk jobs, so that a worker pays Celery's per-message
 cost once for many tickets and sends them concurrently. After sending, the jobs are
-confirmed sent, which takes them out of the scheduler's due index; a sender that dies
-before confirming leaves them there, and the scheduler sends them again later (a duplicate
-message is harmless: only one delivery can claim a job).
+confirmed sent: their outbox entry in the due index becomes a later watch (see
+``sent.lua``). A sender that dies before confirming leaves the outbox entry, and the
+scheduler sends them itself (a duplicate message is harmless: only one delivery can claim
+a job).
 """
 
 from __future__ import annotations

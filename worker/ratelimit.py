@@ -5,9 +5,9 @@ Celery's ``rate_limit`` is per worker, so it cannot keep a fleet under StackOne'
 this is one Lua script (``admit.lua``, GCRA) run in the Redis every worker already uses,
 timed by Redis's own clock so hosts need not agree on theirs.
 
-Two lanes share the rate. Bulk requests get no burst: they are admitted only when the
-schedule says so. Interactive ones may run a few intervals ahead of it, so a ticket from a
-backend service goes out at once even while a bulk import keeps the limit saturated. The
+Two lanes share the rate. Interactive requests may run a few intervals ahead of the
+schedule; bulk ones two intervals less, so a ticket from a backend service goes out at
+once even while a bulk import keeps the limit saturated. The
 rate is kept a margin below the configured limit so that, bursts included, no 60-second
 window ever holds more requests than the limit. Time is Redis's, in microseconds, so that
 high rates (the limit "out of the way") still admit a whole pipelined batch.
