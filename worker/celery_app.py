@@ -42,7 +42,9 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_queues=[Queue(name) for name in QUEUES.values()],
         task_default_queue=QUEUES["interactive"],
-        worker_prefetch_multiplier=4,
+        # A worker takes the next message only when a thread is free, so an interactive
+        # message never queues inside a worker behind bulk ones it prefetched.
+        worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )

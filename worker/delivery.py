@@ -21,6 +21,7 @@ from worker.stackone import Created, Outcome
 
 # StackOne documents Retry-After on every 429; if one ever comes without, wait this long.
 DEFAULT_429_PAUSE = 10.0
+BULK_RATE_WAIT = 1.0  # seconds a bulk delivery may wait in its thread for the rate
 
 
 @dataclass
@@ -76,7 +77,12 @@ class Decisions:
                 "it again when the pause ends",
             )
             return self._wait(job, error, admission.wait + self._policy.delay_for(1, None))
-        if self._waits_in_process(admission.wait, spent):
+        # A bulk delivery holds its thread for the rate only briefly: an interactive ticket
+        # may be waiting for that thread.
+        limit = (
+            BULK_RATE_WAIT if job.claim.lane == "bulk" and admission.reason is Reason.RATE else None
+        )
+        if self._waits_in_process(admission.wait, spent, limit):
             return Again(admission.wait)
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
@@ -136,7 +142,10 @@ class Decisions:
             settled=job.settled and job.uncertain_since is None,
         )
 
-    def _waits_in_process(self, delay: float, spent: float) -> bool:
-        """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
-        and not at all once the worker is stopping."""
-        return not self._stopping.is_set() and spent + delay <= self._settings.inprocess_max_delay
+    def _waits_in_process(self, delay: float, spent: float, limit: float | None = None) -> bool:
+        """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all
+        (or ``limit``, if lower), and not at all once the worker is stopping."""
+        most = self._settings.inprocess_max_delay
+        if limit is not None:
+            most = min(most, limit)
+        return not self._stopping.is_set() and spent + delay <= most

@@ -22,7 +22,7 @@ from enum import IntEnum
 import redis
 
 from worker.jobstore import Lane
-from worker.keys import PREFIX, inflight_key, lua_script, run_scripts, segment
+from worker.keys import PREFIX, inflight_key, lua_script, segment
 from worker.settings import RateLimit
 
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
@@ -94,35 +94,30 @@ class Limiter:
         return self.admit_many([(account_id, lane, holder)])[0]
 
     def admit_many(self, requests: Sequence[tuple[str, Lane, str]]) -> list[Admission]:
-        """Ask for several requests at once, in one round trip, each decided on its own."""
-        interval = interval_us(self._limit)
-        answers = run_scripts(
-            self._redis,
-            [
-                (
-                    self._admit,
-                    [
-                        self._schedule_key,
-                        self._pause_key,
-                        inflight_key(account_id),
-                        _account_pause_key(account_id),
-                        self._refused_key,
-                        self._refusal_key,
-                        self._probe_key,
-                    ],
-                    [
-                        interval,
-                        burst_us(self._limit, lane),
-                        self._account_cap,
-                        holder,
-                        self._holder_lease_ms,
-                        self._probe_ms,
-                    ],
-                )
-                for account_id, lane, holder in requests
-            ],
-        )
-        return [Admission(Reason(int(reason)), int(wait) / 1e6) for wait, reason in answers]
+        """Ask for a round of requests, in order, in one script run (``admit.lua``): once
+        the key's rate or a pause of the key refuses one, the rest wait as long unasked."""
+        if not requests:
+            return []
+        keys = [
+            self._schedule_key,
+            self._pause_key,
+            self._refused_key,
+            self._refusal_key,
+            self._probe_key,
+        ]
+        args: list[str | int | float] = [
+            interval_us(self._limit),
+            self._account_cap,
+            self._holder_lease_ms,
+            self._probe_ms,
+        ]
+        for account_id, lane, holder in requests:
+            keys += [inflight_key(account_id), _account_pause_key(account_id)]
+            args += [burst_us(self._limit, lane), holder]
+        flat = self._admit(keys=keys, args=args)
+        return [
+            Admission(Reason(int(flat[i + 1])), int(flat[i]) / 1e6) for i in range(0, len(flat), 2)
+        ]
 
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""

@@ -152,3 +152,26 @@ def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
     time.sleep(0.3)
 
     assert lim.admit("acct", "bulk", "next").admitted
+
+
+def test_a_round_refused_by_the_keys_rate_answers_every_request_alike(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "60/min")
+    saturate(lim)
+
+    answers = lim.admit_many([("acct", "bulk", f"h{n}") for n in range(10)])
+
+    assert {answer.reason for answer in answers} == {Reason.RATE}
+    assert len({answer.wait for answer in answers}) == 1
+
+
+def test_a_refusal_for_one_account_does_not_hold_up_the_rest_of_the_round(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "6000/min")
+    lim.pause_account("throttled", 5.0)
+
+    answers = lim.admit_many([("throttled", "bulk", "a"), ("fine", "bulk", "b")])
+
+    assert [answer.reason for answer in answers] == [Reason.ACCOUNT_PAUSED, Reason.ADMITTED]
