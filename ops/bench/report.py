@@ -431,8 +431,8 @@ SCENARIOS = (
     (
         "single / bulk (queued first)",
         "the engine alone: the same number of jobs queued with no worker running, then the "
-        "workers started; tickets/s is the drain rate (first to last result), CPU counts from "
-        "the moment every worker is ready, per ticket finished after it; no latency",
+        "workers (all up) told to start consuming (Celery remote control `add_consumer`); "
+        "tickets/s = tickets / (last result - that moment); no latency",
     ),
     (
         "limited import",
@@ -452,8 +452,7 @@ SCENARIOS = (
     (
         "memory",
         "`--soak` tickets queued first (Redis bytes per queued job), then worked off (RSS "
-        "after 10% of them vs at the end; Redis bytes per finished job); tickets/s is the "
-        "drain rate",
+        "after 10% of them vs at the end; Redis bytes per finished job), as queued first",
     ),
 )
 

@@ -413,6 +413,7 @@ class Outcome:
     last_done: float
     not_ok: int
     first_done: float = math.nan
+    starts: list[float] = field(default_factory=list)  # submit time of each latency
 
     @property
     def succeeded(self) -> int:
@@ -427,7 +428,8 @@ class Outcome:
 
 
 def ticketq_outcome(times: Sequence[tuple[str, float, float | None]]) -> Outcome:
-    latencies = [done - created for state, created, done in times if state == "succeeded" and done]
+    ok = [(created, done) for state, created, done in times if state == "succeeded" and done]
+    latencies = [done - created for created, done in ok]
     created = [c for _, c, _ in times if not math.isnan(c)]
     finished = [d for _, _, d in times if d is not None]
     return Outcome(
@@ -437,13 +439,14 @@ def ticketq_outcome(times: Sequence[tuple[str, float, float | None]]) -> Outcome
         last_done=max(finished, default=math.nan),
         not_ok=sum(1 for state, _, _ in times if state != "succeeded"),
         first_done=min(finished, default=math.nan),
+        starts=[created for created, _ in ok],
     )
 
 
 def baseline_outcome(
     ids: Sequence[str], submitted: dict[str, float], metas: dict[str, dict[str, Any]]
 ) -> Outcome:
-    latencies, done_times = [], []
+    latencies, done_times, starts = [], [], []
     for task_id in ids:
         meta = metas.get(task_id)
         if meta is None:
@@ -456,6 +459,7 @@ def baseline_outcome(
         done_times.append(done)
         if meta.get("status") == "SUCCESS":
             latencies.append(done - submitted[task_id])
+            starts.append(submitted[task_id])
     return Outcome(
         submitted=len(ids),
         latencies=latencies,
@@ -463,6 +467,7 @@ def baseline_outcome(
         last_done=max(done_times, default=math.nan),
         not_ok=len(ids) - len(latencies),
         first_done=min(done_times, default=math.nan),
+        starts=starts,
     )
 
 
@@ -686,9 +691,25 @@ def _limited_rows(
         p50_s=percentile(quick.latencies, 50),
         p99_s=percentile(quick.latencies, 99),
         failed=quick.not_ok,
-        notes=f"one every {options.interactive_every:g} s during the import",
+        notes=slow_notes(quick, first, options.interactive_every),
     )
     return [import_row, interactive_row]
+
+
+def slow_notes(outcome: Outcome, start: float, every: float, limit: float = 2.0) -> str:
+    """How many interactive tickets took longer than ``limit``, and when they were sent."""
+    slow = sorted(
+        (begun - start, latency)
+        for begun, latency in zip(outcome.starts, outcome.latencies, strict=True)
+        if latency > limit
+    )
+    text = f"one every {every:g} s during the import; {len(slow)} over {limit:g} s"
+    if slow:
+        text += f" (max {max(lat for _, lat in slow):.1f} s; sent at " + ", ".join(
+            f"{offset:.0f}" for offset, _ in slow[:12]
+        )
+        text += (", ..." if len(slow) > 12 else "") + " s into the import)"
+    return text
 
 
 # --- scenario: enqueue speed from a JSONL file ---------------------------------------------
@@ -770,10 +791,12 @@ def _soak_notes(meter: Meter, count: int, queued: float, finished: float) -> tup
     samples = meter.rss.samples
     ready = samples[0][1] / 1024 if samples else math.nan
     warm = meter.rss.kib_when_done(max(1, count // 10)) / 1024
+    half = meter.rss.kib_when_done(max(1, count // 2)) / 1024
     end = samples[-1][1] / 1024 if samples else math.nan
     growth = end - warm
     notes = (
-        f"RSS MB: queue full {ready:.0f}, after 10% {warm:.0f}, end {end:.0f} ({growth:+.1f}); "
+        f"RSS MB: queue full {ready:.0f}, after 10% {warm:.0f}, 50% {half:.0f}, "
+        f"end {end:.0f} ({growth:+.1f} after 10%); "
         f"Redis B/job: queued {queued:,.0f}, finished {finished:,.0f}"
     )
     return notes, growth
@@ -796,9 +819,9 @@ def consuming(app: Celery, queues: Sequence[str], on: bool, workers: int) -> Non
     so a queue can be filled while the workers are up and then worked off by all at once."""
     for queue in queues:
         if on:
-            replies = app.control.add_consumer(queue, reply=True, timeout=5.0)
+            replies = app.control.add_consumer(queue, reply=True, timeout=5.0, limit=workers)
         else:
-            replies = app.control.cancel_consumer(queue, reply=True, timeout=5.0)
+            replies = app.control.cancel_consumer(queue, reply=True, timeout=5.0, limit=workers)
         if len(replies or []) < workers:
             verb = "add" if on else "cancel"
             raise RuntimeError(f"{verb} consumer {queue}: {len(replies or [])}/{workers} answered")
@@ -820,13 +843,14 @@ def drain_ticketq(bench: Bench, name: str, items: Sequence[dict[str, Any]], lane
             queued = (bench.used_memory() - before) / len(ids)
             meter = phase.meter()
             meter.start()
+            started = time.time()
             consuming(control, queues, True, workers)
         finally:
             control.close()
         unfinished = phase.wait(ids, _deadline(len(ids)), meter.progress)
         meter.stop()
         finished = (bench.used_memory() - before) / len(ids)
-        outcome = drain(ticketq_outcome(phase.times(ids)))
+        outcome = replace(ticketq_outcome(phase.times(ids)), first_submit=started)
         stats = phase.control.stats()
     return Drained(outcome, stats, meter, queued, finished, len(unfinished))
 
@@ -841,11 +865,12 @@ def drain_baseline(bench: Bench, name: str, items: Sequence[dict[str, Any]]) -> 
         queued = (bench.used_memory() - before) / len(ids)
         meter = phase.meter()
         meter.start()
+        started = time.time()
         consuming(phase.app, queues, True, 1)
         metas = phase.wait(ids, _deadline(len(ids)), meter.progress)
         meter.stop()
         finished = (bench.used_memory() - before) / len(ids)
-        outcome = drain(baseline_outcome(ids, submitted, metas))
+        outcome = replace(baseline_outcome(ids, submitted, metas), first_submit=started)
         stats = phase.control.stats()
     return Drained(outcome, stats, meter, queued, finished, len(ids) - len(metas))
 
@@ -883,11 +908,6 @@ def soak(bench: Bench, count: int) -> tuple[list[Row], float]:
             growth = system_growth
         rows.append(drained_row("memory", system, result, notes))
     return rows, growth
-
-
-def drain(outcome: Outcome) -> Outcome:
-    """A queue filled up front: its rate is how fast it drained, first to last result."""
-    return replace(outcome, first_submit=outcome.first_done)
 
 
 def _without_latency(result: Row) -> Row:

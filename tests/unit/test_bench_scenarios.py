@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +12,10 @@ import pytest
 from ops.bench.scenarios import (
     Outcome,
     baseline_outcome,
-    drain,
     duplicates,
     epoch,
     pct_of_limit,
+    slow_notes,
     ticket,
     ticketq_outcome,
 )
@@ -74,8 +75,16 @@ def test_baseline_outcome_uses_date_done_and_counts_failures() -> None:
     assert (outcome.first_submit, outcome.last_done) == (10.0, 14.0)
 
 
-def test_drain_rate_runs_from_the_first_result() -> None:
+def test_slow_notes_say_how_many_interactive_tickets_were_late_and_when() -> None:
     outcome = Outcome(
-        submitted=3, latencies=[1, 2, 3], first_submit=0, last_done=12, not_ok=0, first_done=10
+        submitted=4,
+        latencies=[0.1, 2.5, 0.2, 4.0],
+        first_submit=100,
+        last_done=120,
+        not_ok=0,
+        starts=[100.0, 101.0, 102.0, 110.4],
     )
-    assert drain(outcome).rate() == pytest.approx(1.5)
+    assert slow_notes(outcome, 100.0, 0.5) == (
+        "one every 0.5 s during the import; 2 over 2 s (max 4.0 s; sent at 1, 10 s into the import)"
+    )
+    assert slow_notes(replace(outcome, latencies=[0.1] * 4), 100.0, 0.5).endswith("0 over 2 s")
