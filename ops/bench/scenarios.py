@@ -725,55 +725,55 @@ def write_jsonl(path: Path, count: int) -> Path:
 def enqueue_ticketq(bench: Bench, path: Path, count: int) -> Row:
     bench.flush()
     producer = Producer(_producer_settings(bench))
-    redis_cpu = CpuMeter({"redis": lambda: [bench.redis_pid]})
-    before = bench.used_memory()
-    redis_cpu.start()
-    cpu, started = time.process_time(), time.perf_counter()
-    with path.open() as lines:
-        batch: list[dict[str, Any]] = []
-        refs: list[str] = []
-        for number, line in enumerate(lines, 1):
-            batch.append(json.loads(line))
-            refs.append(f"line-{number}")
-            if len(batch) == BULK_CHUNK:
+
+    def enqueue() -> None:
+        with path.open() as lines:
+            batch: list[dict[str, Any]] = []
+            refs: list[str] = []
+            for number, line in enumerate(lines, 1):
+                batch.append(json.loads(line))
+                refs.append(f"line-{number}")
+                if len(batch) == BULK_CHUNK:
+                    producer.submit_many(ACCOUNT, batch, refs=refs)
+                    batch, refs = [], []
+            if batch:
                 producer.submit_many(ACCOUNT, batch, refs=refs)
-                batch, refs = [], []
-        if batch:
-            producer.submit_many(ACCOUNT, batch, refs=refs)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    redis_cpu.stop()
-    queued = bench.used_memory() - before
-    return Row(
-        scenario="enqueue",
-        system="ticketq",
-        tickets=count,
-        tickets_per_s=count / elapsed,
-        redis_cpu_ms=redis_cpu.ms_per_item("redis", count),
-        notes=f"validated; producer CPU {cpu * 1000 / count:.3f} ms/job; "
-        f"Redis {queued / count:,.0f} B/queued job",
-    )
+
+    return _measure_enqueue(bench, "ticketq", count, "validated", enqueue)
 
 
 def enqueue_baseline(bench: Bench, path: Path, count: int) -> Row:
     bench.flush()
     task = baseline.create_ticket
+
+    def enqueue() -> None:
+        with path.open() as lines:
+            for line in lines:
+                task.delay(ACCOUNT, json.loads(line))
+
+    return _measure_enqueue(bench, "baseline", count, "not validated", enqueue)
+
+
+def _measure_enqueue(
+    bench: Bench, system: str, count: int, validation: str, enqueue: Callable[[], None]
+) -> Row:
+    """Time one system's way of putting ``count`` JSONL lines on its queue, with no worker
+    running: wall time, this process's CPU, Redis's CPU and Redis's growth per job."""
     redis_cpu = CpuMeter({"redis": lambda: [bench.redis_pid]})
     before = bench.used_memory()
     redis_cpu.start()
     cpu, started = time.process_time(), time.perf_counter()
-    with path.open() as lines:
-        for line in lines:
-            task.delay(ACCOUNT, json.loads(line))
+    enqueue()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     redis_cpu.stop()
     queued = bench.used_memory() - before
     return Row(
         scenario="enqueue",
-        system="baseline",
+        system=system,
         tickets=count,
         tickets_per_s=count / elapsed,
         redis_cpu_ms=redis_cpu.ms_per_item("redis", count),
-        notes=f"not validated; producer CPU {cpu * 1000 / count:.3f} ms/job; "
+        notes=f"{validation}; producer CPU {cpu * 1000 / count:.3f} ms/job; "
         f"Redis {queued / count:,.0f} B/queued job",
     )
 
