@@ -7,6 +7,7 @@ import json
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +103,23 @@ def busy_neighbours() -> list[str]:
         if "pytest" in cmd and not cmd.startswith("timeout"):
             found.append(cmd.strip()[:100])
     return found
+
+
+def code_version() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"`{commit}`" + (" with uncommitted changes" if dirty else "")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -200,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     neighbours_before = busy_neighbours()
     machine = report.Machine.here()
+    code = code_version()
     started = time.monotonic()
     try:
         rows, growth, settings = run(args, console)
@@ -236,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 machine=machine,
                 command=command,
                 settings=settings,
+                code=code,
                 rows=table_rows,
                 target_items=items,
                 extra=extra,

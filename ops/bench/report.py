@@ -470,6 +470,7 @@ def markdown_document(
     command: str,
     settings: str,
     rows: Sequence[Row],
+    code: str = "",
     target_items: Sequence[Target],
     extra: Sequence[str] = (),
 ) -> str:
@@ -478,6 +479,7 @@ def markdown_document(
         f"## {date}\n",
         f"Machine: {machine.describe()}.\n",
         f"Command: `{command}`\n",
+        *([f"Code: {code}\n"] if code else []),
         f"Settings: {settings}\n",
         markdown_table(rows),
         "",

@@ -151,6 +151,7 @@ def test_document_names_date_machine_command_and_targets() -> None:
         machine=Machine(2, "Some CPU", "0.10 0.20 0.30"),
         command="python -m ops.bench",
         settings="stand-in latency 20 ms",
+        code="`abc1234`",
         rows=[Row("single", "ticketq", tickets_per_s=700)],
         target_items=targets([]),
         extra=["took 1 s"],
@@ -159,5 +160,6 @@ def test_document_names_date_machine_command_and_targets() -> None:
     assert "## 2030-01-01 00:00 UTC" in text
     assert "2 CPUs (Some CPU)" in text
     assert "`python -m ops.bench`" in text
+    assert "Code: `abc1234`" in text
     assert "| single | one ticket per job" in text
     assert "- took 1 s" in text
