@@ -7,7 +7,6 @@ and so that bad input is refused at the door with a message naming the field.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -86,7 +85,7 @@ class TicketCreate(Strict):
 
     def to_json(self) -> str:
         """The exact JSON sent to StackOne: only the fields the producer set."""
-        return json.dumps(self.model_dump(mode="json", exclude_unset=True), separators=(",", ":"))
+        return self.model_dump_json(exclude_unset=True)
 
 
 class JobSpec(Strict):

@@ -23,7 +23,11 @@ from worker.keys import QUEUES
 def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:
     with app.producer_or_acquire() as producer:
         for lane, ids in _messages(jobs, bulk_batch):
-            app.send_task(TASK_NAME, args=[ids], queue=QUEUES[lane], producer=producer)
+            # Celery would store a repr of every id in the message's headers as well.
+            argsrepr = f"[{len(ids)} job ids]"
+            app.send_task(
+                TASK_NAME, args=[ids], queue=QUEUES[lane], producer=producer, argsrepr=argsrepr
+            )
     store.confirm_sent([job.job_id for job in jobs])
 
 

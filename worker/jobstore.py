@@ -28,6 +28,7 @@ from worker.keys import (
     FAILED_INDEX,
     JOB_PREFIX,
     QUEUES,
+    ScriptCall,
     batch_key,
     idempotency_key,
     inflight_key,
@@ -40,6 +41,7 @@ from worker.keys import (
 from worker.settings import Settings
 
 Lane = Literal["interactive", "bulk"]
+CREATE_CHUNK = 500  # jobs per create.lua call
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,28 @@ class JobStore:
         return self.create_many([spec], lane)[0]
 
     def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Created]:
-        """Store many jobs in one round trip; each is created atomically on its own."""
-        resend_at = stamp(time.time() + self._requeue_after)
-        calls = [(self._create, *_create_call(spec, lane, resend_at)) for spec in specs]
-        answers = run_scripts(self.redis, calls)
-        return [Created(job_id=found, is_new=bool(int(new))) for found, new in answers]
+        """Store many jobs in one round trip; each is created atomically on its own.
+
+        Jobs sharing a batch go to the script together, up to ``CREATE_CHUNK`` a call, so an
+        import sends few arguments per job and Redis is never held for long by one call."""
+        now = time.time()
+        header = [stamp(now + self._requeue_after), stamp(now), lane]
+        groups: dict[str | None, list[int]] = {}  # batch id -> positions in specs
+        for position, spec in enumerate(specs):
+            groups.setdefault(spec.batch_id, []).append(position)
+        calls: list[ScriptCall] = []
+        order: list[int] = []
+        for batch_id, positions in groups.items():
+            for start in range(0, len(positions), CREATE_CHUNK):
+                chunk = positions[start : start + CREATE_CHUNK]
+                keys, args = _create_call([specs[p] for p in chunk], batch_id)
+                calls.append((self._create, keys, [*header, *args]))
+                order += chunk
+        answers = [answer for call in run_scripts(self.redis, calls) for answer in call]
+        created: list[Created | None] = [None] * len(specs)
+        for position, (found, new) in zip(order, answers, strict=True):
+            created[position] = Created(job_id=found, is_new=bool(int(new)))
+        return [c for c in created if c is not None]
 
     def confirm_sent(self, job_ids: list[str]) -> None:
         """Their messages are on the queue: the scheduler looks again only if nobody has
@@ -318,35 +337,21 @@ def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | Refused
     return Refused(reason=cast(Any, answer[0]), detail=answer[1] if len(answer) > 1 else "")
 
 
-def _create_call(spec: JobSpec, lane: Lane, resend_at: str) -> tuple[list[str], list[str]]:
-    """Keys and arguments of create.lua for one job."""
-    job_id = uuid.uuid4().hex
-    now = _now()
-    fields: dict[str, str] = {
-        "state": JobState.QUEUED,
-        "account_id": spec.account_id,
-        "lane": lane,
-        "attempts": "0",
-        "spec": spec.model_dump_json(exclude_unset=True),
-        "created_at": now,
-        "updated_at": now,
-    }
-    for name in ("ref", "idempotency_key", "batch_id"):
-        value = getattr(spec, name)
-        if value is not None:
-            fields[name] = value
-    keys = [
-        job_key(job_id),
-        idempotency_key(spec.account_id, spec.idempotency_key) if spec.idempotency_key else "",
-        ref_key(spec.account_id, spec.ref) if spec.ref else "",
-        batch_key(spec.batch_id) if spec.batch_id else "",
-        DUE_INDEX,
-    ]
-    return keys, [job_id, resend_at, *(item for pair in fields.items() for item in pair)]
-
-
-def _now() -> str:
-    return stamp(time.time())
+def _create_call(specs: Sequence[JobSpec], batch_id: str | None) -> tuple[list[str], list[str]]:
+    """Keys and the per-job arguments of one create.lua call."""
+    keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
+    args = [batch_id or ""]
+    for spec in specs:
+        job_id = uuid.uuid4().hex
+        account = spec.account_id
+        keys += (
+            job_key(job_id),
+            idempotency_key(account, spec.idempotency_key) if spec.idempotency_key else "",
+            ref_key(account, spec.ref) if spec.ref else "",
+        )
+        spec_json = spec.model_dump_json(exclude_unset=True)
+        args += (job_id, account, spec_json, spec.ref or "", spec.idempotency_key or "")
+    return keys, args
 
 
 def stamp(moment: float) -> str:
