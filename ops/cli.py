@@ -80,8 +80,8 @@ def submit(
     except json.JSONDecodeError as exc:
         raise fail(f"{file}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     try:
-        with redis_errors():
-            handle = producer().submit(account_id, body, ref=ref, idempotency_key=idempotency_key)
+        with redis_errors(), producer() as sender:
+            handle = sender.submit(account_id, body, ref=ref, idempotency_key=idempotency_key)
     except InvalidJob as exc:
         raise fail(f"invalid job: {exc}") from None
     out.print(handle.job_id, highlight=False)

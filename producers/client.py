@@ -17,10 +17,11 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
+from producers.publisher import Publisher
 from worker.celery_app import create_app
 from worker.contract import JobRecord, JobSpec, JobState, TicketCreate
 from worker.dispatch import dispatch
-from worker.jobstore import Due, JobStore, Lane
+from worker.jobstore import Due, JobStore
 from worker.settings import Settings, get_settings
 from worker.validation import describe_validation_error
 
@@ -88,10 +89,29 @@ class BatchHandle:
 
 
 class Producer:
+    """Validates, records and queues jobs. ``submit`` returns once the record is stored;
+    its message follows from a background thread (``producers/publisher.py``), which
+    ``close()`` (or interpreter exit) lets finish."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.store = JobStore.from_settings(self.settings)
         self._app: Celery = create_app(self.settings)
+        self._publisher = Publisher(self._send_interactive)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every job submitted so far is on the queue; False on timeout."""
+        return self._publisher.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send every message still pending; the producer may be used again after."""
+        self._publisher.close(timeout)
 
     def submit(
         self,
@@ -101,7 +121,10 @@ class Producer:
         idempotency_key: str | None = None,
     ) -> JobHandle:
         spec = self.validate(account_id, ticket, ref=ref, idempotency_key=idempotency_key)
-        return self._enqueue(spec, "interactive")
+        created = self.store.create(spec, "interactive")
+        if created.is_new:
+            self._publisher.put(created.job_id)
+        return JobHandle(job_id=created.job_id, is_new=created.is_new, store=self.store)
 
     @staticmethod
     def validate(
@@ -167,11 +190,9 @@ class Producer:
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         return self.store.find(account_id, ref)
 
-    def _enqueue(self, spec: JobSpec, lane: Lane) -> JobHandle:
-        created = self.store.create(spec, lane)
-        if created.is_new:
-            dispatch(self._app, self.store, [Due(created.job_id, lane)], self.settings.bulk_batch)
-        return JobHandle(job_id=created.job_id, is_new=created.is_new, store=self.store)
+    def _send_interactive(self, job_ids: list[str]) -> None:
+        jobs = [Due(job_id, "interactive") for job_id in job_ids]
+        dispatch(self._app, self.store, jobs, self.settings.bulk_batch)
 
 
 _default: Producer | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from worker.broker import TRANSPORT
 from worker.keys import QUEUES
 from worker.settings import Settings, get_settings
 
@@ -35,6 +36,9 @@ def create_app(settings: Settings) -> Celery:
             # interactive first: a worker drains it before looking at bulk
             "queue_order_strategy": "priority",
         },
+        # kombu's Redis transport, minus a race that stops the consumer for good when the
+        # connection drops (see worker/broker.py).
+        broker_transport=TRANSPORT,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,

@@ -1,12 +1,14 @@
 """Put job messages on the queue: the one way producers and the scheduler both send.
 
-A message carries only job ids: one for an interactive job, so it is never held up by
-others, and up to ``bulk_batch`` for bulk jobs, so that a worker pays Celery's per-message
-cost once for many tickets and sends them concurrently. After sending, the jobs are
-confirmed sent: their outbox entry in the due index becomes a later watch (see
-``sent.lua``). A sender that dies before confirming leaves the outbox entry, and the
-scheduler sends them itself (a duplicate message is harmless: only one delivery can claim
-a job).
+A message carries only job ids, so that a worker pays Celery's per-message cost once for
+several tickets and sends them concurrently: up to ``bulk_batch`` bulk jobs, and up to
+``INTERACTIVE_BATCH`` interactive ones (as many as were sent together: one, when nothing
+else was waiting), few enough that every worker of a fleet gets its share at once.
+
+After sending, the jobs are confirmed sent: their outbox entry in the due index becomes a
+later watch (see ``sent.lua``). A sender that dies before confirming leaves the outbox
+entry, and the scheduler sends them itself (a duplicate message is harmless: only one
+delivery can claim a job).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from celery import Celery
 from worker.celery_app import TASK_NAME
 from worker.jobstore import Due, JobStore, Lane
 from worker.keys import QUEUES
+
+INTERACTIVE_BATCH = 10
 
 
 def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:
@@ -32,9 +36,8 @@ def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int)
 
 
 def _messages(jobs: Sequence[Due], bulk_batch: int) -> Iterator[tuple[Lane, list[str]]]:
-    for job in jobs:
-        if job.lane == "interactive":
-            yield "interactive", [job.job_id]
-    bulk = [job.job_id for job in jobs if job.lane == "bulk"]
-    for start in range(0, len(bulk), bulk_batch):
-        yield "bulk", bulk[start : start + bulk_batch]
+    lane: Lane
+    for lane, size in (("interactive", INTERACTIVE_BATCH), ("bulk", bulk_batch)):
+        ids = [job.job_id for job in jobs if job.lane == lane]
+        for start in range(0, len(ids), size):
+            yield lane, ids[start : start + size]

@@ -6,6 +6,8 @@ what the StackOne stand-in says it received and created, and the worker logs.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import subprocess
 import sys
@@ -112,6 +114,13 @@ def not_final(found: Mapping[str, JobRecord]) -> list[str]:
 def submit_titled(producer: Producer, titles: Iterable[str]) -> dict[str, str]:
     """One job per title; job id by title."""
     return {title: producer.submit(ACCOUNT, {"title": title}).job_id for title in titles}
+
+
+def task_args(raw_message: bytes | str) -> Any:
+    """The positional arguments of a task message as kombu's Redis transport stores it
+    (JSON, its body base64-encoded JSON of ``[args, kwargs, embed]``)."""
+    envelope = json.loads(raw_message)
+    return json.loads(base64.b64decode(envelope["body"]))[0]
 
 
 def handle(producer: Producer, job_id: str) -> JobHandle:
