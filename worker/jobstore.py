@@ -10,7 +10,6 @@ re-claimed) can never overwrite the newer attempt's outcome.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import uuid
@@ -389,4 +388,4 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
 
 def spec_from_claim(claim: Claim) -> JobSpec:
     """Re-validate what was stored: a record written by another version may not fit."""
-    return JobSpec.model_validate(json.loads(claim.spec_json))
+    return JobSpec.model_validate_json(claim.spec_json)

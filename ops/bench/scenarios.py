@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery
@@ -41,6 +41,7 @@ POLL_WINDOW = 2_000  # job states read per poll: the oldest pending ones
 FINAL_BASELINE = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 OUT_OF_THE_WAY = {"TICKETQ_RATE_LIMIT": "1000000/min", "TICKETQ_ACCOUNT_CONCURRENCY": "0"}
 SCENARIOS = ("single", "bulk", "limited", "enqueue", "memory")
+T = TypeVar("T")
 BODY = "p99 checkout latency has been above 2 s for 10 minutes in eu-west-1. " * 3
 
 
@@ -267,19 +268,13 @@ class TicketqPhase:
 
     def wait(self, ids: Sequence[str], timeout: float, progress: Progress) -> list[str]:
         """Wait until every job is final; returns those that were not by the deadline."""
-        deadline = time.monotonic() + timeout
-        pending = list(ids)
-        while pending:
-            window = pending[:POLL_WINDOW]
+
+        def finished(window: list[str]) -> dict[str, object]:
             states = self.store.states(window)
-            left = [i for i, s in zip(window, states, strict=True) if s is None or not s.is_final]
-            pending = left + pending[POLL_WINDOW:]
-            progress.done = len(ids) - len(pending)
-            if left:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(POLL_SECONDS)
-        return pending
+            return {i: s for i, s in zip(window, states, strict=True) if s and s.is_final}
+
+        done = wait_windowed(ids, finished, timeout, progress)
+        return [job_id for job_id in ids if job_id not in done]
 
     def times(self, ids: Sequence[str]) -> list[tuple[str, float, float | None]]:
         """(state, created_at, finished_at) of each job, read in pipelined batches."""
@@ -364,27 +359,17 @@ class BaselinePhase:
     ) -> dict[str, dict[str, Any]]:
         """Final result metas by task id (read from the result backend) as they arrive."""
         backend = self.app.backend
-        client = backend.client
-        deadline = time.monotonic() + timeout
-        metas: dict[str, dict[str, Any]] = {}
-        pending = list(ids)
-        while pending:
-            window = pending[:POLL_WINDOW]
-            raws = client.mget([backend.get_key_for_task(task_id) for task_id in window])
-            left = []
-            for task_id, raw in zip(window, raws, strict=True):
-                meta = backend.decode_result(raw) if raw else None
-                if meta is not None and meta.get("status") in FINAL_BASELINE:
-                    metas[task_id] = meta
-                else:
-                    left.append(task_id)
-            pending = left + pending[POLL_WINDOW:]
-            progress.done = len(ids) - len(pending)
-            if left:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(POLL_SECONDS)
-        return metas
+
+        def finished(window: list[str]) -> dict[str, dict[str, Any]]:
+            raws = backend.client.mget([backend.get_key_for_task(task_id) for task_id in window])
+            metas = (backend.decode_result(raw) if raw else None for raw in raws)
+            return {
+                task_id: meta
+                for task_id, meta in zip(window, metas, strict=True)
+                if meta is not None and meta.get("status") in FINAL_BASELINE
+            }
+
+        return wait_windowed(ids, finished, timeout, progress)
 
     def close(self) -> None:
         try:
@@ -392,6 +377,30 @@ class BaselinePhase:
                 self.worker.stop()
         finally:
             self.control.close()
+
+
+def wait_windowed(
+    ids: Sequence[str],
+    finished: Callable[[list[str]], dict[str, T]],
+    timeout: float,
+    progress: Progress,
+) -> dict[str, T]:
+    """Poll the oldest ``POLL_WINDOW`` unfinished ids until all are finished or the time is
+    up; ``finished`` returns what it found final in a window, by id."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, T] = {}
+    pending = list(ids)
+    while pending:
+        window = pending[:POLL_WINDOW]
+        found |= finished(window)
+        left = [item for item in window if item not in found]
+        pending = left + pending[POLL_WINDOW:]
+        progress.done = len(ids) - len(pending)
+        if left:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_SECONDS)
+    return found
 
 
 def celery_command() -> list[str]:
