@@ -36,7 +36,7 @@ class Sizes:
     repeat: int
 
 
-FULL = Sizes(tickets=5_000, import_tickets=5_000, enqueue=20_000, soak=100_000, repeat=3)
+FULL = Sizes(tickets=10_000, import_tickets=5_000, enqueue=20_000, soak=100_000, repeat=3)
 QUICK = Sizes(tickets=1_000, import_tickets=300, enqueue=4_000, soak=2_000, repeat=1)
 
 

@@ -419,8 +419,9 @@ figure.
 SCENARIOS = (
     (
         "single",
-        "one ticket per job: `Producer.submit` (interactive lane) / `task.delay()`, as fast as "
-        "one producer thread submits; the limit out of the way "
+        "one ticket per job: `Producer.submit` (interactive lane; the producer's publisher "
+        "thread puts the jobs submitted during one send into the next message, up to 10) / "
+        "`task.delay()`, as fast as one producer thread submits; the limit out of the way "
         "(`TICKETQ_RATE_LIMIT=1000000/min`, `TICKETQ_ACCOUNT_CONCURRENCY=0`)",
     ),
     (
@@ -437,7 +438,7 @@ SCENARIOS = (
     (
         "limited import",
         "the stand-in enforces its limit strictly (sliding 60 s window); a bulk import of "
-        "`--tickets` tickets; ticketq runs with `TICKETQ_RATE_LIMIT` at the same limit",
+        "`--import-tickets` tickets; ticketq runs with `TICKETQ_RATE_LIMIT` at the same limit",
     ),
     (
         "interactive",
