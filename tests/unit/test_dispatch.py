@@ -1,0 +1,45 @@
+"""Messages carry job ids: a few interactive jobs or a batch of bulk ones per message."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import redis
+
+from ops.redis_server import RedisServer
+from worker.celery_app import create_app
+from worker.dispatch import INTERACTIVE_BATCH, dispatch
+from worker.jobstore import Due, JobStore
+from worker.keys import QUEUES
+from worker.settings import Settings
+
+
+def job_ids_per_message(client: redis.Redis, queue: str) -> list[list[str]]:
+    """Each message's job ids, in the order kombu's Redis transport will deliver them."""
+    raw = client.lrange(queue, 0, -1)
+    bodies = [json.loads(base64.b64decode(json.loads(item)["body"])) for item in reversed(raw)]
+    args: list[list[Any]] = [body[0] for body in bodies]
+    return [ids for (ids,) in args]
+
+
+def test_interactive_and_bulk_jobs_are_grouped_by_lane_each_up_to_its_batch(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    app = create_app(Settings.model_validate({"TICKETQ_REDIS_URL": redis_server.url}))
+    store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60)
+    interactive = [f"i{n}" for n in range(INTERACTIVE_BATCH + 3)]
+    bulk = [f"b{n}" for n in range(7)]
+    jobs = [Due(job_id, "interactive") for job_id in interactive]
+    jobs += [Due(job_id, "bulk") for job_id in bulk]
+
+    dispatch(app, store, jobs, bulk_batch=5)
+
+    assert job_ids_per_message(redis_client, QUEUES["interactive"]) == [
+        interactive[:INTERACTIVE_BATCH],
+        interactive[INTERACTIVE_BATCH:],
+    ]
+    assert job_ids_per_message(redis_client, QUEUES["bulk"]) == [bulk[:5], bulk[5:]]
+    newest = json.loads(redis_client.lindex(QUEUES["bulk"], 0) or "{}")
+    assert newest["headers"]["argsrepr"] == "[2 job ids]"  # not every id a second time
