@@ -21,7 +21,6 @@ from worker.stackone import Created, Outcome
 
 # StackOne documents Retry-After on every 429; if one ever comes without, wait this long.
 DEFAULT_429_PAUSE = 10.0
-BULK_RATE_WAIT = 1.0  # seconds a bulk delivery may wait in its thread for the rate
 
 
 @dataclass
@@ -56,6 +55,19 @@ class Decisions:
         self._settings = settings
         self._policy = policy
         self._stopping = stopping  # set on shutdown: no more waiting in the worker
+        # A bulk job waiting for its turn in the rate's bulk line is due again this long
+        # before the turn (the scheduler looks once a scheduler_interval), and waits the
+        # rest in its delivery; bulk deliveries wait no longer than that for the rate, so
+        # an interactive ticket never waits long for a thread.
+        self._bulk_rate_wait = min(settings.scheduler_interval + 1.0, settings.inprocess_max_delay)
+        self._come_back_lead = min(settings.scheduler_interval + 0.5, 0.75 * self._bulk_rate_wait)
+
+    def bulk_hold(self, spent: float) -> float:
+        """Seconds a bulk job of a delivery that has run ``spent`` may still wait in it for
+        the rate; a longer wait is a turn in the bulk line (see ``worker/ratelimit.py``)."""
+        if self._stopping.is_set():
+            return 0.0
+        return max(self._bulk_rate_wait - spent, 0.0)
 
     def before_sending(self, job: Job) -> Transition | None:
         """A job that has used every attempt is not sent again."""
@@ -77,16 +89,17 @@ class Decisions:
                 "it again when the pause ends",
             )
             return self._wait(job, error, admission.wait + self._policy.delay_for(1, None))
-        # A bulk delivery holds its thread for the rate only briefly: an interactive ticket
-        # may be waiting for that thread.
-        limit = (
-            BULK_RATE_WAIT if job.claim.lane == "bulk" and admission.reason is Reason.RATE else None
-        )
-        if self._waits_in_process(admission.wait, spent, limit):
-            return Again(admission.wait)
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
-        return self._wait(job, JobError(kind=ErrorKind.RETRYABLE, message=message), admission.wait)
+        error = JobError(kind=ErrorKind.RETRYABLE, message=message)
+        if job.claim.lane == "bulk" and admission.reason is Reason.RATE:
+            if admission.wait <= self.bulk_hold(spent):
+                return Again(admission.wait)
+            # Its turn in the bulk line: back on the queue a little before it comes.
+            return self._wait(job, error, max(admission.wait - self._come_back_lead, 0.0))
+        if self._waits_in_process(admission.wait, spent):
+            return Again(admission.wait)
+        return self._wait(job, error, admission.wait)
 
     def answered(self, job: Job, outcome: Outcome, spent: float) -> Decision:
         """StackOne answered (or the network failed): what now."""
@@ -142,10 +155,8 @@ class Decisions:
             settled=job.settled and job.uncertain_since is None,
         )
 
-    def _waits_in_process(self, delay: float, spent: float, limit: float | None = None) -> bool:
-        """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all
-        (or ``limit``, if lower), and not at all once the worker is stopping."""
+    def _waits_in_process(self, delay: float, spent: float) -> bool:
+        """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
+        and not at all once the worker is stopping."""
         most = self._settings.inprocess_max_delay
-        if limit is not None:
-            most = min(most, limit)
         return not self._stopping.is_set() and spent + delay <= most

@@ -7,7 +7,10 @@ timed by Redis's own clock so hosts need not agree on theirs.
 
 Two lanes share the rate. Interactive requests may run a few intervals ahead of the
 schedule; bulk ones two intervals less, so a ticket from a backend service goes out at
-once even while a bulk import keeps the limit saturated. The
+once even while a bulk import keeps the limit saturated. Bulk requests that would wait
+longer than their delivery may hold its thread get a turn in the key's bulk line, one
+interval apart, and come back for it; so a saturated import costs one handback per job,
+not one every second. The
 rate is kept a margin below the configured limit so that, bursts included, no 60-second
 window ever holds more requests than the limit. Time is Redis's, in microseconds, so that
 high rates (the limit "out of the way") still admit a whole pipelined batch.
@@ -28,6 +31,7 @@ from worker.settings import RateLimit
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
 SAFETY_MARGIN = 0.01  # of the limit, so burst and clock jitter never reach it
 MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
+NO_LINE = 2**53  # a bulk hold this long (microseconds) never sends anyone to the line
 
 
 def interval_us(limit: RateLimit) -> float:
@@ -81,6 +85,7 @@ class Limiter:
         self._refused_key = f"{PREFIX}:auth:pause:{key_fingerprint}"
         self._refusal_key = refusal_key(key_fingerprint)
         self._probe_key = f"{PREFIX}:auth:probe:{key_fingerprint}"
+        self._line_key = f"{PREFIX}:rl:line:{key_fingerprint}"
         self._probe_ms = int(probe_interval * 1000)
         self._limit = limit
         self._account_cap = account_cap
@@ -93,9 +98,13 @@ class Limiter:
         until the outcome is recorded (the job store's transition releases it)."""
         return self.admit_many([(account_id, lane, holder)])[0]
 
-    def admit_many(self, requests: Sequence[tuple[str, Lane, str]]) -> list[Admission]:
+    def admit_many(
+        self, requests: Sequence[tuple[str, Lane, str]], bulk_hold: float | None = None
+    ) -> list[Admission]:
         """Ask for a round of requests, in order, in one script run (``admit.lua``): once
-        the key's rate or a pause of the key refuses one, the rest wait as long unasked."""
+        the key's rate or a pause of the key refuses one, the rest wait unasked, each one
+        interval after the one before. A bulk request the rate holds back longer than
+        ``bulk_hold`` seconds (if given) is told to wait for its turn in the bulk line."""
         if not requests:
             return []
         keys = [
@@ -104,16 +113,18 @@ class Limiter:
             self._refused_key,
             self._refusal_key,
             self._probe_key,
+            self._line_key,
         ]
         args: list[str | int | float] = [
             interval_us(self._limit),
             self._account_cap,
             self._holder_lease_ms,
             self._probe_ms,
+            NO_LINE if bulk_hold is None else int(bulk_hold * 1_000_000),
         ]
         for account_id, lane, holder in requests:
             keys += [inflight_key(account_id), _account_pause_key(account_id)]
-            args += [burst_us(self._limit, lane), holder]
+            args += [burst_us(self._limit, lane), holder, "1" if lane == "bulk" else "0"]
         flat = self._admit(keys=keys, args=args)
         return [
             Admission(Reason(int(flat[i + 1])), int(flat[i]) / 1e6) for i in range(0, len(flat), 2)

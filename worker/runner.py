@@ -157,7 +157,8 @@ class JobRunner:
         again: list[tuple[Job, float]] = []
         outcomes: list[Transition] = []
         admissions = self._limiter.admit_many(
-            [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs]
+            [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs],
+            bulk_hold=self._decisions.bulk_hold(spent),
         )
         admitted = []
         refusal = None

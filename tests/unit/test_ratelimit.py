@@ -3,6 +3,7 @@ per-account cap and the pauses a 429 asks for."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -154,7 +155,7 @@ def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
     assert lim.admit("acct", "bulk", "next").admitted
 
 
-def test_a_round_refused_by_the_keys_rate_answers_every_request_alike(
+def test_a_round_refused_by_the_keys_rate_gives_each_request_its_place_in_line(
     redis_client: redis.Redis,
 ) -> None:
     lim = limiter(redis_client, "60/min")
@@ -163,7 +164,9 @@ def test_a_round_refused_by_the_keys_rate_answers_every_request_alike(
     answers = lim.admit_many([("acct", "bulk", f"h{n}") for n in range(10)])
 
     assert {answer.reason for answer in answers} == {Reason.RATE}
-    assert len({answer.wait for answer in answers}) == 1
+    gaps = [later.wait - earlier.wait for earlier, later in itertools.pairwise(answers)]
+    interval = interval_us(RateLimit.parse("60/min")) / 1e6  # a second, and the margin
+    assert gaps == pytest.approx([interval] * 9, abs=1e-3)
 
 
 def test_a_refusal_for_one_account_does_not_hold_up_the_rest_of_the_round(
@@ -175,3 +178,25 @@ def test_a_refusal_for_one_account_does_not_hold_up_the_rest_of_the_round(
     answers = lim.admit_many([("throttled", "bulk", "a"), ("fine", "bulk", "b")])
 
     assert [answer.reason for answer in answers] == [Reason.ACCOUNT_PAUSED, Reason.ADMITTED]
+
+
+def test_bulk_requests_held_back_longer_than_they_may_wait_get_turns_in_one_line(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "60/min")
+    saturate(lim)
+    interval = interval_us(RateLimit.parse("60/min")) / 1e6
+
+    within_hold = lim.admit_many([("acct", "bulk", "w")], bulk_hold=60)
+    first = lim.admit_many([("acct", "bulk", f"a{n}") for n in range(5)], bulk_hold=0)
+    second = lim.admit_many([("acct", "bulk", f"b{n}") for n in range(3)], bulk_hold=0)
+    interactive = lim.admit_many([("acct", "interactive", "i")], bulk_hold=0)
+
+    # A job that may wait long enough waits for its own place, outside the line.
+    assert 0 < within_hold[0].wait <= interval
+    # The rest queue up one interval apart, a later delivery's jobs behind the earlier ones.
+    waits = [answer.wait for answer in first + second]
+    assert {answer.reason for answer in first + second} == {Reason.RATE}
+    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+    assert gaps == pytest.approx([interval] * 7, abs=0.05)
+    assert interactive[0].wait <= within_hold[0].wait  # never sent to the line

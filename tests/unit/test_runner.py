@@ -6,6 +6,7 @@ the same decisions against real HTTP and real worker processes.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -20,7 +21,7 @@ from worker.engine import EventLoop
 from worker.jobstore import Claim, JobStore
 from worker.keyhealth import KeyHealth
 from worker.keys import DUE_INDEX, job_key
-from worker.ratelimit import Limiter, Reason
+from worker.ratelimit import Limiter, Reason, interval_us
 from worker.retry import RetryPolicy
 from worker.runner import JobRunner
 from worker.settings import Settings
@@ -313,6 +314,37 @@ def test_a_long_wait_for_the_rate_limit_hands_the_job_back_unsent(
     assert record.state == JobState.RETRYING and record.attempts == 0
     assert record.error is not None and "rate limit" in record.error.message
     assert h.api.sent == []
+
+
+def test_bulk_jobs_the_rate_holds_back_come_back_one_by_one_shortly_before_their_turns(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(
+        redis_client,
+        ScriptedStackOne(*[CREATED] * 5),
+        TICKETQ_RATE_LIMIT="60/min",
+        TICKETQ_INPROCESS_MAX_DELAY=5,
+        TICKETQ_SCHEDULER_INTERVAL=1,
+    )
+    while h.limiter.admit("acct", "bulk", "someone-else").admitted:
+        pass
+    jobs = [h.submit() for _ in range(12)]
+    for job_id in jobs:
+        h.redis.hset(job_key(job_id), "lane", "bulk")
+
+    h.runner.run(jobs)
+
+    records = [h.store.get(job_id) for job_id in jobs]
+    sent = [r for r in records if r and r.state == JobState.SUCCEEDED]
+    waiting = [r for r in records if r and r.state == JobState.RETRYING]
+    # The first waited in the delivery for their places (about 2 s at most); the rest
+    # were handed back unsent, each due one interval after the one before it.
+    assert 1 <= len(sent) <= 3 and len(sent) + len(waiting) == len(jobs)
+    due = [r.next_attempt_at for r in waiting if r.next_attempt_at is not None]
+    interval = interval_us(h.settings.parsed_rate_limit) / 1e6
+    gaps = [later - earlier for earlier, later in itertools.pairwise(due)]
+    assert gaps == pytest.approx([interval] * (len(waiting) - 1), abs=0.1)
+    assert all(r.attempts == 0 for r in waiting)
 
 
 def test_one_delivery_of_a_batch_takes_each_jobs_own_decision(redis_client: redis.Redis) -> None:
