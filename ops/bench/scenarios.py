@@ -37,6 +37,7 @@ from worker.keys import QUEUES, job_key
 ACCOUNT = "acct-bench"
 BULK_CHUNK = 1_000
 POLL_SECONDS = 0.2
+CONTROL_ATTEMPTS = 3  # broadcasts to workers before a phase gives up
 POLL_WINDOW = 2_000  # job states read per poll: the oldest pending ones
 FINAL_BASELINE = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 OUT_OF_THE_WAY = {"TICKETQ_RATE_LIMIT": "1000000/min", "TICKETQ_ACCOUNT_CONCURRENCY": "0"}
@@ -825,15 +826,19 @@ class Drained:
 
 def consuming(app: Celery, queues: Sequence[str], on: bool, workers: int) -> None:
     """Tell every worker to stop (or start) consuming ``queues``, by Celery remote control,
-    so a queue can be filled while the workers are up and then worked off by all at once."""
+    so a queue can be filled while the workers are up and then worked off by all at once.
+    A worker only just started may miss a broadcast, so each is tried a few times (adding
+    or cancelling a consumer twice is harmless)."""
+    command = app.control.add_consumer if on else app.control.cancel_consumer
     for queue in queues:
-        if on:
-            replies = app.control.add_consumer(queue, reply=True, timeout=5.0, limit=workers)
+        replies: list[Any] = []
+        for _ in range(CONTROL_ATTEMPTS):
+            replies = command(queue, reply=True, timeout=5.0, limit=workers) or []
+            if len(replies) >= workers:
+                break
         else:
-            replies = app.control.cancel_consumer(queue, reply=True, timeout=5.0, limit=workers)
-        if len(replies or []) < workers:
             verb = "add" if on else "cancel"
-            raise RuntimeError(f"{verb} consumer {queue}: {len(replies or [])}/{workers} answered")
+            raise RuntimeError(f"{verb} consumer {queue}: {len(replies)}/{workers} answered")
 
 
 def drain_ticketq(bench: Bench, name: str, items: Sequence[dict[str, Any]], lane: str) -> Drained:
