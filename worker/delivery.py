@@ -158,5 +158,4 @@ class Decisions:
     def _waits_in_process(self, delay: float, spent: float) -> bool:
         """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
         and not at all once the worker is stopping."""
-        most = self._settings.inprocess_max_delay
-        return not self._stopping.is_set() and spent + delay <= most
+        return not self._stopping.is_set() and spent + delay <= self._settings.inprocess_max_delay

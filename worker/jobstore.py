@@ -144,10 +144,11 @@ class JobStore:
                 calls.append((self._create, keys, [*header, *args]))
                 order += chunk
         answers = [answer for call in run_scripts(self.redis, calls) for answer in call]
-        created: list[Created | None] = [None] * len(specs)
-        for position, (found, new) in zip(order, answers, strict=True):
-            created[position] = Created(job_id=found, is_new=bool(int(new)))
-        return [c for c in created if c is not None]
+        by_position = dict(zip(order, answers, strict=True))
+        return [
+            Created(job_id=by_position[p][0], is_new=bool(int(by_position[p][1])))
+            for p in range(len(specs))
+        ]
 
     def confirm_sent(self, job_ids: list[str]) -> None:
         """Their messages are on the queue: the scheduler looks again only if nobody has

@@ -10,10 +10,10 @@ schedule; bulk ones two intervals less, so a ticket from a backend service goes 
 once even while a bulk import keeps the limit saturated. Bulk requests that would wait
 longer than their delivery may hold its thread get a turn in the key's bulk line, one
 interval apart, and come back for it; so a saturated import costs one handback per job,
-not one every second. The
-rate is kept a margin below the configured limit so that, bursts included, no 60-second
-window ever holds more requests than the limit. Time is Redis's, in microseconds, so that
-high rates (the limit "out of the way") still admit a whole pipelined batch.
+not one every second. The rate is kept a margin below the configured limit so that,
+bursts included, no 60-second window ever holds more requests than the limit. Time is
+Redis's, in microseconds, so that high rates (the limit "out of the way") still admit a
+whole pipelined batch.
 """
 
 from __future__ import annotations

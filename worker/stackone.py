@@ -134,11 +134,12 @@ class StackOneClient:
         if settings.stackone_api_key is None or not settings.stackone_api_key.get_secret_value():
             raise ValueError("STACKONE_API_KEY is not set")
         self._api_key = settings.stackone_api_key
+        self._basic_token = _basic_token(settings.stackone_api_key)
         self._connect_timeout = settings.connect_timeout
         self._read_timeout = settings.read_timeout
         self._tickets_url = httpx.URL(settings.stackone_base_url.rstrip("/") + TICKETS_PATH)
         self._headers = [
-            ("Authorization", f"Basic {_basic_token(settings.stackone_api_key)}"),
+            ("Authorization", f"Basic {self._basic_token}"),
             ("User-Agent", settings.user_agent),
             ("Accept", "application/json"),
             ("Content-Type", "application/json"),
@@ -328,9 +329,8 @@ class StackOneClient:
         the request (or its Authorization header) must not carry the key there.
         """
         key = self._api_key.get_secret_value()
-        token = _basic_token(self._api_key)
         if isinstance(value, str):
-            return value.replace(token, SCRUBBED).replace(key, SCRUBBED)
+            return value.replace(self._basic_token, SCRUBBED).replace(key, SCRUBBED)
         if isinstance(value, list):
             return [self._scrub(item) for item in value]
         if isinstance(value, dict):

@@ -82,8 +82,7 @@ def run_jobs(job_ids: object) -> None:
 def _quiet_per_task_lines(**_: Any) -> None:
     # Celery logs two INFO lines per message; at thousands of tickets a second that is a
     # good part of the worker's CPU. Failures and retries still log at WARNING and above.
-    # httpx logs every request at INFO as well.
-    for name in ("celery.app.trace", "celery.worker.strategy", "httpx"):
+    for name in ("celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

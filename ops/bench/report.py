@@ -147,15 +147,8 @@ COLUMNS = (
     Column("% of limit", "pct_limit", 1, "% limit"),
     Column("notes", "notes"),
 )
-_RATIO_ONLY = {
-    "tickets_per_s",
-    "producer_cpu_ms",
-    "worker_cpu_ms",
-    "api_cpu_ms",
-    "redis_cpu_ms",
-    "p50_s",
-    "p99_s",
-}
+# Ratios shown in a ratio row: peak RSS is left out, one process model against another.
+_RATIO_ONLY = frozenset(NUMERIC) - {"peak_rss_mb"}
 
 
 def _number(value: float, digits: int = 0) -> str:
