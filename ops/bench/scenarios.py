@@ -604,6 +604,27 @@ class Ticker(threading.Thread):
         return self.ids
 
 
+def import_with_ticker(
+    meter: Meter,
+    submit_import: Callable[[], list[str]],
+    submit_one: Callable[[int], str],
+    wait_import: Callable[[list[str]], T],
+    every: float,
+) -> tuple[list[str], T, list[str]]:
+    """The measuring frame both systems share: submit the import, then an interactive
+    ticket every ``every`` seconds until the import is waited out. Returns the import's
+    ids, what its wait returned, and the interactive ids."""
+    meter.start()
+    ids = submit_import()
+    ticker = Ticker(submit_one, every)
+    ticker.start()
+    try:
+        waited = wait_import(ids)
+    finally:
+        interactive_ids = ticker.stop()
+    return ids, waited, interactive_ids
+
+
 def limited_ticketq(bench: Bench) -> list[Row]:
     options = bench.options
     settings_env = {"TICKETQ_RATE_LIMIT": f"{options.rpm}/min"}
@@ -615,15 +636,14 @@ def limited_ticketq(bench: Bench) -> list[Row]:
             return interactive_producer.submit(ACCOUNT, ticket("interactive", n)).job_id
 
         meter = p.meter()
-        meter.start()
-        ids = p.submit_bulk(tickets("import", count))
-        ticker = Ticker(submit_one, options.interactive_every)
-        ticker.start()
         expected = count / options.rpm * 60
-        try:
-            unfinished = p.wait(ids, 120 + 3 * expected, meter.progress)
-        finally:
-            interactive_ids = ticker.stop()
+        ids, unfinished, interactive_ids = import_with_ticker(
+            meter,
+            lambda: p.submit_bulk(tickets("import", count)),
+            submit_one,
+            lambda ids: p.wait(ids, 120 + 3 * expected, meter.progress),
+            options.interactive_every,
+        )
         unfinished += p.wait(interactive_ids, 60, Progress())
         meter.stop()
         stats = p.control.stats()
@@ -645,15 +665,14 @@ def limited_baseline(bench: Bench) -> list[Row]:
             return task_id
 
         meter = p.meter()
-        meter.start()
-        ids = p.submit(tickets("import", count), submitted)
-        ticker = Ticker(submit_one, options.interactive_every)
-        ticker.start()
         expected = count / options.rpm * 60
-        try:
-            metas = p.wait(ids, 600 + 2 * expected, meter.progress)
-        finally:
-            interactive_ids = ticker.stop()
+        ids, metas, interactive_ids = import_with_ticker(
+            meter,
+            lambda: p.submit(tickets("import", count), submitted),
+            submit_one,
+            lambda ids: p.wait(ids, 600 + 2 * expected, meter.progress),
+            options.interactive_every,
+        )
         metas.update(p.wait(interactive_ids, 300, Progress()))
         meter.stop()
         stats = p.control.stats()
