@@ -19,8 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ops.fakeapi import FakeApiOptions
-from ops.fakeapi_client import FakeApiControl
+from ops.fakeapi_client import FakeApiControl, FakeApiOptions
 from ops.redis_server import redis_answers
 from ops.stack import LocalStack, StackConfig
 from producers.client import InvalidJob, Producer

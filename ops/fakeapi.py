@@ -62,6 +62,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ops.fakeapi_client import FakeApiOptions
+
 __all__ = ["FakeApiOptions", "Step", "make_app", "serve"]
 
 TICKETS_PATH = "/unified/ticketing/tickets"
@@ -70,19 +72,6 @@ AUTH_FAILURES = {401: "Unauthorized", 403: "Forbidden"}
 DEFAULT_PAGE_SIZE = 25
 PRIORITY_VALUES = frozenset({"lowest", "low", "medium", "high", "highest", "unmapped_value"})
 _SHUTDOWN_GRACE_SECONDS = 1.0  # a hanging scripted response must not hold up Ctrl-C
-
-
-@dataclass
-class FakeApiOptions:
-    """How the stand-in behaves; ``/_fake/config`` changes ``latency_ms``, ``rpm_limit``,
-    ``error_rate`` and ``auth_failure`` while it runs."""
-
-    api_key: str | None = None  # None: any non-empty username is accepted
-    latency_ms: float = 0.0  # added to every ticketing request
-    rpm_limit: int | None = None  # per API key, strict sliding 60 s window
-    error_rate: float = 0.0  # fraction of create requests answered 500 before creating
-    accounts: frozenset[str] | None = None  # if set, other x-account-id values get 404
-    auth_failure: int | None = None  # 401 or 403: refuse every request, as for a revoked key
 
 
 @dataclass(frozen=True)

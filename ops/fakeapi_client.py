@@ -1,10 +1,13 @@
-"""Drive the stand-in's control API (``/_fake``): script faults, read what it received.
+"""Start and drive the stand-in (``ops/fakeapi.py``) from outside: the options it starts
+with, and its control API (``/_fake``) to script faults and read what it received.
 
-The demo and the tests program faults the same way, through this one client.
+The demo and the tests program faults the same way, through this one client. Neither
+loads the stand-in itself: it runs in its own process (``ticketq fake-api``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
@@ -16,6 +19,19 @@ class _Unset(Enum):
 
 
 _UNSET = _Unset.UNSET
+
+
+@dataclass
+class FakeApiOptions:
+    """How the stand-in behaves; ``/_fake/config`` changes ``latency_ms``, ``rpm_limit``,
+    ``error_rate`` and ``auth_failure`` while it runs."""
+
+    api_key: str | None = None  # None: any non-empty username is accepted
+    latency_ms: float = 0.0  # added to every ticketing request
+    rpm_limit: int | None = None  # per API key, strict sliding 60 s window
+    error_rate: float = 0.0  # fraction of create requests answered 500 before creating
+    accounts: frozenset[str] | None = None  # if set, other x-account-id values get 404
+    auth_failure: int | None = None  # 401 or 403: refuse every request, as for a revoked key
 
 
 class FakeApiControl:

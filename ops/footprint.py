@@ -16,7 +16,7 @@ import redis
 
 from ops.redis_server import RedisServer
 from worker.contract import JobSpec, TicketIds
-from worker.jobstore import Claim, JobStore
+from worker.store.jobs import Claim, JobStore
 
 SAMPLE_TICKET = {
     "title": "Checkout latency above 2 s in eu-west-1",

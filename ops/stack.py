@@ -14,7 +14,7 @@ from types import TracebackType
 
 import httpx
 
-from ops.fakeapi import FakeApiOptions
+from ops.fakeapi_client import FakeApiOptions
 from ops.processes import ManagedProcess
 from ops.redis_server import RedisServer, free_port
 from worker.settings import Settings
@@ -67,9 +67,7 @@ class LocalStack:
 
     def settings(self) -> Settings:
         """Settings for a producer in this process, pointing at this stack."""
-        return Settings.model_validate(
-            {k: v for k, v in self.child_env().items() if k.startswith(("TICKETQ_", "STACKONE_"))}
-        )
+        return Settings.from_environ(self.child_env())
 
     def start(self) -> None:
         run_dir = self.config.run_dir

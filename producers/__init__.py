@@ -1,5 +1,11 @@
 """The producing side: ``producers.submit(account_id, ticket, ref=..., idempotency_key=...)``
 for one interactive ticket, ``producers.submit_many(account_id, tickets, refs=...)`` for bulk.
+
+Everything a caller passes to these calls or gets back from them is exported here, so that
+nobody has to reach into ``worker``: ``Settings`` to point a ``Producer`` somewhere,
+``TicketCreate`` to build a body, ``JobRecord``/``JobState``/``JobError``/``ErrorKind``/
+``TicketIds`` to read a result. Importing this package reads no settings and connects to
+nothing; a ``Producer`` does that when it is made.
 """
 
 from producers.client import (
@@ -11,13 +17,22 @@ from producers.client import (
     submit,
     submit_many,
 )
+from worker.contract import ErrorKind, JobError, JobRecord, JobState, TicketCreate, TicketIds
+from worker.settings import Settings
 
 __all__ = [
     "BatchHandle",
+    "ErrorKind",
     "InvalidJob",
+    "JobError",
     "JobHandle",
     "JobNotFound",
+    "JobRecord",
+    "JobState",
     "Producer",
+    "Settings",
+    "TicketCreate",
+    "TicketIds",
     "submit",
     "submit_many",
 ]

@@ -18,11 +18,11 @@ from celery import Celery
 from pydantic import ValidationError
 
 from producers.publisher import Publisher
-from worker.celery_app import create_app
 from worker.contract import JobRecord, JobSpec, JobState, TicketCreate
-from worker.dispatch import dispatch
-from worker.jobstore import Due, JobStore
+from worker.queue.app import create_app
+from worker.queue.dispatch import dispatch
 from worker.settings import Settings, get_settings
+from worker.store.jobs import Due, JobStore
 from worker.validation import describe_validation_error
 
 
@@ -121,10 +121,10 @@ class Producer:
         idempotency_key: str | None = None,
     ) -> JobHandle:
         spec = self.validate(account_id, ticket, ref=ref, idempotency_key=idempotency_key)
-        created = self.store.create(spec, "interactive")
-        if created.is_new:
-            self._publisher.put(created.job_id)
-        return JobHandle(job_id=created.job_id, is_new=created.is_new, store=self.store)
+        stored = self.store.create(spec, "interactive")
+        if stored.is_new:
+            self._publisher.put(stored.job_id)
+        return JobHandle(job_id=stored.job_id, is_new=stored.is_new, store=self.store)
 
     @staticmethod
     def validate(
@@ -179,10 +179,10 @@ class Producer:
                 problems.append(f"tickets[{index}]: {exc}")
         if problems:
             raise InvalidJob("; ".join(problems))
-        created = self.store.create_many(specs, "bulk")
-        new = [Due(c.job_id, "bulk") for c in created if c.is_new]
+        stored = self.store.create_many(specs, "bulk")
+        new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
         dispatch(self._app, self.store, new, self.settings.bulk_batch)
-        return BatchHandle(batch_id, [c.job_id for c in created], self.store)
+        return BatchHandle(batch_id, [s.job_id for s in stored], self.store)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)

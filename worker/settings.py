@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AmbiguousPolicy = Literal["reconcile", "retry", "park"]
@@ -49,6 +50,7 @@ class RateLimit:
         return cls(int(match.group(1)), RATE_UNITS[match.group(2)])
 
 
+ENV_PREFIX = "TICKETQ_"
 LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
 
 
@@ -60,71 +62,62 @@ def ticketq_version() -> str:
         return "0+unknown"
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
 class Settings(BaseSettings):
     """The one settings object. Field docs are the README's settings table."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # TICKETQ_<FIELD> for ticketq's own settings; the two StackOne ones keep StackOne's names.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, frozen=True
+    )
 
     stackone_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=_env("STACKONE_API_KEY"),
+        validation_alias="STACKONE_API_KEY",
         description="StackOne API key (secret). Required by workers; never logged or stored.",
     )
     stackone_base_url: str = Field(
         default="https://api.stackone.com",
-        validation_alias=_env("STACKONE_BASE_URL"),
+        validation_alias="STACKONE_BASE_URL",
         description="Base URL of the StackOne API (the stand-in's URL in the demo and tests).",
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        validation_alias=_env("TICKETQ_REDIS_URL"),
         description="Redis used as broker and job store.",
     )
     connect_timeout: float = Field(
         default=5.0,
         gt=0,
-        validation_alias=_env("TICKETQ_CONNECT_TIMEOUT"),
         description="Seconds to open a connection to StackOne.",
     )
     read_timeout: float = Field(
         default=75.0,
         gt=0,
-        validation_alias=_env("TICKETQ_READ_TIMEOUT"),
         description="Seconds to wait for StackOne's answer; above its own 60 s limit (408).",
     )
     max_attempts: int = Field(
         default=8,
         ge=1,
         le=100,
-        validation_alias=_env("TICKETQ_MAX_ATTEMPTS"),
         description="Requests sent for one job before it ends failed.",
     )
     backoff_base: float = Field(
         default=1.0,
         gt=0,
-        validation_alias=_env("TICKETQ_BACKOFF_BASE"),
         description="First backoff ceiling in seconds; doubles per attempt (full jitter).",
     )
     backoff_max: float = Field(
         default=600.0,
         gt=0,
-        validation_alias=_env("TICKETQ_BACKOFF_MAX"),
         description="Longest wait between two attempts, Retry-After included.",
     )
     inprocess_max_delay: float = Field(
         default=5.0,
         ge=0,
-        validation_alias=_env("TICKETQ_INPROCESS_MAX_DELAY"),
         description="Retries due within this many seconds wait in the worker; later ones "
         "go back to the queue so no worker slot sleeps for long.",
     )
     on_ambiguous: AmbiguousPolicy = Field(
         default="reconcile",
-        validation_alias=_env("TICKETQ_ON_AMBIGUOUS"),
         description="When the ticket may exist (408, timeout after sending, a worker lost "
         "mid-request): `reconcile` looks for it in the account's recent tickets and adopts a "
         "match before sending again, `retry` sends again, `park` ends the job failed with "
@@ -133,26 +126,22 @@ class Settings(BaseSettings):
     max_lost_attempts: int = Field(
         default=3,
         ge=1,
-        validation_alias=_env("TICKETQ_MAX_LOST_ATTEMPTS"),
         description="Attempts cut off by a dying worker before the job is failed as poison.",
     )
     auth_pause: float = Field(
         default=30.0,
         gt=0,
-        validation_alias=_env("TICKETQ_AUTH_PAUSE"),
         description="Seconds every worker stops sending with a key StackOne refused (401/403) "
         "before one job probes it again.",
     )
     rate_limit: str = Field(
         default="1000/min",
-        validation_alias=_env("TICKETQ_RATE_LIMIT"),
         description="Requests per API key, shared by every worker on every host: `1000/min`, "
         "`50/s`. ticketq keeps 1% and a small interactive burst below it.",
     )
     account_concurrency: int = Field(
         default=10,
         ge=0,
-        validation_alias=_env("TICKETQ_ACCOUNT_CONCURRENCY"),
         description="Requests in flight at once per linked account, across all workers "
         "(StackOne advises against many concurrent requests to one account); 0: no cap.",
     )
@@ -160,20 +149,17 @@ class Settings(BaseSettings):
         default=50,
         ge=1,
         le=500,
-        validation_alias=_env("TICKETQ_BULK_BATCH"),
         description="Bulk jobs carried by one queue message (each keeps its own record); "
         "a worker sends them concurrently.",
     )
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
-        validation_alias=_env("TICKETQ_SCHEDULER_INTERVAL"),
         description="Seconds between looks for due retries and jobs whose worker was lost.",
     )
     requeue_after: float = Field(
         default=60.0,
         gt=0,
-        validation_alias=_env("TICKETQ_REQUEUE_AFTER"),
         description="A job sent to the queue but not claimed within this many seconds is "
         "sent again, once its lane's queue is empty, in case its message was lost on the "
         "way to a worker (a duplicate is harmless: one claim wins).",
@@ -181,13 +167,11 @@ class Settings(BaseSettings):
     reconcile_pages: int = Field(
         default=20,
         ge=1,
-        validation_alias=_env("TICKETQ_RECONCILE_PAGES"),
         description="Pages of 100 recent tickets read when reconciling before giving up.",
     )
     visibility_timeout: int = Field(
         default=300,
         ge=10,
-        validation_alias=_env("TICKETQ_VISIBILITY_TIMEOUT"),
         description="Seconds before Redis redelivers an unacknowledged message (a killed "
         "worker's prefetched messages come back after it). Must exceed the longest "
         "delivery, two leases (checked at start-up), on every worker alike.",
@@ -196,16 +180,31 @@ class Settings(BaseSettings):
         default=16,
         ge=1,
         le=1000,
-        validation_alias=_env("TICKETQ_WORKER_CONCURRENCY"),
         description="Deliveries (Celery threads) per worker process; the requests of all "
         "of them share one event loop.",
     )
     succeeded_ttl: int = Field(
         default=30 * 24 * 3600,
         ge=60,
-        validation_alias=_env("TICKETQ_SUCCEEDED_TTL"),
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
+
+    @classmethod
+    def variable(cls, field_name: str) -> str:
+        """The environment variable a setting is read from."""
+        alias = cls.model_fields[field_name].validation_alias
+        return alias if isinstance(alias, str) else ENV_PREFIX + field_name.upper()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """The settings named by environment variables in ``environ`` (a child's environment,
+        say, to talk to that child from here); what it does not name is read as usual."""
+        given = {
+            name: environ[cls.variable(name)]
+            for name in cls.model_fields
+            if cls.variable(name) in environ
+        }
+        return cls.model_validate(given)
 
     @field_validator("rate_limit")
     @classmethod

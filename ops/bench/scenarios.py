@@ -24,15 +24,14 @@ from celery import Celery
 from ops.bench import baseline
 from ops.bench.measure import CpuMeter, RssSampler, percentile
 from ops.bench.report import Row
-from ops.fakeapi import FakeApiOptions
-from ops.fakeapi_client import FakeApiControl
+from ops.fakeapi_client import FakeApiControl, FakeApiOptions
 from ops.processes import ManagedProcess
 from ops.redis_server import RedisServer
 from ops.stack import LocalStack, StackConfig
 from producers.client import Producer
-from worker.celery_app import create_app
-from worker.jobstore import JobStore
-from worker.keys import QUEUES, job_key
+from worker.queue.app import create_app
+from worker.store.jobs import JobStore
+from worker.store.keys import QUEUES, job_key
 
 ACCOUNT = "acct-bench"
 BULK_CHUNK = 1_000
@@ -810,7 +809,7 @@ def _measure_enqueue(
 def _producer_settings(bench: Bench) -> Any:
     from worker.settings import Settings
 
-    return Settings.model_validate({"TICKETQ_REDIS_URL": bench.redis.url})
+    return Settings(redis_url=bench.redis.url)
 
 
 # --- scenario: memory over a soak ----------------------------------------------------------

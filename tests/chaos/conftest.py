@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.fakeapi import FakeApiOptions
-from ops.fakeapi_client import FakeApiControl
+from ops.fakeapi_client import FakeApiControl, FakeApiOptions
 from ops.stack import LocalStack, StackConfig
 from tests.chaos.support import CHAOS_ENV, Row
 

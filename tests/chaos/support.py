@@ -25,7 +25,7 @@ from ops.fakeapi_client import FakeApiControl
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from worker.contract import JobRecord, JobState
-from worker.runner import RESENT
+from worker.delivery.runner import RESENT
 
 ACCOUNT = "acct-chaos"
 TICKETS_PATH = "/unified/ticketing/tickets"
@@ -175,7 +175,7 @@ def log_count(stack: LocalStack, text: str) -> int:
 def ticketq(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``ticketq`` command as an operator runs it, configured for ``stack``."""
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
+        [sys.executable, "-m", "ops.cli.app", *args],
         capture_output=True,
         text=True,
         env=stack.child_env(),

@@ -33,7 +33,7 @@ from tests.chaos.support import (
     wait_final,
 )
 from worker.contract import ErrorKind, JobState
-from worker.runner import ADOPTED
+from worker.delivery.runner import ADOPTED
 
 pytestmark = pytest.mark.chaos
 

@@ -36,7 +36,7 @@ from tests.chaos.support import (
     wait_until,
 )
 from worker.contract import ErrorKind, JobState
-from worker.runner import ADOPTED
+from worker.delivery.runner import ADOPTED
 
 pytestmark = pytest.mark.chaos
 

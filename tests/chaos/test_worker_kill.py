@@ -37,7 +37,7 @@ from tests.chaos.support import (
     wait_until,
 )
 from worker.contract import JobRecord, JobState
-from worker.runner import ADOPTED
+from worker.delivery.runner import ADOPTED
 
 JOBS = 60
 # The longest the product may take as built: the visibility timeout, then kombu's next

@@ -19,7 +19,7 @@ FAST_RETRIES = {
 def ticketq(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The ``ticketq`` command as a user runs it, configured for ``stack``."""
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
+        [sys.executable, "-m", "ops.cli.app", *args],
         input=stdin,
         capture_output=True,
         text=True,

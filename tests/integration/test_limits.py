@@ -14,7 +14,7 @@ from ops.stack import LocalStack, StackConfig
 from producers.client import Producer
 from tests.integration.support import FAST_RETRIES
 from worker.contract import JobState
-from worker.ratelimit import INTERACTIVE_BURST, interval_us
+from worker.limits.rate import INTERACTIVE_BURST, interval_us
 from worker.settings import RateLimit
 
 pytestmark = pytest.mark.integration

@@ -119,7 +119,7 @@ def test_the_commands_compose_runs_exist() -> None:
     """`ticketq fake-api --host --port` and `ticketq worker`, as the services call them."""
     import typer.main
 
-    from ops.cli import app
+    from ops.cli.app import app
 
     group = typer.main.get_command(app)
     commands: dict[str, Any] = getattr(group, "commands", {})

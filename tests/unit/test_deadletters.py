@@ -9,13 +9,15 @@ from typing import cast
 import pytest
 import redis
 
-import worker.deadletters
+import worker.store.deadletters
 from ops.redis_server import RedisServer
-from worker.celery_app import create_app
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
-from worker.deadletters import DeadLetters, Selection, Skipped
-from worker.jobstore import Claim, JobStore, Refused, retrying
-from worker.keys import (
+from worker.queue.app import create_app
+from worker.queue.dispatch import replay_failed
+from worker.settings import Settings
+from worker.store.deadletters import DeadLetters, Selection, Skipped
+from worker.store.jobs import Claim, ClaimCode, JobStore, NotClaimed, Recorded, retrying
+from worker.store.keys import (
     DUE_INDEX,
     FAILED_INDEX,
     QUEUES,
@@ -24,19 +26,18 @@ from worker.keys import (
     job_key,
     ref_key,
 )
-from worker.settings import Settings
 
 REQUEUE_AFTER = 900.0
 
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60)
+    return JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60, requeue_after=REQUEUE_AFTER)
 
 
 @pytest.fixture
 def dead(store: JobStore) -> DeadLetters:
-    return DeadLetters(store, requeue_after=REQUEUE_AFTER)
+    return DeadLetters(store)
 
 
 def spec(account_id: str = "acct-1", **extra: str) -> JobSpec:
@@ -56,7 +57,7 @@ def failed(
     job_spec = job_spec or spec()
     claim = claimed(store, job_spec)
     error = JobError(kind=kind, message=f"{kind} failure")
-    assert store.fail(claim, job_spec, error, attempts=2) == "ok"
+    assert store.fail(claim, job_spec, error, attempts=2) is Recorded.OK
     return claim.job_id
 
 
@@ -90,9 +91,9 @@ def test_replay_sends_the_message_and_confirms_it(
     store: JobStore, dead: DeadLetters, redis_client: redis.Redis, redis_server: RedisServer
 ) -> None:
     job_id = failed(store)
-    app = create_app(Settings.model_validate({"TICKETQ_REDIS_URL": redis_server.url}))
+    app = create_app(Settings(redis_url=redis_server.url))
 
-    report = dead.replay(app, [job_id], bulk_batch=50)
+    report = replay_failed(app, dead, [job_id], bulk_batch=50)
 
     assert report.done == [job_id] and report.skipped == []
     assert redis_client.llen(QUEUES["interactive"]) == 1
@@ -143,16 +144,22 @@ def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_delivery(
 
 
 def test_a_job_the_claim_made_poison_is_replayed_to_reconcile(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=0, max_lost_attempts=1)
+    store = JobStore(
+        redis_client,
+        succeeded_ttl=3600,
+        lease_seconds=0,
+        requeue_after=REQUEUE_AFTER,
+        max_lost_attempts=1,
+    )
     claim = claimed(store, spec())
     time.sleep(0.01)
     # The lease ran out with a request in flight: the claim fails the job as poison.
-    assert store.claim(claim.job_id) == Refused(reason="final", detail="failed")
+    assert store.claim(claim.job_id) == NotClaimed(ClaimCode.FINAL, "failed")
     record = store.get(claim.job_id)
     assert record is not None and record.error is not None
     assert record.error.kind is ErrorKind.POISON
 
-    DeadLetters(store, requeue_after=REQUEUE_AFTER).requeue([claim.job_id])
+    DeadLetters(store).requeue([claim.job_id])
 
     again = store.claim(claim.job_id)
     assert isinstance(again, Claim) and again.reconcile_first
@@ -165,7 +172,7 @@ def test_an_earlier_uncertain_moment_is_kept_whatever_the_last_error(
     job_spec = spec()
     claim = claimed(store, job_spec)
     ambiguous = JobError(kind=ErrorKind.AMBIGUOUS, message="read timeout")
-    store.apply([retrying(claim, job_spec, ambiguous, 0, 1, uncertain_since=1000.0)])
+    store.apply([retrying(claim, job_spec, ambiguous, time.time(), 1, uncertain_since=1000.0)])
     second = store.claim(claim.job_id)
     assert isinstance(second, Claim)
     store.fail(second, job_spec, JobError(kind=ErrorKind.TERMINAL, message="422"))
@@ -222,7 +229,7 @@ def test_purge_refuses_jobs_that_are_not_failed(store: JobStore, dead: DeadLette
 def test_recent_lists_newest_first_and_filters_by_account_and_reason(
     store: JobStore, dead: DeadLetters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker.deadletters, "PAGE", 2)  # filtering must walk several pages
+    monkeypatch.setattr(worker.store.deadletters, "PAGE", 2)  # filtering must walk several pages
     first = failed(store, spec("acct-1"), ErrorKind.TERMINAL)
     second = failed(store, spec("acct-2"), ErrorKind.TERMINAL)
     third = failed(store, spec("acct-2"), ErrorKind.EXHAUSTED)

@@ -9,11 +9,11 @@ from typing import Any
 import redis
 
 from ops.redis_server import RedisServer
-from worker.celery_app import create_app
-from worker.dispatch import INTERACTIVE_BATCH, dispatch
-from worker.jobstore import Due, JobStore
-from worker.keys import QUEUES
+from worker.queue.app import create_app
+from worker.queue.dispatch import INTERACTIVE_BATCH, dispatch
 from worker.settings import Settings
+from worker.store.jobs import Due, JobStore
+from worker.store.keys import QUEUES
 
 
 def job_ids_per_message(client: redis.Redis, queue: str) -> list[list[str]]:
@@ -27,7 +27,7 @@ def job_ids_per_message(client: redis.Redis, queue: str) -> list[list[str]]:
 def test_interactive_and_bulk_jobs_are_grouped_by_lane_each_up_to_its_batch(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    app = create_app(Settings.model_validate({"TICKETQ_REDIS_URL": redis_server.url}))
+    app = create_app(Settings(redis_url=redis_server.url))
     store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60)
     interactive = [f"i{n}" for n in range(INTERACTIVE_BATCH + 3)]
     bulk = [f"b{n}" for n in range(7)]

@@ -9,8 +9,27 @@ import pytest
 import redis
 
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
-from worker.jobstore import Claim, Due, JobStore, LeaseLost, Refused, spec_from_claim
-from worker.keys import DUE_INDEX, FAILED_INDEX, QUEUES, inflight_key, job_key
+from worker.store.jobs import (
+    Claim,
+    ClaimCode,
+    Due,
+    JobStore,
+    LeaseLost,
+    NotClaimed,
+    Recorded,
+    spec_from_claim,
+)
+from worker.store.keys import (
+    DUE_INDEX,
+    FAILED_INDEX,
+    QUEUES,
+    batch_key,
+    idempotency_key,
+    inflight_key,
+    job_key,
+    ref_key,
+    ticket_key,
+)
 
 TTL = 3600
 
@@ -62,9 +81,29 @@ def test_find_by_ref_returns_the_latest_job_with_that_ref(store: JobStore) -> No
 
 
 def test_refs_with_separators_cannot_collide() -> None:
-    from worker.keys import ref_key
-
     assert ref_key("a:b", "c") != ref_key("a", "b:c")
+
+
+def test_job_key_names_stay_those_running_deployments_use() -> None:
+    assert [
+        job_key("j"),
+        ref_key("a/1", "r:1"),
+        idempotency_key("a", "k"),
+        batch_key("b"),
+        ticket_key("a", "t"),
+        inflight_key("a"),
+        DUE_INDEX,
+        FAILED_INDEX,
+    ] == [
+        "ticketq:job:j",
+        "ticketq:ref:a%2F1:r%3A1",
+        "ticketq:idem:a:k",
+        "ticketq:batch:b",
+        "ticketq:ticket:a:t",
+        "ticketq:inflight:a",
+        "ticketq:due",
+        "ticketq:failed",
+    ]
 
 
 def test_a_claim_runs_the_job_under_a_lease_and_returns_its_spec(store: JobStore) -> None:
@@ -81,7 +120,7 @@ def test_a_second_delivery_is_refused_while_the_lease_holds(store: JobStore) -> 
 
     refused = store.claim(claim.job_id)
 
-    assert isinstance(refused, Refused) and refused.reason == "leased"
+    assert isinstance(refused, NotClaimed) and refused.code is ClaimCode.LEASED
 
 
 def test_an_expired_lease_can_be_claimed_again_and_the_old_holder_loses(
@@ -94,8 +133,8 @@ def test_an_expired_lease_can_be_claimed_again_and_the_old_holder_loses(
     new = store.claim(old.job_id)
 
     assert isinstance(new, Claim) and new.token != old.token
-    assert store.succeed(old, spec(), TicketIds(id="t-old")) == "lost_lease"
-    assert store.succeed(new, spec(), TicketIds(id="t-new", remote_id="R-1")) == "ok"
+    assert store.succeed(old, spec(), TicketIds(id="t-old")) is Recorded.LOST_LEASE
+    assert store.succeed(new, spec(), TicketIds(id="t-new", remote_id="R-1")) is Recorded.OK
     record = store.get(old.job_id)
     assert record is not None and record.ticket == TicketIds(id="t-new", remote_id="R-1")
 
@@ -105,10 +144,9 @@ def test_a_finished_job_is_never_claimed_again(store: JobStore) -> None:
     claim = claimed(store, job_spec)
     store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1"))
 
-    assert store.claim(claim.job_id) == Refused(reason="final", detail="succeeded")
-    assert store.fail(claim, job_spec, JobError(kind=ErrorKind.TERMINAL, message="x")) == (
-        "succeeded"
-    )
+    assert store.claim(claim.job_id) == NotClaimed(ClaimCode.FINAL, "succeeded")
+    error = JobError(kind=ErrorKind.TERMINAL, message="x")
+    assert store.fail(claim, job_spec, error) is Recorded.ALREADY_FINAL
 
 
 def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_slot(
@@ -119,7 +157,7 @@ def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_sl
     redis_client.zadd(inflight_key("acct-1"), {claim.token: time.time() * 1000 + 60_000})
     error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
 
-    store.retry_later(claim, job_spec, error, delay=0, attempts=3)
+    store.retry_later(claim, job_spec, error, due_at=time.time(), attempts=3)
 
     record = store.get(claim.job_id)
     assert record is not None and record.attempts == 3
@@ -132,7 +170,7 @@ def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(
     job_spec = spec(ref="r", idempotency_key="k")
     claim = claimed(store, job_spec)
 
-    assert store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1")) == "ok"
+    assert store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1")) is Recorded.OK
 
     record = store.get(claim.job_id)
     assert record is not None and record.state == JobState.SUCCEEDED
@@ -146,14 +184,14 @@ def test_retrying_records_the_error_and_when_the_next_attempt_is_due(store: JobS
     claim = claimed(store, job_spec)
     error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
 
-    assert store.retry_later(claim, job_spec, error, delay=30) == "ok"
+    assert store.retry_later(claim, job_spec, error, due_at=time.time() + 30) is Recorded.OK
 
     record = store.get(claim.job_id)
     assert record is not None and record.state == JobState.RETRYING
     assert record.error == error
     assert record.next_attempt_at is not None
     assert 25 < record.next_attempt_at - time.time() <= 30
-    assert store.claim(claim.job_id) == Refused(reason="not_due", detail=ANY)
+    assert store.claim(claim.job_id) == NotClaimed(ClaimCode.NOT_DUE, ANY)
 
 
 def test_a_failed_job_is_listed_and_kept_without_expiry(
@@ -168,7 +206,7 @@ def test_a_failed_job_is_listed_and_kept_without_expiry(
         provider_errors=[{"status": 400}],
     )
 
-    assert store.fail(claim, job_spec, error) == "ok"
+    assert store.fail(claim, job_spec, error) is Recorded.OK
 
     assert store.failed_ids() == [claim.job_id]
     assert redis_client.ttl(job_key(claim.job_id)) == -1
@@ -222,7 +260,7 @@ def test_due_jobs_are_handed_out_once_and_retries_become_queued(
     job_spec = spec()
     claim = claimed(store, job_spec)
     error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
-    store.retry_later(claim, job_spec, error, delay=0)
+    store.retry_later(claim, job_spec, error, due_at=time.time())
     never_sent = store.create(spec(), "bulk").job_id
     redis_client.zadd(DUE_INDEX, {never_sent: 0})
 

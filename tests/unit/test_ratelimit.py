@@ -9,10 +9,11 @@ import time
 import pytest
 import redis
 
-from worker.jobstore import Lane
-from worker.keys import inflight_key
-from worker.ratelimit import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
+from worker.limits.keyhealth import KeyHealth
+from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
 from worker.settings import RateLimit
+from worker.store.jobs import Lane
+from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
 
 
 def limiter(client: redis.Redis, rate: str = "600/min", cap: int = 0) -> Limiter:
@@ -200,3 +201,46 @@ def test_bulk_requests_held_back_longer_than_they_may_wait_get_turns_in_one_line
     gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
     assert gaps == pytest.approx([interval] * 7, abs=0.05)
     assert interactive[0].wait <= within_hold[0].wait  # never sent to the line
+
+
+def test_limit_key_names_stay_those_running_deployments_use() -> None:
+    assert ApiKeyNames.of("fp") == ApiKeyNames(
+        schedule="ticketq:rl:fp",
+        line="ticketq:rl:line:fp",
+        pause="ticketq:rl:pause:fp",
+        refusal="ticketq:auth:refused:fp",
+        refusal_pause="ticketq:auth:pause:fp",
+        probe="ticketq:auth:probe:fp",
+    )
+    assert account_pause_key("a/b") == "ticketq:rl:pause:account:a%2Fb"
+
+
+def test_a_refused_key_pauses_everyone_and_is_kept_for_status_pages_until_a_success(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    lim = limiter(redis_client)
+    health = KeyHealth(redis_client, "fp", lim, pause_seconds=30)
+
+    health.refused(401, "invalid key", now=1000.0)
+    health.refused(401, "invalid key", now=1001.0)
+
+    refusal = health.refusal()
+    assert refusal is not None
+    assert (refusal.status, refusal.message, refusal.since) == (401, "invalid key", 1000.0)
+    assert refusal.paused_until is not None
+    assert 25 < refusal.paused_until - time.time() <= 30
+    assert lim.admit("acct", "interactive", "h").reason is Reason.KEY_REFUSED
+    assert sum("refused API key fp" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_success_after_a_refusal_clears_it_and_says_so_once(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = KeyHealth(redis_client, "fp", limiter(redis_client), pause_seconds=30)
+    health.refused(403, "forbidden", now=1000.0)
+
+    health.accepted()
+    health.accepted(probe=True)
+
+    assert health.refusal() is None
+    assert sum("accepts API key fp again" in r.getMessage() for r in caplog.records) == 1

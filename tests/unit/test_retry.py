@@ -12,13 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.contract import ErrorKind
-from worker.retry import RetryPolicy, full_jitter_delay, parse_retry_after
+from worker.delivery.retry import RetryPolicy, full_jitter_delay, parse_retry_after
 from worker.settings import Settings
-from worker.stackone import Failed
+from worker.stackone.answers import Failure
+
+NOW = 1_700_000_000.0
 
 
-def failure(kind: ErrorKind, status: int | None = None, retry_after: float | None = None) -> Failed:
-    return Failed(kind=kind, message=f"{kind} {status}", status=status, retry_after=retry_after)
+def failure(kind: ErrorKind, status: int | None = None) -> Failure:
+    return Failure(kind=kind, message=f"{kind} {status}", status=status)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -115,13 +117,13 @@ def test_retry_after_beyond_the_cap_is_clamped() -> None:
 
 @given(st.integers(min_value=0, max_value=10**9))
 def test_parse_retry_after_seconds(seconds: int) -> None:
-    assert parse_retry_after(str(seconds)) == float(seconds)
-    assert parse_retry_after(f" {seconds} ") == float(seconds)
+    assert parse_retry_after(str(seconds), NOW) == float(seconds)
+    assert parse_retry_after(f" {seconds} ", NOW) == float(seconds)
 
 
 @given(st.decimals(min_value=0, max_value=10**6, places=3))
 def test_parse_retry_after_tolerates_fractions(seconds: Any) -> None:
-    assert parse_retry_after(str(seconds)) == pytest.approx(float(seconds))
+    assert parse_retry_after(str(seconds), NOW) == pytest.approx(float(seconds))
 
 
 @given(
@@ -130,7 +132,7 @@ def test_parse_retry_after_tolerates_fractions(seconds: Any) -> None:
 )
 def test_parse_retry_after_http_date_round_trips(now: int, delta: int) -> None:
     header = format_datetime(datetime.fromtimestamp(now + delta, UTC), usegmt=True)
-    assert parse_retry_after(header, now=float(now)) == pytest.approx(float(delta))
+    assert parse_retry_after(header, float(now)) == pytest.approx(float(delta))
 
 
 @given(
@@ -139,19 +141,19 @@ def test_parse_retry_after_http_date_round_trips(now: int, delta: int) -> None:
 )
 def test_parse_retry_after_past_date_means_now(now: int, ago: int) -> None:
     header = format_datetime(datetime.fromtimestamp(now - ago, UTC), usegmt=True)
-    assert parse_retry_after(header, now=float(now)) == 0.0
+    assert parse_retry_after(header, float(now)) == 0.0
 
 
 @pytest.mark.parametrize(
     "value", [None, "", "soon", "-5", "1e3", "nan", "inf", "0x10", "Mon, 99 Foo 2025"]
 )
 def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
-    assert parse_retry_after(value) is None
+    assert parse_retry_after(value, NOW) is None
 
 
 @given(st.text())
 def test_parse_retry_after_never_raises(value: str) -> None:
-    parsed = parse_retry_after(value, now=1_700_000_000.0)
+    parsed = parse_retry_after(value, NOW)
     assert parsed is None or parsed >= 0.0
 
 

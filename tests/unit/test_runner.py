@@ -1,7 +1,8 @@
-"""What one delivery of a job decides, with a real job store and a scripted StackOne.
+"""What one delivery of a job does, with a real job store, limiter and key health and a
+scripted StackOne: claims, reconciliation, effects performed, leases and records.
 
-The HTTP side is replaced by scripted outcomes here; the integration and chaos tests run
-the same decisions against real HTTP and real worker processes.
+Which decision each answer gets is tested without Redis in ``test_decisions.py``; the
+integration and chaos tests run the same deliveries against real HTTP and real workers.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import pytest
 import redis
 
 from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
-from worker.delivery import Decisions
-from worker.engine import EventLoop
-from worker.jobstore import Claim, JobStore
-from worker.keyhealth import KeyHealth
-from worker.keys import DUE_INDEX, job_key
-from worker.ratelimit import Limiter, Reason, interval_us
-from worker.retry import RetryPolicy
-from worker.runner import JobRunner
+from worker.delivery.decisions import Decisions
+from worker.delivery.loop import EventLoop
+from worker.delivery.retry import RetryPolicy
+from worker.delivery.runner import JobRunner
+from worker.limits.keyhealth import KeyHealth
+from worker.limits.rate import Limiter, Reason, interval_us
 from worker.settings import Settings
-from worker.stackone import Created, Failed, Outcome, TicketPage
+from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
+from worker.store.jobs import Claim, JobStore
+from worker.store.keys import DUE_INDEX, job_key
 
 TITLE = "Checkout is down"
 
@@ -35,7 +36,7 @@ class ScriptedStackOne:
 
     def __init__(
         self,
-        *outcomes: Outcome,
+        *outcomes: Answer,
         listed: list[dict[str, Any]] | None = None,
         listing_fails: int = 0,
     ) -> None:
@@ -45,13 +46,13 @@ class ScriptedStackOne:
         self.sent: list[tuple[str, TicketCreate]] = []
         self.list_calls = 0
 
-    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Outcome:
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer:
         self.sent.append((account_id, ticket))
         return self.outcomes.pop(0)
 
     async def list_tickets(
         self, account_id: str, updated_after: float, cursor: str | None = None
-    ) -> TicketPage | Failed:
+    ) -> TicketPage | Failure:
         self.list_calls += 1
         if self.listing_fails:
             self.listing_fails -= 1
@@ -59,11 +60,11 @@ class ScriptedStackOne:
         return TicketPage(self.listed, None)
 
 
-CREATED = Created(ticket=TicketIds(id="t-1", remote_id="PROJ-1"))
+CREATED = TicketCreated(ticket=TicketIds(id="t-1", remote_id="PROJ-1"))
 
 
-def failure(kind: ErrorKind, status: int | None = None, **extra: Any) -> Failed:
-    return Failed(kind=kind, message=f"{kind} {status}", status=status, **extra)
+def failure(kind: ErrorKind, status: int | None = None, **extra: Any) -> Failure:
+    return Failure(kind=kind, message=f"{kind} {status}", status=status, **extra)
 
 
 LOOP = EventLoop()
@@ -71,8 +72,8 @@ LOOP = EventLoop()
 
 class Harness:
     def __init__(self, redis_client: redis.Redis, api: ScriptedStackOne, **overrides: Any):
-        self.settings = Settings.model_validate(
-            {"TICKETQ_MAX_ATTEMPTS": 3, "TICKETQ_INPROCESS_MAX_DELAY": 0, **overrides}
+        self.settings = Settings.from_environ(
+            {"TICKETQ_MAX_ATTEMPTS": "3", "TICKETQ_INPROCESS_MAX_DELAY": "0", **overrides}
         )
         self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
         policy = RetryPolicy(self.settings, rng=random.Random(1))
@@ -84,10 +85,17 @@ class Harness:
             holder_lease=60,
         )
         self.health = KeyHealth(redis_client, "fp", self.limiter, pause_seconds=30)
-        decisions = Decisions(self.settings, policy, threading.Event())
+        decisions = Decisions(self.settings, policy)
         self.api = api
         self.runner = JobRunner(
-            self.settings, self.store, api, LOOP, self.limiter, decisions, policy, self.health
+            self.settings,
+            self.store,
+            api,
+            LOOP,
+            self.limiter,
+            decisions,
+            self.health,
+            threading.Event(),
         )
         self.redis = redis_client
 
@@ -116,7 +124,7 @@ def test_a_created_ticket_ends_the_job_succeeded(redis_client: redis.Redis) -> N
 
 
 def test_a_long_wait_is_recorded_as_retrying_and_scheduled(redis_client: redis.Redis) -> None:
-    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503, retry_after=30.0)))
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503, retry_after="30")))
     job_id = h.submit()
 
     record = h.run(job_id)
@@ -133,22 +141,6 @@ def test_a_finished_job_redelivered_is_not_sent_again(redis_client: redis.Redis)
 
     h.run(job_id)
 
-    assert len(h.api.sent) == 1
-
-
-def test_ambiguous_outcomes_are_parked_when_the_policy_says_park(
-    redis_client: redis.Redis,
-) -> None:
-    h = Harness(
-        redis_client,
-        ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408)),
-        TICKETQ_ON_AMBIGUOUS="park",
-    )
-
-    record = h.run(h.submit())
-
-    assert record.state == JobState.FAILED
-    assert record.error is not None and record.error.kind == ErrorKind.UNCERTAIN
     assert len(h.api.sent) == 1
 
 
@@ -275,7 +267,7 @@ def test_a_replay_keeps_reconciling_first_until_a_listing_succeeds_then_stops_be
 def test_a_429_pauses_the_key_for_every_worker_and_does_not_count_as_an_attempt(
     redis_client: redis.Redis,
 ) -> None:
-    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after=20.0)))
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.RETRYABLE, 429, retry_after="20")))
     job_id, other = h.submit(), h.submit()
 
     record = h.run(job_id)
@@ -290,7 +282,7 @@ def test_a_429_pauses_the_key_for_every_worker_and_does_not_count_as_an_attempt(
 
 def test_a_429_from_the_provider_pauses_only_that_account(redis_client: redis.Redis) -> None:
     throttled = failure(
-        ErrorKind.RETRYABLE, 429, retry_after=20.0, provider_errors=[{"status": 429}]
+        ErrorKind.RETRYABLE, 429, retry_after="20", provider_errors=[{"status": 429}]
     )
     h = Harness(redis_client, ScriptedStackOne(throttled))
 
@@ -349,7 +341,7 @@ def test_bulk_jobs_the_rate_holds_back_come_back_one_by_one_shortly_before_their
 
 def test_one_delivery_of_a_batch_takes_each_jobs_own_decision(redis_client: redis.Redis) -> None:
     rejected = failure(ErrorKind.TERMINAL, 422)
-    down = failure(ErrorKind.RETRYABLE, 503, retry_after=30.0)
+    down = failure(ErrorKind.RETRYABLE, 503, retry_after="30")
     h = Harness(redis_client, ScriptedStackOne(CREATED, rejected, down))
     jobs = [h.submit() for _ in range(3)]
 

@@ -38,7 +38,7 @@ def test_values_come_from_their_environment_variables(monkeypatch: pytest.Monkey
 
 def test_a_retry_delay_longer_than_the_visibility_timeout_is_refused() -> None:
     with pytest.raises(ValidationError, match="TICKETQ_VISIBILITY_TIMEOUT"):
-        Settings.model_validate({"TICKETQ_VISIBILITY_TIMEOUT": 120, "TICKETQ_READ_TIMEOUT": 60})
+        Settings(visibility_timeout=120, read_timeout=60)
 
 
 def test_the_user_agent_names_ticketq_and_its_version() -> None:
@@ -47,7 +47,17 @@ def test_the_user_agent_names_ticketq_and_its_version() -> None:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = README.read_text()
-    for field in Settings.model_fields.values():
-        assert field.validation_alias is not None
-        for alias in field.validation_alias.choices:  # type: ignore[union-attr]
-            assert f"`{alias}`" in readme, alias
+    for name in Settings.model_fields:
+        assert f"`{Settings.variable(name)}`" in readme, name
+
+
+def test_settings_can_be_built_from_a_childs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKETQ_REDIS_URL", "redis://127.0.0.1:2/0")  # this process's own
+
+    settings = Settings.from_environ(
+        {"STACKONE_API_KEY": "sk-child", "TICKETQ_REDIS_URL": "redis://127.0.0.1:1/0", "HOME": "/"}
+    )
+
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
+    assert settings.stackone_api_key is not None
+    assert settings.stackone_api_key.get_secret_value() == "sk-child"

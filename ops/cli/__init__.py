@@ -1,0 +1,1 @@
+"""The ``ticketq`` command, one module per group of sub-commands."""

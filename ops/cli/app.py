@@ -1,0 +1,97 @@
+"""The ``ticketq`` command: run workers, the stand-in API and the demo; the job commands
+(``ops/cli/jobs.py``) and the dead letters (``ops/cli/dead.py``) join it here.
+
+Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
+Redis) ends with a one-line message and a non-zero exit, never a traceback. What only one
+command needs (the worker's task, the stand-in, the demo) is imported by that command.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ops.cli.console import fail, wide_console
+from ops.cli.dead import dead_app
+from ops.cli.jobs import jobs_app
+from worker.settings import get_settings
+from worker.store.keys import QUEUES
+
+app = typer.Typer(
+    help="ticketq: asynchronous ticket creation through StackOne's ticketing API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(jobs_app)
+app.add_typer(dead_app, name="dead")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Run a Celery worker with ticketq's defaults; extra arguments go to Celery.",
+)
+def worker(ctx: typer.Context) -> None:
+    from worker.delivery.task import worker_app
+
+    settings = get_settings()
+    if settings.stackone_api_key is None:
+        raise fail("STACKONE_API_KEY is not set; a worker cannot call StackOne without it")
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(settings.worker_concurrency),
+        "--queues",
+        ",".join(QUEUES.values()),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        *ctx.args,
+    ]
+    worker_app(settings).worker_main(argv)
+
+
+@app.command("fake-api", help="Run the local StackOne stand-in (checks auth, injects faults).")
+def fake_api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    latency_ms: Annotated[float, typer.Option(help="Added to every request.")] = 0.0,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute before 429.")] = None,
+    error_rate: Annotated[float, typer.Option(help="Fraction answered 500 at random.")] = 0.0,
+    accounts: Annotated[
+        str | None, typer.Option(help="Comma-separated account ids; others get 404.")
+    ] = None,
+) -> None:
+    from ops.fakeapi import FakeApiOptions, serve
+
+    key = get_settings().stackone_api_key
+    options = FakeApiOptions(
+        api_key=key.get_secret_value() if key else None,
+        latency_ms=latency_ms,
+        rpm_limit=rpm,
+        error_rate=error_rate,
+        accounts=frozenset(accounts.split(",")) if accounts else None,
+    )
+    serve(host, port, options)
+
+
+@app.command(help="Run everything locally and create a sample of tickets, with live progress.")
+def demo(
+    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
+    tickets: Annotated[int, typer.Option(help="Valid tickets to submit.")] = 24,
+) -> None:
+    from ops.demo import run_demo
+
+    console = wide_console(150)
+    raise typer.Exit(run_demo(get_settings(), workers=workers, tickets=tickets, console=console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

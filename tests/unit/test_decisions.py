@@ -1,0 +1,504 @@
+"""The README's answer table, row by row: what a delivery decides for each StackOne answer,
+each admission refusal and each claimed job, without Redis, HTTP or a clock.
+
+Failures for a status are built with ``kind_for_status``, as the client builds them, so
+each row is tested from the status to the decision. Every backoff draw here is its
+ceiling (1 s after the first attempt, doubling), so waits are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from worker.contract import ErrorKind, JobSpec, JobState, TicketIds
+from worker.delivery.decisions import (
+    DEFAULT_429_PAUSE,
+    Again,
+    Decision,
+    Decisions,
+    Job,
+    KeyAccepted,
+    KeyRefused,
+    Moment,
+    PauseAccount,
+    PauseKey,
+    Reconcile,
+)
+from worker.delivery.retry import RetryPolicy
+from worker.limits.keyhealth import KeyRefusal
+from worker.limits.rate import Admission, Reason
+from worker.settings import Settings
+from worker.stackone.answers import Failure, TicketCreated, kind_for_status
+from worker.store.jobs import Claim, Transition
+
+NOW = 1_700_000_000.0
+SENT_AT = NOW - 2.0
+CALM = Moment(now=NOW, spent=0.0, stopping=False)
+STOPPING = dataclasses.replace(CALM, stopping=True)
+SPEC = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "Checkout is down"}})
+TICKET = TicketIds(id="t-1", remote_id="PROJ-1")
+CONNECTION_REFUSED = Failure(ErrorKind.RETRYABLE, "could not connect: connection refused")
+READ_TIMEOUT = Failure(ErrorKind.AMBIGUOUS, "read timeout after 75s; the request was sent")
+
+
+class Top(random.Random):
+    """Every jitter draw is the top of its range: the backoff ceiling itself."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+def rules(**overrides: Any) -> Decisions:
+    values: dict[str, Any] = {
+        "max_attempts": 3,
+        "backoff_base": 1.0,
+        "backoff_max": 600.0,
+        "inprocess_max_delay": 5.0,
+        "auth_pause": 30.0,
+        "scheduler_interval": 1.0,
+        "on_ambiguous": "reconcile",
+    }
+    settings = Settings(**(values | overrides))
+    return Decisions(settings, RetryPolicy(settings, rng=Top()))
+
+
+def claimed(
+    attempts: int = 0,
+    uncertain_since: float | None = None,
+    lane: str = "interactive",
+    reconcile_first: bool = False,
+) -> Job:
+    """A job as claimed, ``attempts`` made by earlier deliveries."""
+    claim = Claim(
+        job_id="job-1",
+        token="token",
+        spec_json=SPEC.model_dump_json(),
+        attempts=attempts,
+        uncertain_since=uncertain_since,
+        reconcile_first=reconcile_first,
+        lane="bulk" if lane == "bulk" else "interactive",
+    )
+    return Job(claim, SPEC, uncertain_since)
+
+
+def sent(attempts_before: int = 0, probe: bool = False) -> Job:
+    """A job whose request in this delivery went out at ``SENT_AT``."""
+    return claimed(attempts_before).sent(SENT_AT, probe)
+
+
+def answer(
+    status: int, retry_after: str | None = None, provider_errors: list[Any] | None = None
+) -> Failure:
+    return Failure(kind_for_status(status), f"HTTP {status}", status, provider_errors, retry_after)
+
+
+def http_date(moment: float) -> str:
+    return format_datetime(datetime.fromtimestamp(moment, UTC), usegmt=True)
+
+
+def recorded(decision: Decision | Reconcile, state: JobState) -> Transition:
+    assert isinstance(decision, Decision), decision
+    assert isinstance(decision.step, Transition), decision.step
+    assert decision.step.state == state
+    return decision.step
+
+
+def handed_back(decision: Decision | Reconcile, due_in: float, kind: ErrorKind) -> Transition:
+    """The job waits in the due index, due ``due_in`` seconds after ``NOW``."""
+    waiting = recorded(decision, JobState.RETRYING)
+    assert waiting.due_at == pytest.approx(NOW + due_in)
+    assert waiting.error is not None and waiting.error.kind == kind
+    return waiting
+
+
+def ended(decision: Decision | Reconcile, kind: ErrorKind) -> Transition:
+    done = recorded(decision, JobState.FAILED)
+    assert done.error is not None and done.error.kind == kind
+    return done
+
+
+# --- 201 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_a_201_succeeds_with_the_ticket_counts_the_attempt_and_tells_the_key_health(
+    probe: bool,
+) -> None:
+    decision = rules().answered(sent(probe=probe), TicketCreated(TICKET), CALM)
+
+    done = recorded(decision, JobState.SUCCEEDED)
+    assert done.ticket == TICKET and done.attempts == 1
+    assert decision.effects == (KeyAccepted(probe),)
+
+
+# --- 429 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "pause"),
+    [
+        ("20", 20.0),
+        ("1", 1.0),  # even a short one: every worker waits, not just this delivery
+        (http_date(NOW + 45), 45.0),
+        (None, DEFAULT_429_PAUSE),
+        ("soon", DEFAULT_429_PAUSE),
+    ],
+)
+def test_a_429_from_stackone_pauses_the_key_for_its_retry_after_without_counting_the_attempt(
+    retry_after: str | None, pause: float
+) -> None:
+    decision = rules().answered(sent(), answer(429, retry_after), CALM)
+
+    waiting = handed_back(decision, pause, ErrorKind.RETRYABLE)
+    assert waiting.attempts == 0 and decision.job.attempts == 0
+    assert decision.effects == (PauseKey(pause),)
+
+
+@pytest.mark.parametrize(("retry_after", "pause"), [("20", 20.0), (None, DEFAULT_429_PAUSE)])
+def test_a_429_carrying_provider_errors_pauses_only_the_linked_account(
+    retry_after: str | None, pause: float
+) -> None:
+    throttled = answer(429, retry_after, provider_errors=[{"status": 429}])
+
+    decision = rules().answered(sent(), throttled, CALM)
+
+    assert handed_back(decision, pause, ErrorKind.RETRYABLE).attempts == 0
+    assert decision.effects == (PauseAccount("acct", pause),)
+
+
+def test_a_429_on_the_last_attempt_does_not_exhaust_the_job() -> None:
+    decision = rules().answered(sent(attempts_before=2), answer(429, "5"), CALM)
+
+    assert handed_back(decision, 5.0, ErrorKind.RETRYABLE).attempts == 0
+
+
+# --- 500, 502, 503, 504, connection refused -------------------------------------------
+
+RETRYABLE = [answer(500), answer(502), answer(503), answer(504), CONNECTION_REFUSED]
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_a_server_error_or_refused_connection_is_retried_in_the_worker_when_the_backoff_is_short(
+    failure: Failure,
+) -> None:
+    decision = rules().answered(sent(), failure, CALM)
+
+    assert decision.step == Again(1.0) and decision.job.attempts == 1
+    assert decision.effects == ()
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_the_backoff_doubles_with_the_attempts_made_and_never_undercuts_retry_after(
+    failure: Failure,
+) -> None:
+    second = rules().answered(sent(attempts_before=1), failure, CALM)
+    floored = rules().answered(sent(), dataclasses.replace(failure, retry_after="3"), CALM)
+
+    assert second.step == Again(2.0)
+    assert floored.step == Again(3.0)
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_a_server_error_with_a_long_retry_after_is_handed_back_due_then(
+    failure: Failure,
+) -> None:
+    decision = rules().answered(sent(), dataclasses.replace(failure, retry_after="30"), CALM)
+
+    waiting = handed_back(decision, 30.0, ErrorKind.RETRYABLE)
+    assert waiting.attempts == 1 and waiting.error is not None
+    assert waiting.error.message == failure.message
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_a_delivery_that_has_waited_its_share_hands_even_a_short_retry_back(
+    failure: Failure,
+) -> None:
+    late = dataclasses.replace(CALM, spent=4.5)
+
+    decision = rules().answered(sent(), failure, late)
+
+    handed_back(decision, 1.0, ErrorKind.RETRYABLE)
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_a_server_error_on_the_last_attempt_ends_the_job_exhausted(failure: Failure) -> None:
+    decision = rules().answered(sent(attempts_before=2), failure, CALM)
+
+    done = ended(decision, ErrorKind.EXHAUSTED)
+    assert done.error is not None
+    assert done.error.message == f"gave up after 3 attempts; last error: {failure.message}"
+    assert done.attempts == 1
+
+
+def test_a_stopping_worker_hands_a_short_retry_back_instead_of_waiting() -> None:
+    decision = rules().answered(sent(), answer(503), STOPPING)
+
+    handed_back(decision, 1.0, ErrorKind.RETRYABLE)
+
+
+# --- 400, 404, 409, 412, 422, 501 -----------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 412, 422, 501])
+def test_a_refusal_of_the_request_fails_the_job_at_once_keeping_stackones_words(
+    status: int,
+) -> None:
+    refusal = answer(status, provider_errors=[{"raw": "bad priority"}])
+
+    decision = rules().answered(sent(), refusal, CALM)
+
+    done = ended(decision, ErrorKind.TERMINAL)
+    assert done.error is not None and done.error.message == f"HTTP {status}"
+    assert done.error.status == status and done.error.provider_errors == [{"raw": "bad priority"}]
+    assert done.attempts == 1 and decision.effects == ()
+
+
+def test_a_request_the_client_could_not_send_as_given_fails_as_invalid() -> None:
+    invalid = Failure(ErrorKind.INVALID, "account id is not a valid HTTP header value")
+
+    ended(rules().answered(sent(), invalid, CALM), ErrorKind.INVALID)
+
+
+# --- 401, 403 --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("attempts_before", [0, 2])
+def test_a_refused_key_marks_the_key_refused_and_the_job_waits_the_pause_uncounted(
+    status: int, attempts_before: int
+) -> None:
+    decision = rules().answered(sent(attempts_before), answer(status), CALM)
+
+    waiting = handed_back(decision, 30.0, ErrorKind.BAD_CREDENTIALS)
+    assert waiting.attempts == 0
+    assert decision.effects == (KeyRefused(status, f"HTTP {status}", NOW),)
+
+
+# --- 408, read timeout ----------------------------------------------------------------
+
+AMBIGUOUS = [answer(408), READ_TIMEOUT]
+
+
+@pytest.mark.parametrize("failure", AMBIGUOUS)
+def test_an_ambiguous_answer_under_reconcile_is_handed_back_uncertain_since_the_request(
+    failure: Failure,
+) -> None:
+    decision = rules(on_ambiguous="reconcile").answered(sent(), failure, CALM)
+
+    waiting = handed_back(decision, 1.0, ErrorKind.AMBIGUOUS)
+    assert waiting.uncertain_since == SENT_AT and waiting.attempts == 1
+    assert waiting.fields == {}
+
+
+@pytest.mark.parametrize("failure", AMBIGUOUS)
+def test_an_ambiguous_answer_under_retry_is_sent_again_in_the_worker(failure: Failure) -> None:
+    decision = rules(on_ambiguous="retry").answered(sent(), failure, CALM)
+
+    assert decision.step == Again(1.0)
+    assert decision.job.uncertain_since == SENT_AT and not decision.job.settled
+
+
+@pytest.mark.parametrize("failure", AMBIGUOUS)
+def test_an_ambiguous_answer_under_park_ends_the_job_for_a_person_to_decide(
+    failure: Failure,
+) -> None:
+    decision = rules(on_ambiguous="park").answered(sent(), failure, CALM)
+
+    done = ended(decision, ErrorKind.UNCERTAIN)
+    assert done.error is not None
+    assert done.error.message == f"the ticket may exist: {failure.message}"
+
+
+@pytest.mark.parametrize("policy", ["reconcile", "retry"])
+def test_an_ambiguous_answer_on_the_last_attempt_is_parked_not_exhausted(policy: str) -> None:
+    decision = rules(on_ambiguous=policy).answered(sent(attempts_before=2), READ_TIMEOUT, CALM)
+
+    done = ended(decision, ErrorKind.UNCERTAIN)
+    assert done.error is not None and "all 3 attempts used" in done.error.message
+
+
+# --- not admitted ----------------------------------------------------------------------
+
+ORDINARY_WAITS = [Reason.RATE, Reason.KEY_PAUSED, Reason.ACCOUNT_PAUSED, Reason.ACCOUNT_BUSY]
+
+
+@pytest.mark.parametrize("reason", ORDINARY_WAITS)
+def test_a_short_wait_for_the_limits_is_spent_in_the_worker(reason: Reason) -> None:
+    decision = rules().not_admitted(claimed(), Admission(reason, 0.5), None, CALM)
+
+    assert decision.step == Again(0.5) and decision.effects == ()
+
+
+@pytest.mark.parametrize("reason", ORDINARY_WAITS)
+def test_a_long_wait_for_the_limits_hands_the_job_back_unsent_and_uncounted(
+    reason: Reason,
+) -> None:
+    decision = rules().not_admitted(claimed(), Admission(reason, 12.0), None, CALM)
+
+    waiting = handed_back(decision, 12.0, ErrorKind.RETRYABLE)
+    name = reason.name.lower().replace("_", " ")
+    assert waiting.error is not None
+    assert waiting.error.message == f"waiting for the rate limit ({name}, 12.0s)"
+    assert waiting.attempts == 0
+
+
+def test_a_stopping_worker_does_not_wait_for_the_limits_in_process() -> None:
+    decision = rules().not_admitted(claimed(), Admission(Reason.KEY_PAUSED, 0.5), None, STOPPING)
+
+    handed_back(decision, 0.5, ErrorKind.RETRYABLE)
+
+
+def test_a_job_held_back_by_a_refused_key_waits_past_the_pause_naming_the_refusal() -> None:
+    refusal = KeyRefusal(401, "invalid key", since=NOW - 5, paused_until=NOW + 25)
+
+    decision = rules().not_admitted(claimed(), Admission(Reason.KEY_REFUSED, 25.0), refusal, CALM)
+
+    waiting = handed_back(decision, 25.0 + 1.0, ErrorKind.BAD_CREDENTIALS)
+    assert waiting.error is not None and waiting.error.status == 401
+    assert "refused the API key (401: invalid key)" in waiting.error.message
+    assert waiting.attempts == 0 and decision.effects == ()
+
+
+def test_a_job_held_back_by_a_refused_key_whose_refusal_is_gone_still_waits() -> None:
+    decision = rules().not_admitted(claimed(), Admission(Reason.KEY_REFUSED, 2.0), None, CALM)
+
+    waiting = handed_back(decision, 2.0 + 1.0, ErrorKind.BAD_CREDENTIALS)
+    assert waiting.error is not None and waiting.error.status is None
+    assert waiting.error.message.startswith("waiting: StackOne refused the API key; one request")
+
+
+def test_a_bulk_job_close_to_its_turn_in_the_bulk_line_waits_for_it_in_the_worker() -> None:
+    decision = rules().not_admitted(claimed(lane="bulk"), Admission(Reason.RATE, 1.5), None, CALM)
+
+    assert decision.step == Again(1.5)
+
+
+@pytest.mark.parametrize(("wait", "spent", "due_in"), [(10.0, 0.0, 8.5), (1.5, 1.0, 0.0)])
+def test_a_bulk_job_further_down_the_bulk_line_comes_back_shortly_before_its_turn(
+    wait: float, spent: float, due_in: float
+) -> None:
+    moment = dataclasses.replace(CALM, spent=spent)
+
+    decision = rules().not_admitted(
+        claimed(lane="bulk"), Admission(Reason.RATE, wait), None, moment
+    )
+
+    handed_back(decision, due_in, ErrorKind.RETRYABLE)
+
+
+def test_a_stopping_worker_holds_no_bulk_job_for_the_rate() -> None:
+    assert rules().bulk_hold(STOPPING) == 0.0
+    assert rules().bulk_hold(dataclasses.replace(CALM, spent=0.5)) == 1.5
+
+
+def test_a_bulk_job_waiting_for_its_account_takes_the_ordinary_wait() -> None:
+    decision = rules().not_admitted(
+        claimed(lane="bulk"), Admission(Reason.ACCOUNT_BUSY, 3.0), None, CALM
+    )
+
+    assert decision.step == Again(3.0)
+
+
+# --- after claiming --------------------------------------------------------------------
+
+
+def test_a_claimed_job_with_attempts_left_is_sent_at_once() -> None:
+    decision = rules().after_claiming(claimed(attempts=2), CALM)
+
+    assert isinstance(decision, Decision) and decision.step == Again(0.0)
+
+
+def test_a_claimed_job_with_every_attempt_used_is_parked_unsent() -> None:
+    done = ended(rules().after_claiming(claimed(attempts=3), CALM), ErrorKind.UNCERTAIN)
+
+    assert done.error is not None and "all 3 attempts used" in done.error.message
+    assert done.attempts == 0
+
+
+def test_an_uncertain_job_is_parked_under_park() -> None:
+    decision = rules(on_ambiguous="park").after_claiming(claimed(uncertain_since=SENT_AT), CALM)
+
+    done = ended(decision, ErrorKind.UNCERTAIN)
+    assert done.error is not None and "an earlier attempt may have made it" in done.error.message
+
+
+def test_an_uncertain_job_is_sent_again_under_retry() -> None:
+    decision = rules(on_ambiguous="retry").after_claiming(claimed(uncertain_since=SENT_AT), CALM)
+
+    assert isinstance(decision, Decision) and decision.step == Again(0.0)
+    assert decision.job.uncertain_since == SENT_AT
+
+
+@pytest.mark.parametrize(
+    ("policy", "reconcile_first"), [("reconcile", False), ("park", True), ("retry", True)]
+)
+def test_an_uncertain_job_is_reconciled_first_under_reconcile_or_when_replayed(
+    policy: str, reconcile_first: bool
+) -> None:
+    job = claimed(uncertain_since=SENT_AT, reconcile_first=reconcile_first)
+
+    decision = rules(on_ambiguous=policy).after_claiming(job, CALM)
+
+    assert decision == Reconcile(job, SENT_AT)
+
+
+# --- after reconciling -----------------------------------------------------------------
+
+
+def test_a_ticket_found_by_reconciling_is_adopted_without_sending() -> None:
+    job = claimed(attempts=1, uncertain_since=SENT_AT)
+
+    done = recorded(rules().after_reconciling(job, TICKET, CALM), JobState.SUCCEEDED)
+
+    assert done.ticket == TICKET and done.attempts == 0
+
+
+def test_no_ticket_found_sends_again_and_the_job_stops_being_uncertain() -> None:
+    decision = rules().after_reconciling(claimed(1, uncertain_since=SENT_AT), None, CALM)
+
+    assert decision.step == Again(0.0)
+    assert decision.job.uncertain_since is None and decision.job.settled
+    later = rules().answered(decision.job.sent(NOW, False), answer(503, "30"), CALM)
+    waiting = handed_back(later, 30.0, ErrorKind.RETRYABLE)
+    assert waiting.uncertain_since is None
+    assert waiting.fields == {"uncertain_since": "", "reconcile_first": ""}
+
+
+def test_no_ticket_found_for_a_job_with_every_attempt_used_parks_it() -> None:
+    decision = rules().after_reconciling(claimed(3, uncertain_since=SENT_AT), None, CALM)
+
+    ended(decision, ErrorKind.UNCERTAIN)
+
+
+@pytest.mark.parametrize(("retry_after", "due_in"), [(None, 2.0), ("45", 45.0)])
+def test_a_listing_that_failed_leaves_the_job_uncertain_to_reconcile_again_later(
+    retry_after: str | None, due_in: float
+) -> None:
+    job = claimed(attempts=2, uncertain_since=SENT_AT, reconcile_first=True)
+
+    decision = rules().after_reconciling(job, answer(503, retry_after), CALM)
+
+    waiting = handed_back(decision, due_in, ErrorKind.RETRYABLE)
+    assert waiting.error is not None
+    assert waiting.error.message == "reconciling before sending again: HTTP 503"
+    assert waiting.uncertain_since == SENT_AT and waiting.attempts == 0
+    assert waiting.fields == {}
+
+
+# --- decisions are values --------------------------------------------------------------
+
+
+def test_a_decision_returns_the_changed_job_and_leaves_the_callers_job_as_it_was() -> None:
+    job = sent()
+
+    decision = rules().answered(job, answer(429, "20"), CALM)
+
+    assert (job.attempts, decision.job.attempts) == (1, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.attempts = 5  # type: ignore[misc]

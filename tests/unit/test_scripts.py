@@ -1,0 +1,154 @@
+"""The Lua script registry: every script speaks only names its prelude defines (made from
+the Python enums), loads and runs in a real (private) Redis, and comes back after Redis
+forgets it."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+import pytest
+import redis
+
+from worker.contract import JobState
+from worker.store.keys import DUE_INDEX, FAILED_INDEX, QUEUES, job_key
+from worker.store.scripts import (
+    ADMIT,
+    CLAIM,
+    CREATE,
+    DUE,
+    PAUSE,
+    PURGE,
+    RENEW,
+    REPLAY,
+    SCRIPTS,
+    SENT,
+    TRANSITION,
+    Call,
+    ClaimCode,
+    DeadLetterCode,
+    Recorded,
+    RenewCode,
+    Script,
+    run,
+)
+
+REDIS_GLOBALS = {"KEYS", "ARGV"}
+
+
+def names_used(source: str) -> set[str]:
+    """UPPER_CASE names in Lua code, leaving out comments and string literals."""
+    code = re.sub(r"--[^\n]*", "", source)
+    code = re.sub(r'"(?:\\.|[^"\\])*"', '""', code)
+    return set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|\b[A-Z]{2,}\b", code))
+
+
+def names_defined(prelude: str) -> set[str]:
+    return set(re.findall(r"^local (\w+) =", prelude, flags=re.MULTILINE))
+
+
+def test_every_lua_file_is_declared_once_in_the_registry() -> None:
+    on_disk = sorted(
+        entry.name
+        for entry in files("worker.store").joinpath("lua").iterdir()
+        if entry.name.endswith(".lua")
+    )
+
+    assert sorted(script.file for script in SCRIPTS) == on_disk
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda script: script.file)
+def test_a_script_uses_only_names_its_prelude_defines(script: Script) -> None:
+    undefined = names_used(script.source) - names_defined(script.prelude) - REDIS_GLOBALS
+
+    assert undefined == set()
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda script: script.file)
+def test_a_script_spells_no_state_or_error_kind_itself(script: Script) -> None:
+    spelled = {f'"{state}"' for state in JobState} | {'"poison"', '"uncertain"'}
+
+    assert [word for word in spelled if word in script.source] == []
+
+
+def test_the_prelude_is_made_from_the_python_enums() -> None:
+    prelude = CLAIM.prelude
+
+    assert 'local STATE_FAILED = "failed"' in prelude
+    assert 'local KIND_POISON = "poison"' in prelude
+    assert 'local CLAIM_NOT_DUE = "not_due"' in prelude
+    assert "local REASON_PROBE = 6" in ADMIT.prelude
+    assert PAUSE.prelude.count("\n") == 1  # a script that speaks no enum gets none
+
+
+@pytest.mark.parametrize("state", list(JobState))
+def test_is_final_in_lua_agrees_with_python(redis_client: redis.Redis, state: JobState) -> None:
+    final = redis_client.eval(f"{CLAIM.prelude}return is_final(ARGV[1])", 0, state.value)
+
+    assert (final == 1) is state.is_final
+
+
+def test_a_misspelt_name_fails_loudly_instead_of_reading_nil(redis_client: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match="CLAIM_MISING"):
+        redis_client.eval(f"{CLAIM.prelude}return CLAIM_MISING", 0)
+
+
+def every_script_once() -> list[Call]:
+    """A call of each script that touches nothing: a job that does not exist, no requests."""
+    job = job_key("missing")
+    return [
+        Call(CREATE, [DUE_INDEX, ""], ["1", "1", "interactive", ""]),
+        Call(SENT, [DUE_INDEX], ["ticketq:job:", "1"]),
+        Call(CLAIM, [job, DUE_INDEX, FAILED_INDEX], ["1", "2", "token", "missing", 3]),
+        Call(RENEW, [job, DUE_INDEX], ["token", "1", "2", "missing"]),
+        Call(
+            TRANSITION,
+            [job, FAILED_INDEX, "", "", DUE_INDEX, "", ""],
+            ["token", "failed", "1", "0", "missing", "", "0"],
+        ),
+        Call(DUE, [DUE_INDEX, *QUEUES.values()], ["1", "2", 10, "ticketq:job:"]),
+        Call(REPLAY, [job, FAILED_INDEX, DUE_INDEX], ["1", "2", "missing"]),
+        Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
+        Call(ADMIT, ["s", "p", "rp", "r", "pr", "l"], [1000, 0, 1000, 1000, 0]),
+        Call(PAUSE, ["ticketq:test:pause"], [1000]),
+    ]
+
+
+def test_every_script_loads_and_runs_in_one_pipeline(redis_client: redis.Redis) -> None:
+    calls = every_script_once()
+    assert [call.script for call in calls] == list(SCRIPTS)
+
+    answers = run(redis_client, calls)
+
+    assert answers[:8] == [
+        [],
+        0,
+        [ClaimCode.MISSING],
+        RenewCode.LOST_LEASE,
+        Recorded.MISSING,
+        [],
+        [DeadLetterCode.MISSING],
+        [DeadLetterCode.MISSING],
+    ]
+    assert answers[8] == [] and answers[9] > 0
+    assert all(redis_client.script_exists(*(script.sha for script in SCRIPTS)))
+
+
+def test_scripts_redis_forgot_are_loaded_again_and_each_call_runs_once(
+    redis_client: redis.Redis,
+) -> None:
+    run(redis_client, every_script_once())
+    redis_client.script_flush()  # as after a restart
+    job = job_key("j-1")
+    create = Call(
+        CREATE,
+        [DUE_INDEX, "", job, "", ""],
+        ["1", "1", "interactive", "", "j-1", "acct", "{}", "", ""],
+    )
+
+    answers = run(redis_client, [create, Call(PAUSE, ["ticketq:test:pause"], [60_000])])
+
+    assert answers[0] == [["j-1", 1]]
+    assert redis_client.hget(job, "state") == "queued"
+    assert redis_client.zcard(DUE_INDEX) == 1
+    assert redis_client.pttl("ticketq:test:pause") > 59_000

@@ -1,0 +1,278 @@
+"""What becomes of one job in a delivery: pure functions of the job, what just happened and
+the moment, with no I/O, no clock and no shared state.
+
+The runner (``worker/delivery/runner.py``) asks at each moment of a delivery: after
+claiming a job, after reconciling an uncertain one, when the limits did not admit it, and
+when StackOne answered. Each answer is a ``Decision``: the job as it now stands, what to do
+with it (a ``Transition`` to record, or ``Again``: send it in this delivery after a short
+wait) and the effects beyond the job for the runner to perform (pause a scope, mark the key
+refused or accepted). Every rule of the README's answer table lives here once, so a batch
+of one and a batch of fifty take the same decisions, and the table is tested without Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from worker.contract import ErrorKind, JobError, JobSpec, TicketIds
+from worker.delivery.retry import RetryPolicy, parse_retry_after
+from worker.limits.keyhealth import KeyRefusal
+from worker.limits.rate import Admission, Reason
+from worker.settings import Settings
+from worker.stackone.answers import Answer, Failure, TicketCreated
+from worker.store.jobs import Claim, Transition, failed, retrying, succeeded
+
+# StackOne documents Retry-After on every 429; if one ever comes without, wait this long.
+DEFAULT_429_PAUSE = 10.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed job during its delivery; decisions return a changed copy, never mutate."""
+
+    claim: Claim
+    spec: JobSpec
+    uncertain_since: float | None  # an attempt since then may have created the ticket
+    settled: bool = False  # reconciliation found no ticket: no longer uncertain once sent
+    attempts: int = 0  # requests in this delivery that count against the job
+    sent_at: float = 0.0  # when its latest request went out (Unix seconds)
+    probe: bool = False  # its request finds out whether a refused key works again
+
+    @property
+    def total_attempts(self) -> int:
+        return self.claim.attempts + self.attempts
+
+    def sent(self, at: float, probe: bool) -> Job:
+        """The job once its request went out at ``at``: one more attempt, counted until an
+        answer says it was not the job's fault."""
+        return replace(self, attempts=self.attempts + 1, sent_at=at, probe=probe)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """When a decision is taken: the clock and the delivery's state, read by the runner."""
+
+    now: float  # Unix seconds
+    spent: float  # seconds this delivery has run so far
+    stopping: bool  # the worker is shutting down: no more waiting in it
+
+
+@dataclass(frozen=True)
+class Again:
+    """Send this job in this delivery, ``delay`` seconds from now."""
+
+    delay: float
+
+
+@dataclass(frozen=True)
+class PauseKey:
+    """Every worker stops sending with the API key for ``seconds`` (StackOne's 429)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PauseAccount:
+    """Every worker stops sending for this linked account (its provider's 429)."""
+
+    account_id: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KeyRefused:
+    """StackOne refused the API key (401/403) at ``at`` (Unix seconds)."""
+
+    status: int | None
+    message: str
+    at: float
+
+
+@dataclass(frozen=True)
+class KeyAccepted:
+    """A request with the key went through; ``probe``: it was the one testing a refused key."""
+
+    probe: bool
+
+
+Effect = PauseKey | PauseAccount | KeyRefused | KeyAccepted
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The job as it now stands, what to do with it, and what to do beyond it."""
+
+    job: Job
+    step: Transition | Again
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    """Before sending, look for the ticket an attempt since ``since`` may have created, and
+    ask ``Decisions.after_reconciling`` with what was found."""
+
+    job: Job
+    since: float
+
+
+class Decisions:
+    """The rules (settings and the retry policy) and one decision per moment of a delivery."""
+
+    def __init__(self, settings: Settings, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._max_attempts = settings.max_attempts
+        self._inprocess_max_delay = settings.inprocess_max_delay
+        self._auth_pause = settings.auth_pause
+        self._on_ambiguous = settings.on_ambiguous
+        # A bulk job waiting for its turn in the rate's bulk line is due again this long
+        # before the turn (the scheduler looks once a scheduler_interval), and waits the
+        # rest in its delivery; bulk deliveries wait no longer than that for the rate, so
+        # an interactive ticket never waits long for a thread.
+        self._bulk_rate_wait = min(settings.scheduler_interval + 1.0, settings.inprocess_max_delay)
+        self._come_back_lead = min(settings.scheduler_interval + 0.5, 0.75 * self._bulk_rate_wait)
+
+    def bulk_hold(self, moment: Moment) -> float:
+        """Seconds a bulk job may still wait in this delivery for the rate; a longer wait is
+        a turn in the bulk line (see ``worker/limits/rate.py``)."""
+        if moment.stopping:
+            return 0.0
+        return max(self._bulk_rate_wait - moment.spent, 0.0)
+
+    def after_claiming(self, job: Job, moment: Moment) -> Decision | Reconcile:
+        """A job just claimed: an uncertain one follows the ambiguity policy (a replayed one
+        is always reconciled first); any other is sent unless its attempts are used up."""
+        if job.uncertain_since is not None:
+            policy = "reconcile" if job.claim.reconcile_first else self._on_ambiguous
+            if policy == "park":
+                return Decision(job, self._park(job, "an earlier attempt may have made it"))
+            if policy == "reconcile":
+                return Reconcile(job, job.uncertain_since)
+        return self._ready(job)
+
+    def after_reconciling(
+        self, job: Job, found: TicketIds | Failure | None, moment: Moment
+    ) -> Decision:
+        """StackOne listed the job's ticket (adopt it), listed none (send again, no longer
+        uncertain), or could not be read (still uncertain: look again later)."""
+        if isinstance(found, TicketIds):
+            return Decision(job, succeeded(job.claim, job.spec, found, job.attempts))
+        if found is None:
+            return self._ready(replace(job, uncertain_since=None, settled=True))
+        error = found.to_error().model_copy(
+            update={"message": f"reconciling before sending again: {found.message}"}
+        )
+        asked = parse_retry_after(found.retry_after, moment.now)
+        delay = self._policy.delay_for(max(job.claim.attempts, 1), asked)
+        return Decision(job, self._wait(job, error, delay, moment))
+
+    def not_admitted(
+        self, job: Job, admission: Admission, refusal: KeyRefusal | None, moment: Moment
+    ) -> Decision:
+        """The limits said wait: in this delivery if the wait is short, else hand back.
+        ``refusal`` is StackOne's last word on the key, when it is the key that waits."""
+        if admission.reason is Reason.KEY_REFUSED:
+            said = f" ({refusal.status}: {refusal.message})" if refusal else ""
+            error = JobError(
+                kind=ErrorKind.BAD_CREDENTIALS,
+                status=refusal.status if refusal else None,
+                message=f"waiting: StackOne refused the API key{said}; one request will try "
+                "it again when the pause ends",
+            )
+            delay = admission.wait + self._policy.delay_for(1, None)
+            return Decision(job, self._wait(job, error, delay, moment))
+        reason = admission.reason.name.lower().replace("_", " ")
+        message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
+        error = JobError(kind=ErrorKind.RETRYABLE, message=message)
+        if job.claim.lane == "bulk" and admission.reason is Reason.RATE:
+            if admission.wait <= self.bulk_hold(moment):
+                return Decision(job, Again(admission.wait))
+            # Its turn in the bulk line: back on the queue a little before it comes.
+            delay = max(admission.wait - self._come_back_lead, 0.0)
+            return Decision(job, self._wait(job, error, delay, moment))
+        if self._waits_in_process(admission.wait, moment):
+            return Decision(job, Again(admission.wait))
+        return Decision(job, self._wait(job, error, admission.wait, moment))
+
+    def answered(self, job: Job, answer: Answer, moment: Moment) -> Decision:
+        """StackOne answered (or the network failed) the request ``job`` sent: what now."""
+        if isinstance(answer, TicketCreated):
+            done = succeeded(job.claim, job.spec, answer.ticket, job.attempts)
+            return Decision(job, done, (KeyAccepted(job.probe),))
+        if answer.status == 429:
+            return self._throttled(job, answer, moment)
+        if answer.kind is ErrorKind.BAD_CREDENTIALS:
+            return self._refused(job, answer, moment)
+        error = answer.to_error()
+        if answer.kind in (ErrorKind.TERMINAL, ErrorKind.INVALID):
+            return Decision(job, failed(job.claim, job.spec, error, job.attempts))
+        if answer.kind is ErrorKind.AMBIGUOUS:
+            job = replace(job, uncertain_since=job.sent_at, settled=False)
+            if self._on_ambiguous == "park":
+                return Decision(job, self._park(job, error.message))
+        if job.total_attempts >= self._max_attempts:
+            return Decision(job, self._give_up(job, error))
+        asked = parse_retry_after(answer.retry_after, moment.now)
+        delay = self._policy.delay_for(job.total_attempts, asked)
+        if self._policy.is_retryable(answer) and self._waits_in_process(delay, moment):
+            return Decision(job, Again(delay))
+        return Decision(job, self._wait(job, error, delay, moment))
+
+    def _throttled(self, job: Job, answer: Failure, moment: Moment) -> Decision:
+        """A 429 is not the job's failure: StackOne asked everyone to wait. Only the linked
+        account waits when its provider is the one limiting (``provider_errors``)."""
+        job = replace(job, attempts=job.attempts - 1)
+        asked = parse_retry_after(answer.retry_after, moment.now)
+        pause = asked if asked is not None else DEFAULT_429_PAUSE
+        scope: Effect = (
+            PauseAccount(job.spec.account_id, pause) if answer.provider_errors else PauseKey(pause)
+        )
+        return Decision(job, self._wait(job, answer.to_error(), pause, moment), (scope,))
+
+    def _refused(self, job: Job, answer: Failure, moment: Moment) -> Decision:
+        """A refused key is the key's failure, not the job's: the job waits out the pause."""
+        job = replace(job, attempts=job.attempts - 1)
+        refused = KeyRefused(answer.status, answer.message, moment.now)
+        waiting = self._wait(job, answer.to_error(), self._auth_pause, moment)
+        return Decision(job, waiting, (refused,))
+
+    def _ready(self, job: Job) -> Decision:
+        """Send the job now, unless it has used every attempt."""
+        if job.total_attempts >= self._max_attempts:
+            return Decision(job, self._give_up(job, None))
+        return Decision(job, Again(0.0))
+
+    def _give_up(self, job: Job, last: JobError | None) -> Transition:
+        if job.uncertain_since is not None or last is None:
+            why = last.message if last else "the worker was lost during the last attempt"
+            return self._park(job, f"all {job.total_attempts} attempts used; {why}")
+        error = last.model_copy(
+            update={
+                "kind": ErrorKind.EXHAUSTED,
+                "message": f"gave up after {job.total_attempts} attempts; "
+                f"last error: {last.message}",
+            }
+        )
+        return failed(job.claim, job.spec, error, job.attempts)
+
+    def _park(self, job: Job, why: str) -> Transition:
+        """Leave the decision to a person: the ticket may or may not exist."""
+        error = JobError(kind=ErrorKind.UNCERTAIN, message=f"the ticket may exist: {why}")
+        return failed(job.claim, job.spec, error, job.attempts)
+
+    def _wait(self, job: Job, error: JobError, delay: float, moment: Moment) -> Transition:
+        """Hand the job back, due ``delay`` seconds after the moment."""
+        return retrying(
+            job.claim,
+            job.spec,
+            error,
+            moment.now + delay,
+            job.attempts,
+            uncertain_since=job.uncertain_since,
+            settled=job.settled and job.uncertain_since is None,
+        )
+
+    def _waits_in_process(self, delay: float, moment: Moment) -> bool:
+        """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
+        and not at all once the worker is stopping."""
+        return not moment.stopping and moment.spent + delay <= self._inprocess_max_delay

@@ -1,0 +1,246 @@
+"""One delivery: a batch of job ids (one for interactive jobs, many for bulk), taken from
+claim to recorded outcome with as few round trips as the batch allows.
+
+The runner does the I/O and the decisions (``worker/delivery/decisions.py``) say what it
+means: claim the batch and decide each job (reconciling an uncertain one first if asked),
+then in rounds admit every waiting job through the shared limiter (one pipeline), send the
+admitted ones concurrently on the worker's event loop, decide each answer, perform the
+effects the decisions name (pauses, the key's health) and record the outcomes (one
+pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
+the due index, so a worker slot never sleeps for long. Only the runner reads the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol, assert_never
+
+from pydantic import ValidationError
+
+from worker.contract import ErrorKind, JobError, TicketCreate, TicketIds
+from worker.delivery.decisions import (
+    Again,
+    Decision,
+    Decisions,
+    Effect,
+    Job,
+    KeyAccepted,
+    KeyRefused,
+    Moment,
+    PauseAccount,
+    PauseKey,
+    Reconcile,
+)
+from worker.delivery.loop import EventLoop
+from worker.delivery.reconcile import TicketLister, find_created
+from worker.limits.keyhealth import KeyHealth, KeyRefusal
+from worker.limits.rate import Admission, Limiter, Reason
+from worker.settings import LEASE_SLACK, Settings
+from worker.stackone.answers import Answer
+from worker.store.jobs import (
+    Claim,
+    JobStore,
+    LeaseLost,
+    NotClaimed,
+    Recorded,
+    Transition,
+    failed,
+    spec_from_claim,
+)
+from worker.validation import describe_validation_error
+
+log = logging.getLogger("ticketq.worker")
+# What the log says when reconciliation settles an uncertain job (operators and the chaos
+# tests look for these).
+ADOPTED = "adopted existing ticket"
+RESENT = "no ticket found since the uncertain attempt; sending again"
+
+Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
+
+
+class TicketApi(TicketLister, Protocol):
+    """What the runner needs of StackOne: create (never raises) and list, for reconciling."""
+
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer: ...
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        api: TicketApi,
+        loop: EventLoop,
+        limiter: Limiter,
+        decisions: Decisions,
+        key_health: KeyHealth,
+        stopping: threading.Event,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._api = api
+        self._loop = loop
+        self._limiter = limiter
+        self._decisions = decisions
+        self._key_health = key_health
+        self._stopping = stopping  # set on shutdown: no more waiting in the worker
+
+    def run(self, job_ids: Sequence[str]) -> None:
+        started = time.monotonic()
+        waiting = self._claimed(job_ids, started)
+        while waiting:
+            delay = min(wait for _, wait in waiting)
+            if delay > 0:
+                time.sleep(delay)
+            ready = [job for job, wait in waiting if wait <= delay]
+            later = [(job, wait - delay) for job, wait in waiting if wait > delay]
+            waiting = later + self._round(ready, started)
+
+    def _moment(self, spent: float) -> Moment:
+        """Now, for a decision of a delivery that has run ``spent`` seconds (a round's
+        decisions all count the time spent before the round)."""
+        return Moment(now=time.time(), spent=spent, stopping=self._stopping.is_set())
+
+    def _claimed(self, job_ids: Sequence[str], started: float) -> Waiting:
+        """Claim the batch and decide each claimed job; returns those to send."""
+        outcomes: list[Transition] = []
+        ready: Waiting = []
+        for claim in self._store.claim_many(job_ids):
+            job = self._job(claim, outcomes)
+            if job is None:
+                continue
+            decision = self._decisions.after_claiming(job, self._moment(time.monotonic() - started))
+            if isinstance(decision, Reconcile):
+                decision = self._reconciled(decision, started)
+            self._follow(decision, outcomes, ready)
+        self._record(outcomes)
+        return ready
+
+    def _job(self, claim: Claim | NotClaimed, outcomes: list[Transition]) -> Job | None:
+        """The claimed job, or None (not claimed, or its stored spec no longer valid)."""
+        if isinstance(claim, NotClaimed):
+            # A redelivery of a finished job, one still leased by another worker, or an
+            # early stray message: sending now could make a second ticket, so do nothing.
+            log.debug("job not attempted: %s %s", claim.code, claim.detail)
+            return None
+        try:
+            spec = spec_from_claim(claim)
+        except ValidationError as exc:
+            error = JobError(kind=ErrorKind.INVALID, message=describe_validation_error(exc))
+            outcomes.append(failed(claim, None, error, 0))
+            return None
+        return Job(claim, spec, claim.uncertain_since)
+
+    def _reconciled(self, asked: Reconcile, started: float) -> Decision:
+        """Look among StackOne's tickets for the one an earlier attempt may have made."""
+        job = asked.job
+        found = self._loop.run(
+            find_created(
+                self._api,
+                self._store,
+                job.claim.job_id,
+                job.spec,
+                asked.since,
+                self._settings.reconcile_pages,
+            )
+        )
+        if isinstance(found, TicketIds):
+            log.info("job %s: %s %s", job.claim.job_id, ADOPTED, found.id)
+        elif found is None:
+            log.info("job %s: %s", job.claim.job_id, RESENT)
+        return self._decisions.after_reconciling(
+            job, found, self._moment(time.monotonic() - started)
+        )
+
+    def _round(self, jobs: list[Job], started: float) -> Waiting:
+        """Admit, send and decide once for these jobs; returns those to try again."""
+        spent = time.monotonic() - started
+        admissions = self._limiter.admit_many(
+            [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs],
+            bulk_hold=self._decisions.bulk_hold(self._moment(spent)),
+        )
+        refusal = self._refusal(admissions)
+        moment = self._moment(spent)
+        again: Waiting = []
+        outcomes: list[Transition] = []
+        admitted: list[tuple[Job, bool]] = []  # with whether it is the key's probe
+        for job, admission in zip(jobs, admissions, strict=True):
+            if admission.admitted:
+                admitted.append((job, admission.reason is Reason.PROBE))
+            else:
+                decision = self._decisions.not_admitted(job, admission, refusal, moment)
+                self._follow(decision, outcomes, again)
+        if admitted:
+            at = time.time()
+            sent = [job.sent(at, probe) for job, probe in admitted]
+            answers = self._loop.run(self._send(sent))
+            moment = self._moment(spent)
+            for job, answer in zip(sent, answers, strict=True):
+                self._follow(self._decisions.answered(job, answer, moment), outcomes, again)
+        self._record(outcomes)
+        # A delivery that has run for a while renews the leases of the jobs it keeps, so
+        # that a round of slow answers never lets another worker take them over.
+        return self._renewed(again) if time.monotonic() - started > LEASE_SLACK else again
+
+    def _refusal(self, admissions: list[Admission]) -> KeyRefusal | None:
+        """StackOne's last word on the key, if the key held any job back."""
+        if not any(admission.reason is Reason.KEY_REFUSED for admission in admissions):
+            return None
+        self._key_health.noticed()
+        return self._key_health.refusal()
+
+    async def _send(self, jobs: list[Job]) -> list[Answer]:
+        sends = (self._api.create_ticket(job.spec.account_id, job.spec.ticket) for job in jobs)
+        return list(await asyncio.gather(*sends))
+
+    def _follow(self, decision: Decision, outcomes: list[Transition], again: Waiting) -> None:
+        """Perform the decision's effects, then keep the job to record or to send again."""
+        for effect in decision.effects:
+            self._perform(effect)
+        if isinstance(decision.step, Again):
+            again.append((decision.job, decision.step.delay))
+        else:
+            outcomes.append(decision.step)
+
+    def _perform(self, effect: Effect) -> None:
+        match effect:
+            case PauseKey(seconds):
+                self._limiter.pause_key(seconds)
+            case PauseAccount(account_id, seconds):
+                self._limiter.pause_account(account_id, seconds)
+            case KeyRefused(status, message, at):
+                self._key_health.refused(status, message, at)
+            case KeyAccepted(probe):
+                self._key_health.accepted(probe=probe)
+            case _:
+                assert_never(effect)
+
+    def _renewed(self, again: Waiting) -> Waiting:
+        """Jobs going round again keep their lease, unless another delivery took it."""
+        kept = []
+        for job, delay in again:
+            try:
+                self._store.renew(job.claim)
+            except LeaseLost:
+                log.warning("job %s: lease lost to another delivery", job.claim.job_id)
+                continue
+            kept.append((job, delay))
+        return kept
+
+    def _record(self, outcomes: list[Transition]) -> None:
+        if not outcomes:
+            return
+        for change, result in zip(outcomes, self._store.apply(outcomes), strict=True):
+            if result is Recorded.OK:
+                log.debug("job %s %s", change.claim.job_id, change.state)
+                if change.state == "failed" and change.error is not None:
+                    log.info("job %s failed: %s", change.claim.job_id, change.error.message)
+            else:
+                # Our lease ran out and another delivery took over; its outcome stands.
+                log.warning(
+                    "job %s: outcome %s not recorded: %s", change.claim.job_id, change.state, result
+                )

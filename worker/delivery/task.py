@@ -1,0 +1,119 @@
+"""The worker process: its Celery app with the one task, what every delivery of the process
+shares, and the start and stop hooks.
+
+A message carries only job ids; the ticket bodies live in the job records, so the API key
+and the payload never travel through the broker together and a message stays tiny. The
+task is a thin adapter from a message to the runner. A process has one Redis client (one
+connection pool: the runner, the limiter, key health and the scheduler share it), one
+event loop and one HTTP client. Building the app reads nothing and connects nowhere; the
+runner is built on the first message, in the process that runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.exceptions import Reject
+from celery.signals import after_setup_logger, worker_ready, worker_shutting_down
+
+from worker.delivery.decisions import Decisions
+from worker.delivery.loop import EventLoop
+from worker.delivery.retry import RetryPolicy
+from worker.delivery.runner import JobRunner
+from worker.limits.keyhealth import KeyHealth, fingerprint
+from worker.limits.rate import Limiter
+from worker.queue.app import TASK_NAME, create_app
+from worker.queue.scheduler import Scheduler
+from worker.settings import Settings
+from worker.stackone.client import StackOneClient
+from worker.store.jobs import JobStore
+
+log = logging.getLogger("ticketq.worker")
+
+
+class WorkerProcess:
+    """What the deliveries of one worker process share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()  # set on shutdown: no more waiting in the worker
+        self.store = JobStore.from_settings(settings)
+        self._runner: JobRunner | None = None
+        self._runner_lock = threading.Lock()
+
+    def runner(self) -> JobRunner:
+        """Built once, by the first delivery; its threads share it."""
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = self._build_runner()
+            return self._runner
+
+    def _build_runner(self) -> JobRunner:
+        settings = self.settings
+        api = StackOneClient(settings)
+        assert settings.stackone_api_key is not None  # StackOneClient checked it
+        key = fingerprint(settings.stackone_api_key)
+        client = self.store.redis
+        limiter = Limiter(
+            client,
+            key,
+            settings.parsed_rate_limit,
+            account_cap=settings.account_concurrency,
+            holder_lease=settings.lease_seconds,
+            probe_interval=settings.auth_pause,
+        )
+        health = KeyHealth(client, key, limiter, settings.auth_pause)
+        decisions = Decisions(settings, RetryPolicy(settings))
+        return JobRunner(
+            settings, self.store, api, EventLoop(), limiter, decisions, health, self.stopping
+        )
+
+    def run_jobs(self, job_ids: object) -> None:
+        """One message: its job ids, taken from claim to recorded outcome."""
+        if isinstance(job_ids, str):
+            job_ids = [job_ids]
+        if not isinstance(job_ids, list) or not all(isinstance(i, str) for i in job_ids):
+            # Not ours to fail: there is no record to write to. Drop it, loudly.
+            log.error("dropped a message whose job ids are not strings: %r", job_ids)
+            return
+        try:
+            self.runner().run(job_ids)
+        except redis.RedisError as exc:
+            # Redis stayed away longer than the store's retries: never ack the message away;
+            # it goes back to the queue (or, if even that fails, kombu restores it after the
+            # visibility timeout). Jobs already claimed come back when their leases end.
+            log.warning("Redis unavailable (%s); message returned to the queue", exc)
+            raise Reject(exc, requeue=True) from exc
+
+    def start_scheduler(self, app: Celery) -> None:
+        settings = self.settings
+        Scheduler(
+            app, self.store, settings.scheduler_interval, settings.bulk_batch, self.stopping
+        ).start()
+
+
+def worker_app(settings: Settings) -> Celery:
+    """The app ``ticketq worker`` runs: the producers' app plus the task and the hooks."""
+    process = WorkerProcess(settings)
+    app = create_app(settings)
+
+    def run_jobs(job_ids: object) -> None:
+        process.run_jobs(job_ids)
+
+    app.task(name=TASK_NAME, shared=False)(run_jobs)
+    after_setup_logger.connect(_quiet_per_task_lines, weak=False)
+    worker_ready.connect(lambda **_: process.start_scheduler(app), weak=False)
+    # Deliveries in flight finish their current round; none starts an in-process wait.
+    worker_shutting_down.connect(lambda **_: process.stopping.set(), weak=False)
+    return app
+
+
+def _quiet_per_task_lines(**_: Any) -> None:
+    # Celery logs two INFO lines per message; at thousands of tickets a second that is a
+    # good part of the worker's CPU. Failures and retries still log at WARNING and above.
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,129 @@
+"""Limits shared by every worker process on every host: one rate per API key, a cap on
+requests in flight per linked account, and the pauses a 429 asks for.
+
+Celery's ``rate_limit`` is per worker, so it cannot keep a fleet under StackOne's limit;
+this is one Lua script (``admit.lua``, GCRA) run in the Redis every worker already uses,
+timed by Redis's own clock so hosts need not agree on theirs.
+
+Two lanes share the rate. Interactive requests may run a few intervals ahead of the
+schedule; bulk ones two intervals less, so a ticket from a backend service goes out at
+once even while a bulk import keeps the limit saturated. Bulk requests that would wait
+longer than their delivery may hold its thread get a turn in the key's bulk line, one
+interval apart, and come back for it; so a saturated import costs one handback per job,
+not one every second. The rate is kept a margin below the configured limit so that,
+bursts included, no 60-second window ever holds more requests than the limit. Time is
+Redis's, in microseconds, so that high rates (the limit "out of the way") still admit a
+whole pipelined batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from worker.settings import RateLimit
+from worker.store.jobs import Lane
+from worker.store.keys import ApiKeyNames
+from worker.store.limits import Ask, LimitStore, Round
+from worker.store.scripts import Reason
+
+__all__ = [
+    "INTERACTIVE_BURST",
+    "MIN_BURST_US",
+    "SAFETY_MARGIN",
+    "Admission",
+    "Limiter",
+    "Reason",
+    "burst_us",
+    "interval_us",
+]
+
+INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
+SAFETY_MARGIN = 0.01  # of the limit, so burst and clock jitter never reach it
+MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
+
+
+def interval_us(limit: RateLimit) -> float:
+    """Microseconds between two requests at the rate actually used (margin applied)."""
+    usable = limit.requests * (1 - SAFETY_MARGIN) - INTERACTIVE_BURST
+    return limit.per_seconds * 1_000_000 / max(usable, 1.0)
+
+
+def burst_us(limit: RateLimit, lane: Lane) -> float:
+    """How far ahead of the schedule a lane may go. Interactive: ``INTERACTIVE_BURST``
+    requests (or 100 ms, whichever is longer); bulk: two intervals less, so that an
+    interactive ticket always finds room even while bulk keeps the rate saturated."""
+    interval = interval_us(limit)
+    interactive = max((INTERACTIVE_BURST - 1) * interval, MIN_BURST_US)
+    return interactive if lane == "interactive" else max(interactive - 2 * interval, 0.0)
+
+
+@dataclass(frozen=True)
+class Admission:
+    reason: Reason
+    wait: float  # seconds until asking again makes sense; 0 when admitted
+
+    @property
+    def admitted(self) -> bool:
+        return self.reason in (Reason.ADMITTED, Reason.PROBE)
+
+
+class Limiter:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_fingerprint: str,
+        limit: RateLimit,
+        account_cap: int,
+        holder_lease: float,
+        probe_interval: float = 30.0,
+    ) -> None:
+        self._store = LimitStore(client, ApiKeyNames.of(key_fingerprint))
+        self._limit = limit
+        self._account_cap = account_cap
+        self._holder_lease = holder_lease
+        self._probe_interval = probe_interval
+
+    def admit(self, account_id: str, lane: Lane, holder: str) -> Admission:
+        """Ask to send one request now; ``holder`` names it in the account's in-flight set
+        until the outcome is recorded (the job store's transition releases it)."""
+        return self.admit_many([(account_id, lane, holder)])[0]
+
+    def admit_many(
+        self, requests: Sequence[tuple[str, Lane, str]], bulk_hold: float | None = None
+    ) -> list[Admission]:
+        """Ask for a round of requests, in order, in one script run (``admit.lua``): once
+        the key's rate or a pause of the key refuses one, the rest wait unasked, each one
+        interval after the one before. A bulk request the rate holds back longer than
+        ``bulk_hold`` seconds (if given) is told to wait for its turn in the bulk line."""
+        if not requests:
+            return []
+        limits = Round(
+            interval_us=interval_us(self._limit),
+            account_cap=self._account_cap,
+            holder_lease=self._holder_lease,
+            probe_interval=self._probe_interval,
+            bulk_hold=bulk_hold,
+        )
+        asks = [
+            Ask(account_id, burst_us(self._limit, lane), holder, bulk=lane == "bulk")
+            for account_id, lane, holder in requests
+        ]
+        return [
+            Admission(reason, wait_us / 1e6) for reason, wait_us in self._store.admit(limits, asks)
+        ]
+
+    def pause_key(self, seconds: float) -> None:
+        """StackOne said 429 for the key: no worker sends with it for ``seconds``."""
+        self._store.pause_key(seconds)
+
+    def pause_account(self, account_id: str, seconds: float) -> None:
+        """The provider behind one linked account said 429: only that account waits."""
+        self._store.pause_account(account_id, seconds)
+
+    def pause_refused_key(self, seconds: float) -> bool:
+        """StackOne refused the key (401/403): nobody sends with it for ``seconds``. True
+        if this started the pause (so it is announced once, not once per job)."""
+        return self._store.pause_refused_key(seconds)

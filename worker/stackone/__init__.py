@@ -1,0 +1,1 @@
+"""StackOne's ticketing API: the HTTP client and the typed answers it returns."""

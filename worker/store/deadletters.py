@@ -1,0 +1,142 @@
+"""Dead letters: the failed jobs a person lists, replays or purges.
+
+A failed job is kept (no TTL) with its last error and its place in the failed index, so
+that someone can look at it and decide. Replaying re-queues the same job (same id, ref and
+idempotency key) through the outbox, exactly as a new job is queued, so a crash between
+re-queueing and sending loses nothing. A job whose ticket may exist (parked ``uncertain``,
+``poison``, or an earlier ambiguous attempt) is marked to be reconciled before it is sent,
+whatever ``TICKETQ_ON_AMBIGUOUS`` says: a replay never duplicates a ticket that exists.
+Every change to a job is one Lua script, so two people replaying or purging the same job
+at once cannot both act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from worker.contract import ErrorKind, JobRecord
+from worker.store.jobs import DeadLetterCode, Due, FailedJob, JobStore, Kept
+
+PAGE = 500  # failed index entries read per round trip while filtering
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which failed jobs a listing or an ``--all`` means; None matches everything."""
+
+    account_id: str | None = None
+    reason: ErrorKind | None = None
+    failed_before: float | None = None  # Unix seconds
+
+    def admits(self, job: FailedJob) -> bool:
+        if self.account_id is not None and job.account_id != self.account_id:
+            return False
+        return self.reason is None or job.kind == self.reason
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A job left as it was: ``why`` is "not found", "not failed" or "has a ticket"."""
+
+    job_id: str
+    why: str
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        return f"{self.why} ({self.detail})" if self.detail else self.why
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a replay or purge did, job by job, for the summary line."""
+
+    done: list[str]
+    skipped: list[Skipped]
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """Jobs now queued and in the outbox, to be sent by the caller (or else the scheduler)."""
+
+    due: list[Due]
+    skipped: list[Skipped]
+
+    def report(self) -> Report:
+        return Report(done=[due.job_id for due in self.due], skipped=self.skipped)
+
+
+class DeadLetters:
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def recent(self, selection: Selection | None = None, limit: int = 50) -> list[JobRecord]:
+        """Failed jobs matching the selection, most recently failed first."""
+        records: list[JobRecord] = []
+        for job_id in self._matching(selection or Selection()):
+            record = self.store.get(job_id)
+            if record is not None:
+                records.append(record)
+            if len(records) >= limit:
+                break
+        return records
+
+    def matching(self, selection: Selection) -> list[str]:
+        """Every failed job id the selection admits, most recently failed first."""
+        return list(self._matching(selection))
+
+    def requeue(self, job_ids: Iterable[str]) -> Requeued:
+        """Failed jobs back to ``queued`` and into the outbox; the caller sends them."""
+        due: list[Due] = []
+        skipped: list[Skipped] = []
+        for job_id in job_ids:
+            answer = self.store.replay(job_id)
+            if isinstance(answer, Due):
+                due.append(answer)
+            else:
+                skipped.append(_skipped(job_id, answer))
+        return Requeued(due, skipped)
+
+    def purge(self, job_ids: Iterable[str]) -> Report:
+        """Delete failed jobs, and the ref and idempotency keys that still name them."""
+        done: list[str] = []
+        skipped: list[Skipped] = []
+        for job_id in job_ids:
+            kept = self.store.purge(job_id)
+            if kept is None:
+                done.append(job_id)
+            else:
+                skipped.append(_skipped(job_id, kept))
+        return Report(done, skipped)
+
+    def _matching(self, selection: Selection) -> Iterator[str]:
+        """Walk the failed index newest first, a page at a time, filtering in one round trip
+        per page; a job failing or leaving meanwhile may be missed or seen twice."""
+        start = 0
+        while True:
+            ids = self.store.failed_ids(PAGE, before=selection.failed_before, start=start)
+            if not ids:
+                return
+            yield from self._admitted(selection, ids)
+            start += len(ids)
+
+    def _admitted(self, selection: Selection, ids: Sequence[str]) -> Iterator[str]:
+        if selection.account_id is None and selection.reason is None:
+            yield from ids
+            return
+        for job in self.store.failed_jobs(ids):
+            if selection.admits(job):
+                yield job.job_id
+
+
+_WHY = {
+    DeadLetterCode.MISSING: "not found",
+    DeadLetterCode.NOT_FAILED: "not failed",
+    DeadLetterCode.HAS_TICKET: "has a ticket",
+}
+
+
+def _skipped(job_id: str, kept: Kept) -> Skipped:
+    """Why the store left a job as it was, as the reason a person reads."""
+    return Skipped(job_id, _WHY[kept.code], kept.detail)

@@ -1,0 +1,526 @@
+"""Job records in Redis: the result store callers read, and the lease that keeps one attempt
+in flight per job.
+
+Celery's own result backend forgets after a day and reads unknown ids as PENDING, so the
+record is ours. One hash per job holds its state and outcome; small string keys index it by
+(account, ref) and (account, idempotency key); a sorted set lists failed jobs. Every state
+change is one Lua script, so a worker whose lease expired (and whose job another worker
+re-claimed) can never overwrite the newer attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import redis
+from pydantic import ValidationError
+
+from worker.contract import ErrorKind, JobError, JobRecord, JobSpec, JobState, TicketIds
+from worker.settings import Settings
+from worker.store import connect
+from worker.store.keys import (
+    DUE_INDEX,
+    FAILED_INDEX,
+    JOB_PREFIX,
+    QUEUES,
+    batch_key,
+    idempotency_key,
+    inflight_key,
+    job_key,
+    ref_key,
+    ticket_key,
+)
+from worker.store.scripts import (
+    CLAIM,
+    CREATE,
+    DUE,
+    PURGE,
+    RENEW,
+    REPLAY,
+    SENT,
+    TRANSITION,
+    Call,
+    ClaimCode,
+    DeadLetterCode,
+    Recorded,
+    RenewCode,
+    run,
+    run_one,
+)
+
+__all__ = [
+    "Claim",
+    "ClaimCode",
+    "DeadLetterCode",
+    "Due",
+    "FailedJob",
+    "JobStore",
+    "Kept",
+    "Lane",
+    "LeaseLost",
+    "NotClaimed",
+    "Recorded",
+    "Stored",
+    "Transition",
+    "failed",
+    "retrying",
+    "spec_from_claim",
+    "stamp",
+    "succeeded",
+]
+
+Lane = Literal["interactive", "bulk"]
+CREATE_CHUNK = 500  # jobs per create.lua call
+
+
+@dataclass(frozen=True)
+class Stored:
+    job_id: str
+    is_new: bool  # False when the idempotency key named an existing job
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One delivery's exclusive right to attempt a job, until the lease runs out."""
+
+    job_id: str
+    token: str
+    spec_json: str
+    attempts: int
+    uncertain_since: float | None  # an earlier attempt since then may have made the ticket
+    reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy
+    lane: Lane = "interactive"
+
+
+@dataclass(frozen=True)
+class NotClaimed:
+    """Why a delivery may not attempt a job: gone, done, in flight elsewhere, or not due."""
+
+    code: ClaimCode
+    detail: str = ""
+
+
+class LeaseLost(RuntimeError):
+    """Another delivery took the job over; this one must not send anything more."""
+
+
+@dataclass(frozen=True)
+class Due:
+    job_id: str
+    lane: Lane
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """What a dead-letter listing filters on: whose job it is and why it failed."""
+
+    job_id: str
+    account_id: str
+    kind: ErrorKind | None  # None: no error recorded, or one this version cannot read
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A replay or purge left the job as it was: why, and what it found (a state, a ticket)."""
+
+    code: DeadLetterCode
+    detail: str = ""
+
+
+class JobStore:
+    """Reads and atomically transitions job records."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        succeeded_ttl: int,
+        lease_seconds: int,
+        requeue_after: float = 900.0,
+        max_lost_attempts: int = 3,
+    ) -> None:
+        self.redis = client
+        self._succeeded_ttl = succeeded_ttl
+        self._lease_seconds = lease_seconds
+        self._requeue_after = requeue_after
+        self._max_lost_attempts = max_lost_attempts
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        return cls(
+            connect(settings),
+            succeeded_ttl=settings.succeeded_ttl,
+            lease_seconds=settings.lease_seconds,
+            requeue_after=settings.requeue_after,
+            max_lost_attempts=settings.max_lost_attempts,
+        )
+
+    def create(self, spec: JobSpec, lane: Lane) -> Stored:
+        """Store a new queued job, or return the job an idempotency key already names."""
+        return self.create_many([spec], lane)[0]
+
+    def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Stored]:
+        """Store many jobs in one round trip; each is created atomically on its own.
+
+        Jobs sharing a batch go to the script together, up to ``CREATE_CHUNK`` a call, so an
+        import sends few arguments per job and Redis is never held for long by one call."""
+        now = time.time()
+        header = [stamp(now + self._requeue_after), stamp(now), lane]
+        groups: dict[str | None, list[int]] = {}  # batch id -> positions in specs
+        for position, spec in enumerate(specs):
+            groups.setdefault(spec.batch_id, []).append(position)
+        calls: list[Call] = []
+        order: list[int] = []
+        for batch_id, positions in groups.items():
+            for start in range(0, len(positions), CREATE_CHUNK):
+                chunk = positions[start : start + CREATE_CHUNK]
+                keys, args = _create_call([specs[p] for p in chunk], batch_id)
+                calls.append(Call(CREATE, keys, [*header, *args]))
+                order += chunk
+        answers = [answer for call in run(self.redis, calls) for answer in call]
+        by_position = dict(zip(order, answers, strict=True))
+        return [_stored(by_position[p]) for p in range(len(specs))]
+
+    def confirm_sent(self, job_ids: list[str]) -> None:
+        """Their messages are on the queue: the scheduler looks again only if nobody has
+        claimed them ``requeue_after`` from now (a message can be lost on its way)."""
+        if job_ids:
+            look_again = stamp(time.time() + self._requeue_after)
+            run_one(self.redis, SENT, [DUE_INDEX], [JOB_PREFIX, look_again, *job_ids])
+
+    def take_due(self, limit: int = 500) -> list[Due]:
+        """Jobs to (re)send now; each is handed to one caller, who must send and confirm."""
+        now = time.time()
+        flat = run_one(
+            self.redis,
+            DUE,
+            [DUE_INDEX, *QUEUES.values()],
+            [stamp(now), stamp(now + self._requeue_after), limit, JOB_PREFIX],
+        )
+        return _due(flat)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = cast(dict[str, str], self.redis.hgetall(job_key(job_id)))
+        return _record(job_id, raw) if raw else None
+
+    def states(self, job_ids: Sequence[str]) -> list[JobState | None]:
+        """The state of each job, in one round trip (None: no record, or expired)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "state")
+            return [JobState(state) if state else None for state in pipe.execute()]
+
+    def find(self, account_id: str, ref: str) -> JobRecord | None:
+        """The latest job submitted with this ref for this account."""
+        job_id = cast(str | None, self.redis.get(ref_key(account_id, ref)))
+        return self.get(job_id) if job_id else None
+
+    def failed_ids(
+        self, limit: int = 100, *, before: float | None = None, start: int = 0
+    ) -> list[str]:
+        """Most recently failed first, from the ``start``-th on; ``before``: failed then or
+        earlier (Unix seconds)."""
+        newest = "+inf" if before is None else stamp(before)
+        ids = self.redis.zrevrangebyscore(FAILED_INDEX, newest, "-inf", start=start, num=limit)
+        return [str(job_id) for job_id in cast(list[str], ids)]
+
+    def failed_jobs(self, job_ids: Sequence[str]) -> list[FailedJob]:
+        """Whose each job is and why it failed, in one round trip; a job gone meanwhile is
+        left out."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(job_key(job_id), "account_id", "error")
+            rows = cast(list[list[str | None]], pipe.execute())
+        return [
+            FailedJob(job_id, account, _error_kind(error))
+            for job_id, (account, error) in zip(job_ids, rows, strict=True)
+            if account is not None
+        ]
+
+    def claim(self, job_id: str) -> Claim | NotClaimed:
+        return self.claim_many([job_id])[0]
+
+    def claim_many(self, job_ids: Sequence[str]) -> list[Claim | NotClaimed]:
+        """Claim each job for this delivery, in one round trip."""
+        now = time.time()
+        lease_until = stamp(now + self._lease_seconds)
+        tokens = [secrets.token_hex(8) for _ in job_ids]
+        answers = run(
+            self.redis,
+            [
+                Call(
+                    CLAIM,
+                    [job_key(job_id), DUE_INDEX, FAILED_INDEX],
+                    [stamp(now), lease_until, token, job_id, self._max_lost_attempts],
+                )
+                for job_id, token in zip(job_ids, tokens, strict=True)
+            ],
+        )
+        return [
+            _claim_answer(job_id, token, answer)
+            for job_id, token, answer in zip(job_ids, tokens, answers, strict=True)
+        ]
+
+    def renew(self, claim: Claim) -> None:
+        """Extend the lease before an in-process retry; ``LeaseLost`` if it was taken over."""
+        now = time.time()
+        renewed = run_one(
+            self.redis,
+            RENEW,
+            [job_key(claim.job_id), DUE_INDEX],
+            [claim.token, stamp(now), stamp(now + self._lease_seconds), claim.job_id],
+        )
+        if RenewCode(renewed) is RenewCode.LOST_LEASE:
+            raise LeaseLost(claim.job_id)
+
+    def apply(self, transitions: Sequence[Transition]) -> list[Recorded]:
+        """Record outcomes in one round trip; each answer says whether it was recorded."""
+        now = stamp(time.time())
+        calls = [Call(TRANSITION, *self._transition_call(c, now)) for c in transitions]
+        return [Recorded(answer) for answer in run(self.redis, calls)]
+
+    def succeed(
+        self, claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int = 1
+    ) -> Recorded:
+        return self.apply([succeeded(claim, spec, ticket, attempts)])[0]
+
+    def retry_later(
+        self, claim: Claim, spec: JobSpec, error: JobError, due_at: float, attempts: int = 1
+    ) -> Recorded:
+        return self.apply([retrying(claim, spec, error, due_at, attempts)])[0]
+
+    def fail(
+        self, claim: Claim, spec: JobSpec | None, error: JobError, attempts: int = 1
+    ) -> Recorded:
+        return self.apply([failed(claim, spec, error, attempts)])[0]
+
+    def owner_of(self, account_id: str, ticket_id: str) -> str | None:
+        """The job that created or adopted this ticket, if ticketq knows one."""
+        return cast(str | None, self.redis.get(ticket_key(account_id, ticket_id)))
+
+    def replay(self, job_id: str) -> Due | Kept:
+        """A failed job back to ``queued`` and into the outbox; the caller sends it."""
+        now = time.time()
+        answer = run_one(
+            self.redis,
+            REPLAY,
+            [job_key(job_id), FAILED_INDEX, DUE_INDEX],
+            [stamp(now), stamp(now + self._requeue_after), job_id],
+        )
+        if DeadLetterCode(answer[0]) is DeadLetterCode.OK:
+            return Due(job_id=job_id, lane=answer[1])
+        return _kept(answer)
+
+    def purge(self, job_id: str) -> Kept | None:
+        """Delete a failed job and the indexes that still name it; None once it is gone."""
+        answer = run_one(self.redis, PURGE, self._purge_keys(job_id), [job_id])
+        return None if DeadLetterCode(answer[0]) is DeadLetterCode.OK else _kept(answer)
+
+    def _purge_keys(self, job_id: str) -> list[str]:
+        """The job's index keys, read first; the fields they come from never change."""
+        account, ref, idem, batch = cast(
+            list[str | None],
+            self.redis.hmget(job_key(job_id), "account_id", "ref", "idempotency_key", "batch_id"),
+        )
+        keys = [job_key(job_id), FAILED_INDEX, DUE_INDEX]
+        if account is None:
+            return [*keys, "", "", ""]
+        return [
+            *keys,
+            ref_key(account, ref) if ref else "",
+            idempotency_key(account, idem) if idem else "",
+            batch_key(batch) if batch else "",
+        ]
+
+    def _transition_call(self, change: Transition, now: str) -> tuple[list[str], list[str]]:
+        spec = change.spec
+        account = spec.account_id if spec else ""
+        keys = [
+            job_key(change.claim.job_id),
+            FAILED_INDEX,
+            ref_key(account, spec.ref) if spec and spec.ref else "",
+            idempotency_key(account, spec.idempotency_key) if spec and spec.idempotency_key else "",
+            DUE_INDEX,
+            ticket_key(account, change.ticket.id) if spec and change.ticket else "",
+            inflight_key(account) if spec else "",
+        ]
+        fields = dict(change.fields)
+        if change.ticket is not None:
+            fields.update(ticket_id=change.ticket.id, remote_id=change.ticket.remote_id or "")
+        if change.error is not None:
+            fields["error"] = change.error.model_dump_json()
+        if change.uncertain_since is not None:
+            fields["uncertain_since"] = stamp(change.uncertain_since)
+        args = [
+            change.claim.token,
+            change.state,
+            now,
+            str(self._succeeded_ttl),
+            change.claim.job_id,
+            stamp(change.due_at) if change.due_at is not None else "",
+            str(change.attempts),
+            *(item for pair in fields.items() for item in pair),
+        ]
+        return keys, args
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An outcome to record for a claimed job; built by ``succeeded``, ``retrying``, ``failed``."""
+
+    claim: Claim
+    spec: JobSpec | None
+    state: JobState
+    attempts: int  # requests this delivery made that count against the job
+    ticket: TicketIds | None = None
+    error: JobError | None = None
+    due_at: float | None = None
+    uncertain_since: float | None = None
+    fields: dict[str, str] = field(default_factory=dict)  # more fields; "" deletes one
+
+
+def succeeded(claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int) -> Transition:
+    """The job's ticket exists: it is no longer uncertain, nor to be reconciled."""
+    done = {"error": "", "uncertain_since": ""}
+    return Transition(claim, spec, JobState.SUCCEEDED, attempts, ticket=ticket, fields=done)
+
+
+def retrying(
+    claim: Claim,
+    spec: JobSpec,
+    error: JobError,
+    due_at: float,
+    attempts: int,
+    uncertain_since: float | None = None,
+    settled: bool = False,
+) -> Transition:
+    """Try again at ``due_at`` (Unix seconds). ``uncertain_since``: an attempt since then may
+    have made the ticket; ``settled``: reconciliation found none, so the job is no longer
+    uncertain."""
+    cleared = {"uncertain_since": "", "reconcile_first": ""} if settled else {}
+    return Transition(
+        claim,
+        spec,
+        JobState.RETRYING,
+        attempts,
+        error=error,
+        due_at=due_at,
+        uncertain_since=uncertain_since,
+        fields=cleared,
+    )
+
+
+def failed(claim: Claim, spec: JobSpec | None, error: JobError, attempts: int) -> Transition:
+    return Transition(claim, spec, JobState.FAILED, attempts, error=error)
+
+
+def _create_call(specs: Sequence[JobSpec], batch_id: str | None) -> tuple[list[str], list[str]]:
+    """Keys and the per-job arguments of one create.lua call."""
+    keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
+    args = [batch_id or ""]
+    for spec in specs:
+        job_id = uuid.uuid4().hex
+        account = spec.account_id
+        keys += (
+            job_key(job_id),
+            idempotency_key(account, spec.idempotency_key) if spec.idempotency_key else "",
+            ref_key(account, spec.ref) if spec.ref else "",
+        )
+        spec_json = spec.model_dump_json(exclude_unset=True)
+        args += (job_id, account, spec_json, spec.ref or "", spec.idempotency_key or "")
+    return keys, args
+
+
+# The scripts' answers, decoded: no code outside these reads a script's answer by position.
+
+
+def _stored(answer: list[Any]) -> Stored:
+    """create.lua: {job_id, 1} when created, {existing_job_id, 0} when the key named one."""
+    return Stored(job_id=answer[0], is_new=bool(int(answer[1])))
+
+
+def _due(flat: list[str]) -> list[Due]:
+    """due.lua: {job_id, lane, job_id, lane, ...}."""
+    return [Due(job_id=flat[i], lane=cast(Lane, flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClaimed:
+    """claim.lua: {CLAIM_OK, spec, attempts, uncertain_since, reconcile_first, lane}, or
+    {code, detail?}."""
+    code = ClaimCode(answer[0])
+    if code is not ClaimCode.OK:
+        return NotClaimed(code, _detail(answer))
+    return Claim(
+        job_id=job_id,
+        token=token,
+        spec_json=answer[1],
+        attempts=int(answer[2]),
+        uncertain_since=float(answer[3]) if answer[3] else None,
+        reconcile_first=answer[4] == "1",
+        lane=cast(Lane, answer[5]),
+    )
+
+
+def _kept(answer: list[str]) -> Kept:
+    """replay.lua, purge.lua: {code, detail?} when the job was left as it was."""
+    return Kept(DeadLetterCode(answer[0]), _detail(answer))
+
+
+def _detail(answer: list[str]) -> str:
+    return answer[1] if len(answer) > 1 else ""
+
+
+def stamp(moment: float) -> str:
+    return f"{moment:.6f}"
+
+
+def _error(raw: str | None) -> JobError | None:
+    """The job's last error, as stored (the one parser of it on the Python side)."""
+    return JobError.model_validate_json(raw) if raw else None
+
+
+def _error_kind(raw: str | None) -> ErrorKind | None:
+    """The kind of the job's last error; None if there is none, or it cannot be read."""
+    try:
+        error = _error(raw)
+    except ValidationError:
+        return None
+    return error.kind if error else None
+
+
+def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
+    """Build the public view; the stored spec (the ticket body) stays out of it."""
+    ticket = (
+        TicketIds(id=raw["ticket_id"], remote_id=raw.get("remote_id") or None)
+        if raw.get("ticket_id")
+        else None
+    )
+    optional: dict[str, Any] = {
+        name: raw[name] for name in ("ref", "idempotency_key", "batch_id") if name in raw
+    }
+    for name in ("finished_at", "next_attempt_at", "uncertain_since"):
+        if name in raw:
+            optional[name] = float(raw[name])
+    return JobRecord(
+        job_id=job_id,
+        state=JobState(raw["state"]),
+        account_id=raw["account_id"],
+        lane=raw.get("lane", "interactive"),
+        attempts=int(raw.get("attempts", "0")),
+        replays=int(raw.get("replays", "0")),
+        ticket=ticket,
+        error=_error(raw.get("error")),
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        **optional,
+    )
+
+
+def spec_from_claim(claim: Claim) -> JobSpec:
+    """Re-validate what was stored: a record written by another version may not fit."""
+    return JobSpec.model_validate_json(claim.spec_json)

@@ -1,0 +1,78 @@
+"""Names of everything ticketq keeps in Redis: the job store's keys, the limiter's and the
+key health's, and the Celery queues (Redis lists) the workers read.
+
+All share one prefix and one way of quoting caller-chosen values into key names, so no
+account id or ref can forge another's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+PREFIX = "ticketq"
+JOB_PREFIX = f"{PREFIX}:job:"
+FAILED_INDEX = f"{PREFIX}:failed"
+DUE_INDEX = f"{PREFIX}:due"
+# The Celery queues (Redis lists) of the two lanes, interactive first: workers read them in
+# this order, and the scheduler looks at their length.
+QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
+
+
+def segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def job_key(job_id: str) -> str:
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def ref_key(account_id: str, ref: str) -> str:
+    return f"{PREFIX}:ref:{segment(account_id)}:{segment(ref)}"
+
+
+def idempotency_key(account_id: str, key: str) -> str:
+    return f"{PREFIX}:idem:{segment(account_id)}:{segment(key)}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{segment(batch_id)}"
+
+
+def ticket_key(account_id: str, ticket_id: str) -> str:
+    """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
+    return f"{PREFIX}:ticket:{segment(account_id)}:{segment(ticket_id)}"
+
+
+def inflight_key(account_id: str) -> str:
+    """Requests in flight for an account (holder -> lease end), for its concurrency cap."""
+    return f"{PREFIX}:inflight:{segment(account_id)}"
+
+
+def account_pause_key(account_id: str) -> str:
+    """The pause the provider behind one linked account asked for (a 429), until when (ms)."""
+    return f"{PREFIX}:rl:pause:account:{segment(account_id)}"
+
+
+@dataclass(frozen=True)
+class ApiKeyNames:
+    """The keys the limiter and the key health keep for one StackOne API key, named by its
+    fingerprint (the key itself is never stored)."""
+
+    schedule: str  # GCRA: when the next request is due (microseconds)
+    line: str  # the end of the bulk line (microseconds)
+    pause: str  # the pause a 429 for the whole key asked for, until when (ms)
+    refusal: str  # StackOne's last refusal of the key, kept until a request succeeds again
+    refusal_pause: str  # the pause after a refusal (401/403), until when (ms)
+    probe: str  # the one request allowed to try a refused key once its pause is over
+
+    @classmethod
+    def of(cls, key_fingerprint: str) -> ApiKeyNames:
+        return cls(
+            schedule=f"{PREFIX}:rl:{key_fingerprint}",
+            line=f"{PREFIX}:rl:line:{key_fingerprint}",
+            pause=f"{PREFIX}:rl:pause:{key_fingerprint}",
+            refusal=f"{PREFIX}:auth:refused:{key_fingerprint}",
+            refusal_pause=f"{PREFIX}:auth:pause:{key_fingerprint}",
+            probe=f"{PREFIX}:auth:probe:{key_fingerprint}",
+        )

@@ -1,0 +1,125 @@
+"""The limiter's and the key health's state in Redis, for one StackOne API key: its rate
+schedule and bulk line, the pauses 429s ask for, and StackOne's refusal of the key (a
+401/403) with the pause and the probe that follow it.
+
+Times are Redis's own clock, so hosts need not agree on theirs. The policy (what the rate
+is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
+from worker.store.scripts import ADMIT, PAUSE, Reason, run_one
+
+NO_LINE = 2**53  # a bulk hold this long (microseconds) never sends anyone to the line
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One request of an admission round."""
+
+    account_id: str
+    burst_us: float  # how far ahead of the key's schedule it may go
+    holder: str  # names it in its account's in-flight set until its outcome is recorded
+    bulk: bool
+
+
+@dataclass(frozen=True)
+class Round:
+    """What holds for every request of an admission round."""
+
+    interval_us: float  # between two requests with the key
+    account_cap: int  # requests in flight per account (0: no cap)
+    holder_lease: float  # seconds an admitted request counts against its account at most
+    probe_interval: float  # seconds between two probes of a refused key
+    bulk_hold: float | None  # seconds a bulk request may wait in its delivery (None: any)
+
+
+@dataclass(frozen=True)
+class KeyRefusal:
+    status: int | None
+    message: str
+    since: float
+    paused_until: float | None  # None once the pause is over and a probe may go
+
+
+class LimitStore:
+    """Reads and writes the limiter's and the key health's keys for one API key."""
+
+    def __init__(self, client: redis.Redis, names: ApiKeyNames) -> None:
+        self._redis = client
+        self._names = names
+
+    def admit(self, limits: Round, asks: Sequence[Ask]) -> list[tuple[Reason, int]]:
+        """Each request's answer, in order, in one script run: (why, microseconds to wait)."""
+        names = self._names
+        keys = [
+            names.schedule,
+            names.pause,
+            names.refusal_pause,
+            names.refusal,
+            names.probe,
+            names.line,
+        ]
+        hold = NO_LINE if limits.bulk_hold is None else int(limits.bulk_hold * 1_000_000)
+        args: list[str | int | float] = [
+            limits.interval_us,
+            limits.account_cap,
+            int(limits.holder_lease * 1000),
+            int(limits.probe_interval * 1000),
+            hold,
+        ]
+        for ask in asks:
+            keys += [inflight_key(ask.account_id), account_pause_key(ask.account_id)]
+            args += [ask.burst_us, ask.holder, "1" if ask.bulk else "0"]
+        flat = run_one(self._redis, ADMIT, keys, args)
+        return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
+
+    def pause_key(self, seconds: float) -> None:
+        """Nobody sends with the key for at least ``seconds`` (a 429)."""
+        self._pause(self._names.pause, seconds)
+
+    def pause_account(self, account_id: str, seconds: float) -> None:
+        """Nobody sends to this account for at least ``seconds`` (its provider's 429)."""
+        self._pause(account_pause_key(account_id), seconds)
+
+    def pause_refused_key(self, seconds: float) -> bool:
+        """Nobody sends with the refused key for ``seconds``; True if this started the pause."""
+        now_s, now_us = self._redis.time()
+        until_ms = int(now_s) * 1000 + int(now_us) // 1000 + int(seconds * 1000)
+        started = self._redis.set(
+            self._names.refusal_pause, until_ms, px=int(seconds * 1000), nx=True
+        )
+        return bool(started)
+
+    def note_refusal(self, status: int | None, message: str, since: float) -> bool:
+        """Keep StackOne's refusal of the key until a request succeeds; True if it is the
+        first since the last success."""
+        info = json.dumps({"status": status, "message": message, "since": since})
+        return bool(self._redis.set(self._names.refusal, info, nx=True))
+
+    def clear_refusal(self) -> bool:
+        """A request succeeded with the key; True if a refusal was on record."""
+        return bool(self._redis.delete(self._names.refusal))
+
+    def refusal(self) -> KeyRefusal | None:
+        """The key's last refusal no success has cleared yet, and when its pause ends."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._names.refusal)
+            pipe.get(self._names.refusal_pause)
+            raw, until = cast(list[str | None], pipe.execute())
+        if raw is None:
+            return None
+        info = json.loads(raw)
+        paused_until = int(until) / 1000 if until is not None else None
+        return KeyRefusal(info["status"], info["message"], info["since"], paused_until)
+
+    def _pause(self, key: str, seconds: float) -> None:
+        run_one(self._redis, PAUSE, [key], [int(seconds * 1000)])

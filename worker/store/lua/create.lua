@@ -1,0 +1,41 @@
+-- Create job records, each atomically with its indexes; many per call, because a bulk
+-- import pays for every argument it sends.
+-- KEYS[1] due index, KEYS[2] batch set or ""; then per job: job hash, idempotency key or "",
+-- ref key or ""
+-- ARGV[1] when to send a job again if its message is never confirmed sent, ARGV[2] now,
+-- ARGV[3] lane, ARGV[4] batch id or ""; then per job: job id, account id, spec, ref or "",
+-- idempotency key or ""
+-- Returns per job {job_id, 1} when created, {existing_job_id, 0} when its idempotency key
+-- was seen before (also earlier in this same call).
+local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local answers = {}
+for n = 0, (#KEYS - 2) / 3 - 1 do
+  local job, idem, ref = KEYS[3 + 3 * n], KEYS[4 + 3 * n], KEYS[5 + 3 * n]
+  local job_id, account, spec = ARGV[5 + 5 * n], ARGV[6 + 5 * n], ARGV[7 + 5 * n]
+  local ref_value, idem_value = ARGV[8 + 5 * n], ARGV[9 + 5 * n]
+  local existing = idem ~= "" and redis.call("GET", idem)
+  if existing then
+    answers[#answers + 1] = {existing, 0}
+  else
+    if idem ~= "" then
+      redis.call("SET", idem, job_id)
+    end
+    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "lane", lane,
+      "attempts", "0", "spec", spec, "created_at", now, "updated_at", now)
+    if ref ~= "" then
+      redis.call("SET", ref, job_id)
+      redis.call("HSET", job, "ref", ref_value)
+    end
+    if idem ~= "" then
+      redis.call("HSET", job, "idempotency_key", idem_value)
+    end
+    if KEYS[2] ~= "" then
+      redis.call("SADD", KEYS[2], job_id)
+      redis.call("HSET", job, "batch_id", batch_id)
+    end
+    -- The outbox: until the producer confirms the message went out, the scheduler sends it.
+    redis.call("ZADD", KEYS[1], resend_at, job_id)
+    answers[#answers + 1] = {job_id, 1}
+  end
+end
+return answers

@@ -1,0 +1,62 @@
+-- Move a running job to its next state, only for the holder of the current lease.
+-- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] ref key or "", KEYS[4] idempotency key
+-- or "", KEYS[5] due index, KEYS[6] ticket index key or "", KEYS[7] the account's in-flight
+-- set or "" (the lease token leaves it: the request is answered)
+-- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
+-- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
+-- ARGV[7] requests this delivery made that count as attempts,
+-- ARGV[8..] field/value pairs to set; an empty value deletes the field.
+-- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
+-- RECORDED_LOST_LEASE, RECORDED_ALREADY_FINAL.
+if KEYS[7] ~= "" then
+  redis.call("ZREM", KEYS[7], ARGV[1])
+end
+local current = redis.call("HMGET", KEYS[1], "state", "lease_token")
+if not current[1] then
+  return RECORDED_MISSING
+end
+if is_final(current[1]) then
+  return RECORDED_ALREADY_FINAL
+end
+if current[1] ~= STATE_RUNNING or current[2] ~= ARGV[1] then
+  return RECORDED_LOST_LEASE
+end
+local job_id = ARGV[5]
+redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
+redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
+if ARGV[7] ~= "0" then
+  redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
+end
+for i = 8, #ARGV, 2 do
+  if ARGV[i + 1] == "" then
+    redis.call("HDEL", KEYS[1], ARGV[i])
+  else
+    redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+if ARGV[2] == STATE_RETRYING then
+  redis.call("HSET", KEYS[1], "next_attempt_at", ARGV[6])
+  redis.call("ZADD", KEYS[5], ARGV[6], job_id)
+  return RECORDED_OK
+end
+redis.call("ZREM", KEYS[5], job_id)
+redis.call("HDEL", KEYS[1], "reconcile_first")
+redis.call("HSET", KEYS[1], "finished_at", ARGV[3])
+if ARGV[2] == STATE_FAILED then
+  redis.call("ZADD", KEYS[2], ARGV[3], job_id)
+  return RECORDED_OK
+end
+local ttl = tonumber(ARGV[4])
+if KEYS[6] ~= "" then
+  redis.call("SET", KEYS[6], job_id)
+end
+if ttl > 0 then
+  redis.call("EXPIRE", KEYS[1], ttl)
+  for i = 3, 6 do
+    -- an index that now points at a newer job with the same ref keeps living
+    if i ~= 5 and KEYS[i] ~= "" and redis.call("GET", KEYS[i]) == job_id then
+      redis.call("EXPIRE", KEYS[i], ttl)
+    end
+  end
+end
+return RECORDED_OK

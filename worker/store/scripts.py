@@ -1,0 +1,170 @@
+"""The Lua scripts, each declared once with the Python enums it speaks, and the one way to
+run them.
+
+A script never spells a state, an error kind or a result code itself: each gets a short
+prelude generated from the enums below (``local STATE_FAILED = "failed"``, ``local
+CLAIM_MISSING = "missing"``, and ``is_final(state)`` from ``JobState.is_final``), so Python
+and Lua cannot drift apart, and a misspelt name fails loudly (Redis 7 refuses to read an
+undefined global). Each script has one vocabulary of result codes, as BullMQ's ``ErrorCode``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from enum import Enum, IntEnum, StrEnum
+from functools import cached_property
+from importlib.resources import files
+from typing import Any, NamedTuple
+
+import redis
+from redis.exceptions import NoScriptError
+
+from worker.contract import ErrorKind, JobState
+
+
+class ClaimCode(StrEnum):
+    """claim.lua: the job is claimed (OK), or why a delivery may not attempt it."""
+
+    OK = "ok"
+    MISSING = "missing"  # no record: never created, purged, or expired
+    FINAL = "final"  # succeeded or failed already (detail: which)
+    LEASED = "leased"  # another delivery holds it (detail: until when)
+    NOT_DUE = "not_due"  # a retry not due yet (detail: when it is)
+
+
+class Recorded(StrEnum):
+    """transition.lua: the outcome is recorded (OK), or why it was not."""
+
+    OK = "ok"
+    MISSING = "missing"
+    LOST_LEASE = "lost_lease"  # another delivery took the job over
+    ALREADY_FINAL = "already_final"  # the job succeeded or failed meanwhile
+
+
+class RenewCode(StrEnum):
+    """renew.lua: the lease is extended (OK), or another delivery took the job over."""
+
+    OK = "ok"
+    LOST_LEASE = "lost_lease"
+
+
+class DeadLetterCode(StrEnum):
+    """replay.lua and purge.lua: done (OK), or why the job was left as it was."""
+
+    OK = "ok"
+    MISSING = "missing"
+    NOT_FAILED = "not_failed"  # detail: its state
+    HAS_TICKET = "has_ticket"  # replay only; detail: the ticket id
+
+
+class Reason(IntEnum):
+    """admit.lua: why a request may (ADMITTED, PROBE) or may not go to StackOne now."""
+
+    ADMITTED = 0
+    RATE = 1
+    KEY_PAUSED = 2
+    ACCOUNT_PAUSED = 3
+    ACCOUNT_BUSY = 4
+    KEY_REFUSED = 5
+    PROBE = 6  # admitted, as the one request that finds out whether a refused key works
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")
+
+
+class Script:
+    """One Lua file and the enums it speaks, each under a prefix: ``STATE=JobState``
+    defines ``STATE_QUEUED`` and so on (and ``is_final`` for ``JobState``)."""
+
+    def __init__(self, file: str, **vocabulary: type[Enum]) -> None:
+        self.file = file
+        self.vocabulary = vocabulary
+
+    def __repr__(self) -> str:
+        return f"Script({self.file!r})"
+
+    @cached_property
+    def prelude(self) -> str:
+        lines = ["-- Generated from the Python enums (worker/store/scripts.py)."]
+        for prefix, enum in self.vocabulary.items():
+            lines += [f"local {prefix}_{member.name} = {_lua(member)}" for member in enum]
+            if enum is JobState:
+                finals = [f"state == {prefix}_{s.name}" for s in JobState if s.is_final]
+                lines += [
+                    "local function is_final(state)",
+                    f"  return {' or '.join(finals)}",
+                    "end",
+                ]
+        return "\n".join(lines) + "\n"
+
+    @cached_property
+    def source(self) -> str:
+        """The file as written, without the prelude."""
+        return files("worker.store").joinpath("lua", self.file).read_text()
+
+    @cached_property
+    def text(self) -> str:
+        """What Redis runs: the prelude, then the file."""
+        return self.prelude + self.source
+
+    @cached_property
+    def sha(self) -> str:
+        return hashlib.sha1(self.text.encode()).hexdigest()
+
+
+def _lua(member: Enum) -> str:
+    """A Lua literal for an enum's value: a number, or a plain string."""
+    if isinstance(member, IntEnum):
+        return str(int(member))
+    value = str(member.value)
+    if not _PLAIN.fullmatch(value):
+        raise ValueError(f"{member!r} cannot be written into a Lua script as it is")
+    return f'"{value}"'
+
+
+CREATE = Script("create.lua", STATE=JobState)
+SENT = Script("sent.lua", STATE=JobState)
+CLAIM = Script("claim.lua", STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
+RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
+TRANSITION = Script("transition.lua", STATE=JobState, RECORDED=Recorded)
+DUE = Script("due.lua", STATE=JobState)
+REPLAY = Script("replay.lua", STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
+PURGE = Script("purge.lua", STATE=JobState, DEAD=DeadLetterCode)
+ADMIT = Script("admit.lua", REASON=Reason)
+PAUSE = Script("pause.lua")
+SCRIPTS = (CREATE, SENT, CLAIM, RENEW, TRANSITION, DUE, REPLAY, PURGE, ADMIT, PAUSE)
+
+
+class Call(NamedTuple):
+    script: Script
+    keys: Sequence[str]
+    args: Sequence[str | int | float]
+
+
+def run(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    """Run many Lua script calls in one round trip; each call's answer, in order.
+
+    redis-py's own pipelined scripts ask Redis whether each script is loaded before every
+    pipeline, a second round trip each time; here they are sent as EVALSHA straight away,
+    and loaded only when Redis says it lost them (after a restart), then sent again. A
+    pipeline that met NOSCRIPT ran none of its calls, so sending it again is safe.
+    """
+    for _ in range(2):
+        with client.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                for script in {id(call.script): call.script for call in calls}.values():
+                    client.script_load(script.text)
+    raise NoScriptError("Lua scripts could not be loaded")
+
+
+def run_one(
+    client: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[str | int | float]
+) -> Any:
+    """One call: a pipeline of one."""
+    return run(client, [Call(script, keys, args)])[0]
