@@ -59,7 +59,7 @@ CHAOS_ENV = {
 # every ``unacked_restore_throttle``-th tick (10 x 10 s by default), plus once at start-up.
 KOMBU_RESTORE_SWEEP = float(Channel.unacked_restore_interval * Channel.unacked_restore_throttle)
 
-# Worker log lines the scenarios count (worker/runner.py, worker/keyhealth.py).
+# Worker log lines the scenarios count (worker/delivery/runner.py, worker/limits/keyhealth.py).
 RESENT_AFTER_RECONCILE = RESENT
 KEY_REFUSED = "refused API key"
 KEY_ACCEPTED = "accepts API key"

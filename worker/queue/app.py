@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
         },
         # kombu's Redis transport, minus a race that stops the consumer for good when the
-        # connection drops (see worker/broker.py).
+        # connection drops (see worker/queue/broker.py).
         broker_transport=TRANSPORT,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
