@@ -67,7 +67,7 @@ class LocalStack:
 
     def settings(self) -> Settings:
         """Settings for a producer in this process, pointing at this stack."""
-        return Settings.from_environ(self.child_env())
+        return Settings.model_validate(self.child_env())
 
     def start(self) -> None:
         run_dir = self.config.run_dir

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -195,16 +195,15 @@ class Settings(BaseSettings):
         alias = cls.model_fields[field_name].validation_alias
         return alias if isinstance(alias, str) else ENV_PREFIX + field_name.upper()
 
+    @model_validator(mode="before")
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        """The settings named by environment variables in ``environ`` (a child's environment,
-        say, to talk to that child from here); what it does not name is read as usual."""
-        given = {
-            name: environ[cls.variable(name)]
-            for name in cls.model_fields
-            if cls.variable(name) in environ
-        }
-        return cls.model_validate(given)
+    def _variables_name_their_fields(cls, given: Any) -> Any:
+        """``Settings(TICKETQ_MAX_ATTEMPTS=5)`` or a child's environment given whole to
+        ``model_validate`` means what the variable would mean, never silently nothing."""
+        if not isinstance(given, Mapping):
+            return given
+        fields = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
+        return {fields.get(key, key): value for key, value in given.items()}
 
     @field_validator("rate_limit")
     @classmethod

@@ -172,7 +172,13 @@ def test_an_earlier_uncertain_moment_is_kept_whatever_the_last_error(
     job_spec = spec()
     claim = claimed(store, job_spec)
     ambiguous = JobError(kind=ErrorKind.AMBIGUOUS, message="read timeout")
-    store.apply([retrying(claim, job_spec, ambiguous, time.time(), 1, uncertain_since=1000.0)])
+    store.apply(
+        [
+            retrying(
+                claim, job_spec, ambiguous, due_at=time.time(), attempts=1, uncertain_since=1000.0
+            )
+        ]
+    )
     second = store.claim(claim.job_id)
     assert isinstance(second, Claim)
     store.fail(second, job_spec, JobError(kind=ErrorKind.TERMINAL, message="422"))
@@ -247,3 +253,14 @@ def test_recent_lists_newest_first_and_filters_by_account_and_reason(
     failed_at = store.get(second)
     assert failed_at is not None and failed_at.finished_at is not None
     assert dead.matching(Selection(failed_before=failed_at.finished_at)) == [second, first]
+
+
+def test_the_reason_filter_reads_only_the_kind_as_replay_lua_does(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis
+) -> None:
+    """A record written by another version (here, an error without a message) is still
+    found by its kind, as replay.lua would read it."""
+    job_id = failed(store)
+    redis_client.hset(job_key(job_id), "error", '{"kind": "terminal", "status": "422"}')
+
+    assert dead.matching(Selection(reason=ErrorKind.TERMINAL)) == [job_id]

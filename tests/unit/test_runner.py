@@ -72,7 +72,7 @@ LOOP = EventLoop()
 
 class Harness:
     def __init__(self, redis_client: redis.Redis, api: ScriptedStackOne, **overrides: Any):
-        self.settings = Settings.from_environ(
+        self.settings = Settings.model_validate(
             {"TICKETQ_MAX_ATTEMPTS": "3", "TICKETQ_INPROCESS_MAX_DELAY": "0", **overrides}
         )
         self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)

@@ -51,13 +51,14 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         assert f"`{Settings.variable(name)}`" in readme, name
 
 
-def test_settings_can_be_built_from_a_childs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_given_by_their_variable_names_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKETQ_REDIS_URL", "redis://127.0.0.1:2/0")  # this process's own
 
-    settings = Settings.from_environ(
+    settings = Settings.model_validate(
         {"STACKONE_API_KEY": "sk-child", "TICKETQ_REDIS_URL": "redis://127.0.0.1:1/0", "HOME": "/"}
     )
 
     assert settings.redis_url == "redis://127.0.0.1:1/0"
+    assert Settings(TICKETQ_MAX_ATTEMPTS=5).max_attempts == 5
     assert settings.stackone_api_key is not None
     assert settings.stackone_api_key.get_secret_value() == "sk-child"

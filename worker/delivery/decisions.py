@@ -266,8 +266,8 @@ class Decisions:
             job.claim,
             job.spec,
             error,
-            moment.now + delay,
-            job.attempts,
+            due_at=moment.now + max(delay, 0.0),
+            attempts=job.attempts,
             uncertain_since=job.uncertain_since,
             settled=job.settled and job.uncertain_since is None,
         )

@@ -104,9 +104,13 @@ def worker_app(settings: Settings) -> Celery:
     def run_jobs(job_ids: object) -> None:
         process.run_jobs(job_ids)
 
+    def start_scheduler(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # Celery's signals are process-wide
+            process.start_scheduler(app)
+
     app.task(name=TASK_NAME, shared=False)(run_jobs)
     after_setup_logger.connect(_quiet_per_task_lines, weak=False)
-    worker_ready.connect(lambda **_: process.start_scheduler(app), weak=False)
+    worker_ready.connect(start_scheduler, weak=False)
     # Deliveries in flight finish their current round; none starts an in-process wait.
     worker_shutting_down.connect(lambda **_: process.stopping.set(), weak=False)
     return app

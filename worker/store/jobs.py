@@ -10,6 +10,7 @@ re-claimed) can never overwrite the newer attempt's outcome.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
-from pydantic import ValidationError
 
 from worker.contract import ErrorKind, JobError, JobRecord, JobSpec, JobState, TicketIds
 from worker.settings import Settings
@@ -290,9 +290,9 @@ class JobStore:
         return self.apply([succeeded(claim, spec, ticket, attempts)])[0]
 
     def retry_later(
-        self, claim: Claim, spec: JobSpec, error: JobError, due_at: float, attempts: int = 1
+        self, claim: Claim, spec: JobSpec, error: JobError, *, due_at: float, attempts: int = 1
     ) -> Recorded:
-        return self.apply([retrying(claim, spec, error, due_at, attempts)])[0]
+        return self.apply([retrying(claim, spec, error, due_at=due_at, attempts=attempts)])[0]
 
     def fail(
         self, claim: Claim, spec: JobSpec | None, error: JobError, attempts: int = 1
@@ -394,6 +394,7 @@ def retrying(
     claim: Claim,
     spec: JobSpec,
     error: JobError,
+    *,
     due_at: float,
     attempts: int,
     uncertain_since: float | None = None,
@@ -485,12 +486,13 @@ def _error(raw: str | None) -> JobError | None:
 
 
 def _error_kind(raw: str | None) -> ErrorKind | None:
-    """The kind of the job's last error; None if there is none, or it cannot be read."""
+    """The kind of the job's last error, read as leniently as replay.lua reads it: only the
+    kind has to make sense; None if there is none."""
     try:
-        error = _error(raw)
-    except ValidationError:
+        kind = json.loads(raw).get("kind") if raw else None
+        return ErrorKind(kind) if kind else None
+    except (ValueError, AttributeError, TypeError):
         return None
-    return error.kind if error else None
 
 
 def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
