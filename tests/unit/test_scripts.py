@@ -152,3 +152,26 @@ def test_scripts_redis_forgot_are_loaded_again_and_each_call_runs_once(
     assert redis_client.hget(job, "state") == "queued"
     assert redis_client.zcard(DUE_INDEX) == 1
     assert redis_client.pttl("ticketq:test:pause") > 59_000
+
+
+def test_only_the_calls_whose_script_redis_forgot_are_sent_again(
+    redis_client: redis.Redis,
+) -> None:
+    """After a restart one caller may have loaded a script again before another pipeline
+    mixes it with one still missing: the loaded call ran already and must not run twice
+    (a second claim of the same job would answer "leased" to the delivery that holds it)."""
+    job = job_key("j-2")
+    create = Call(
+        CREATE,
+        [DUE_INDEX, "", job, "", ""],
+        ["1", "1", "interactive", "", "j-2", "acct", "{}", "", ""],
+    )
+    run(redis_client, [create])
+    redis_client.script_flush()
+    redis_client.script_load(CLAIM.text)  # loaded again; PAUSE is not
+    claim = Call(CLAIM, [job, DUE_INDEX, FAILED_INDEX], ["2", "100", "token", "j-2", "3"])
+
+    answers = run(redis_client, [claim, Call(PAUSE, ["ticketq:test:pause"], [60_000])])
+
+    assert answers[0][0] == ClaimCode.OK
+    assert redis_client.hget(job, "deliveries") == "1"

@@ -147,20 +147,30 @@ def run(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
     """Run many Lua script calls in one round trip; each call's answer, in order.
 
     redis-py's own pipelined scripts ask Redis whether each script is loaded before every
-    pipeline, a second round trip each time; here they are sent as EVALSHA straight away,
-    and loaded only when Redis says it lost them (after a restart), then sent again. A
-    pipeline that met NOSCRIPT ran none of its calls, so sending it again is safe.
+    pipeline, a second round trip each time; here they are sent as EVALSHA straight away.
+    A call Redis answers NOSCRIPT (it lost its scripts in a restart) ran nothing: its
+    script is loaded and that call alone is sent again. The calls that did run are not,
+    so a pipeline that mixes a script loaded meanwhile with a missing one runs each once.
     """
-    for _ in range(2):
-        with client.pipeline(transaction=False) as pipe:
-            for script, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                return list(pipe.execute())
-            except NoScriptError:
-                for script in {id(call.script): call.script for call in calls}.values():
-                    client.script_load(script.text)
-    raise NoScriptError("Lua scripts could not be loaded")
+    answers = _pipeline(client, calls)
+    lost = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+    if lost:
+        for script in {id(calls[i].script): calls[i].script for i in lost}.values():
+            client.script_load(script.text)
+        for i, answer in zip(lost, _pipeline(client, [calls[i] for i in lost]), strict=True):
+            answers[i] = answer
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return answers
+
+
+def _pipeline(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    """One round trip; a call's error is its answer, in its place."""
+    with client.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
 
 
 def run_one(
