@@ -112,3 +112,14 @@ def test_producers_exports_exactly_its_public_surface() -> None:
 
     assert producers.__all__ == PRODUCERS_API
     assert public == PRODUCERS_API
+
+
+def test_the_command_loads_the_stand_in_and_the_worker_only_for_their_own_commands() -> None:
+    result = python(
+        "import sys\n"
+        "import ops.cli.app\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ops.fakeapi', 'worker.delivery'))))"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
