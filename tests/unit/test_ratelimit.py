@@ -14,10 +14,15 @@ from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, int
 from worker.settings import RateLimit
 from worker.store.jobs import Lane
 from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
+from worker.store.limits import LimitStore
+
+
+def key_state(client: redis.Redis) -> LimitStore:
+    return LimitStore(client, ApiKeyNames.of("fp"))
 
 
 def limiter(client: redis.Redis, rate: str = "600/min", cap: int = 0) -> Limiter:
-    return Limiter(client, "fp", RateLimit.parse(rate), account_cap=cap, holder_lease=30)
+    return Limiter(key_state(client), RateLimit.parse(rate), account_cap=cap, holder_lease=30)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +152,9 @@ def test_an_account_at_its_cap_waits_until_a_request_leaves_its_in_flight_set(
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
     redis_client: redis.Redis,
 ) -> None:
-    lim = Limiter(redis_client, "fp", RateLimit.parse("6000/min"), account_cap=1, holder_lease=0.2)
+    lim = Limiter(
+        key_state(redis_client), RateLimit.parse("6000/min"), account_cap=1, holder_lease=0.2
+    )
     assert lim.admit("acct", "bulk", "crashed").admitted
     assert lim.admit("acct", "bulk", "next").reason is Reason.ACCOUNT_BUSY
 
@@ -219,7 +226,7 @@ def test_a_refused_key_pauses_everyone_and_is_kept_for_status_pages_until_a_succ
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     lim = limiter(redis_client)
-    health = KeyHealth(redis_client, "fp", lim, pause_seconds=30)
+    health = KeyHealth(key_state(redis_client), "fp", pause_seconds=30)
 
     health.refused(401, "invalid key", now=1000.0)
     health.refused(401, "invalid key", now=1001.0)
@@ -236,7 +243,7 @@ def test_a_refused_key_pauses_everyone_and_is_kept_for_status_pages_until_a_succ
 def test_a_success_after_a_refusal_clears_it_and_says_so_once(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    health = KeyHealth(redis_client, "fp", limiter(redis_client), pause_seconds=30)
+    health = KeyHealth(key_state(redis_client), "fp", pause_seconds=30)
     health.refused(403, "forbidden", now=1000.0)
 
     health.accepted()

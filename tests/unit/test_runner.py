@@ -26,7 +26,8 @@ from worker.limits.rate import Limiter, Reason, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore
-from worker.store.keys import DUE_INDEX, job_key
+from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
+from worker.store.limits import LimitStore
 
 TITLE = "Checkout is down"
 
@@ -77,14 +78,14 @@ class Harness:
         )
         self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
         policy = RetryPolicy(self.settings, rng=random.Random(1))
+        key_state = LimitStore(redis_client, ApiKeyNames.of("fp"))
         self.limiter = Limiter(
-            redis_client,
-            "fp",
+            key_state,
             self.settings.parsed_rate_limit,
             account_cap=self.settings.account_concurrency,
             holder_lease=60,
         )
-        self.health = KeyHealth(redis_client, "fp", self.limiter, pause_seconds=30)
+        self.health = KeyHealth(key_state, "fp", pause_seconds=30)
         decisions = Decisions(self.settings, policy)
         self.api = api
         self.runner = JobRunner(

@@ -31,6 +31,8 @@ from worker.queue.scheduler import Scheduler
 from worker.settings import Settings
 from worker.stackone.client import StackOneClient
 from worker.store.jobs import JobStore
+from worker.store.keys import ApiKeyNames
+from worker.store.limits import LimitStore
 
 log = logging.getLogger("ticketq.worker")
 
@@ -57,16 +59,15 @@ class WorkerProcess:
         api = StackOneClient(settings)
         assert settings.stackone_api_key is not None  # StackOneClient checked it
         key = fingerprint(settings.stackone_api_key)
-        client = self.store.redis
+        key_state = LimitStore(self.store.redis, ApiKeyNames.of(key))
         limiter = Limiter(
-            client,
-            key,
+            key_state,
             settings.parsed_rate_limit,
             account_cap=settings.account_concurrency,
             holder_lease=settings.lease_seconds,
             probe_interval=settings.auth_pause,
         )
-        health = KeyHealth(client, key, limiter, settings.auth_pause)
+        health = KeyHealth(key_state, key, settings.auth_pause)
         decisions = Decisions(settings, RetryPolicy(settings))
         return JobRunner(
             settings, self.store, api, EventLoop(), limiter, decisions, health, self.stopping

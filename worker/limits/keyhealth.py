@@ -13,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
-import redis
 from pydantic import SecretStr
 
-from worker.limits.rate import Limiter
-from worker.store.keys import ApiKeyNames
 from worker.store.limits import KeyRefusal, LimitStore
 
 __all__ = ["KeyHealth", "KeyRefusal", "fingerprint"]
@@ -31,12 +28,9 @@ def fingerprint(api_key: SecretStr) -> str:
 
 
 class KeyHealth:
-    def __init__(
-        self, client: redis.Redis, key_fingerprint: str, limiter: Limiter, pause_seconds: float
-    ) -> None:
+    def __init__(self, store: LimitStore, key_fingerprint: str, pause_seconds: float) -> None:
         self.fingerprint = key_fingerprint
-        self._store = LimitStore(client, ApiKeyNames.of(key_fingerprint))
-        self._limiter = limiter
+        self._store = store  # the same key state the limiter admits by
         self._pause_seconds = pause_seconds
         self._seen_refusal = False
 
@@ -44,7 +38,7 @@ class KeyHealth:
         """StackOne refused the key: pause every worker; say so once per pause."""
         self._seen_refusal = True
         first_refusal = self._store.note_refusal(status, message, now)
-        if self._limiter.pause_refused_key(self._pause_seconds):
+        if self._store.pause_refused_key(self._pause_seconds):
             log.error(
                 "StackOne refused API key %s (%s: %s); every worker stops sending with it "
                 "for %.0fs, then one job tries it again",

@@ -21,11 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
-
 from worker.settings import RateLimit
 from worker.store.jobs import Lane
-from worker.store.keys import ApiKeyNames
 from worker.store.limits import Ask, LimitStore, Round
 from worker.store.scripts import Reason
 
@@ -73,14 +70,13 @@ class Admission:
 class Limiter:
     def __init__(
         self,
-        client: redis.Redis,
-        key_fingerprint: str,
+        store: LimitStore,
         limit: RateLimit,
         account_cap: int,
         holder_lease: float,
         probe_interval: float = 30.0,
     ) -> None:
-        self._store = LimitStore(client, ApiKeyNames.of(key_fingerprint))
+        self._store = store
         self._limit = limit
         self._account_cap = account_cap
         self._holder_lease = holder_lease
@@ -122,8 +118,3 @@ class Limiter:
     def pause_account(self, account_id: str, seconds: float) -> None:
         """The provider behind one linked account said 429: only that account waits."""
         self._store.pause_account(account_id, seconds)
-
-    def pause_refused_key(self, seconds: float) -> bool:
-        """StackOne refused the key (401/403): nobody sends with it for ``seconds``. True
-        if this started the pause (so it is announced once, not once per job)."""
-        return self._store.pause_refused_key(seconds)
