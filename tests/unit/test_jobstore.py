@@ -146,7 +146,7 @@ def test_a_finished_job_is_never_claimed_again(store: JobStore) -> None:
 
     assert store.claim(claim.job_id) == NotClaimed(ClaimCode.FINAL, "succeeded")
     error = JobError(kind=ErrorKind.TERMINAL, message="x")
-    assert store.fail(claim, job_spec, error) is Recorded.ALREADY_FINAL
+    assert store.fail(claim, job_spec, error) is Recorded.SUCCEEDED
 
 
 def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_slot(

@@ -40,7 +40,8 @@ class Recorded(StrEnum):
     OK = "ok"
     MISSING = "missing"
     LOST_LEASE = "lost_lease"  # another delivery took the job over
-    ALREADY_FINAL = "already_final"  # the job succeeded or failed meanwhile
+    SUCCEEDED = "succeeded"  # the job succeeded meanwhile (another delivery's outcome)
+    FAILED = "failed"  # the job failed meanwhile
 
 
 class RenewCode(StrEnum):

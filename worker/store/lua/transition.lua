@@ -7,7 +7,7 @@
 -- ARGV[7] requests this delivery made that count as attempts,
 -- ARGV[8..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
--- RECORDED_LOST_LEASE, RECORDED_ALREADY_FINAL.
+-- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile).
 if KEYS[7] ~= "" then
   redis.call("ZREM", KEYS[7], ARGV[1])
 end
@@ -15,8 +15,10 @@ local current = redis.call("HMGET", KEYS[1], "state", "lease_token")
 if not current[1] then
   return RECORDED_MISSING
 end
-if is_final(current[1]) then
-  return RECORDED_ALREADY_FINAL
+if current[1] == STATE_SUCCEEDED then
+  return RECORDED_SUCCEEDED
+elseif current[1] == STATE_FAILED then
+  return RECORDED_FAILED
 end
 if current[1] ~= STATE_RUNNING or current[2] ~= ARGV[1] then
   return RECORDED_LOST_LEASE
