@@ -24,7 +24,7 @@ from ops.redis_server import redis_answers
 from ops.stack import LocalStack, StackConfig
 from producers.client import InvalidJob, Producer
 from worker.contract import JobRecord, JobState
-from worker.settings import Settings
+from worker.settings import Settings, redacted_url
 
 ACCOUNT_ID = "acct-demo"
 FINISH_TIMEOUT = 120.0
@@ -78,7 +78,7 @@ def run_demo(settings: Settings, *, workers: int, tickets: int, console: Console
     console.print(
         f"[bold]ticketq demo[/bold] run {run}: "
         + (
-            f"using the Redis answering at {reuse}"
+            f"using the Redis answering at {redacted_url(reuse)}"
             if reuse
             else "no Redis answers at TICKETQ_REDIS_URL, starting an embedded one"
         )

@@ -16,7 +16,7 @@ import redis
 
 from ops.redis_server import RedisServer
 from worker.contract import JobSpec, TicketIds
-from worker.store.jobs import Claim, JobStore
+from worker.store.jobs import Claim, JobStore, spec_from_claim
 
 SAMPLE_TICKET = {
     "title": "Checkout latency above 2 s in eu-west-1",
@@ -53,7 +53,7 @@ def measure(jobs: int = 2_000) -> Footprint:
         for n, job_id in enumerate(ids):
             claim = store.claim(job_id)
             assert isinstance(claim, Claim)
-            spec = JobSpec.model_validate_json(claim.spec_json)
+            spec = spec_from_claim(claim)
             ticket = TicketIds(id=f"{n:032x}", remote_id=f"PROJ-{n}")
             store.succeed(claim, spec, ticket)
         finished = _used(client)

@@ -4,12 +4,15 @@ for one interactive ticket, ``producers.submit_many(account_id, tickets, refs=..
 Everything a caller passes to these calls or gets back from them is exported here, so that
 nobody has to reach into ``worker``: ``Settings`` to point a ``Producer`` somewhere,
 ``TicketCreate`` to build a body, ``JobRecord``/``JobState``/``JobError``/``ErrorKind``/
-``TicketIds`` to read a result. Importing this package reads no settings and connects to
-nothing; a ``Producer`` does that when it is made.
+``TicketIds`` to read a result; ``InvalidJob``, ``JobNotFound``, ``BrokerError`` and
+``BrokerUnavailable`` for what can go wrong. Importing this package reads no settings and
+connects to nothing; a ``Producer`` does that when it is made.
 """
 
 from producers.client import (
     BatchHandle,
+    BrokerError,
+    BrokerUnavailable,
     InvalidJob,
     JobHandle,
     JobNotFound,
@@ -22,6 +25,8 @@ from worker.settings import Settings
 
 __all__ = [
     "BatchHandle",
+    "BrokerError",
+    "BrokerUnavailable",
     "ErrorKind",
     "InvalidJob",
     "JobError",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
 from producers.publisher import Publisher
@@ -23,7 +26,7 @@ from worker.queue.app import create_app
 from worker.queue.dispatch import dispatch
 from worker.settings import Settings, get_settings
 from worker.store.jobs import Due, JobStore
-from worker.validation import describe_validation_error
+from worker.validation import MAX_ERRORS, bounded, describe_validation_error
 
 
 class InvalidJob(ValueError):
@@ -34,6 +37,28 @@ class JobNotFound(LookupError):
     """No record for this job id (never submitted, or expired after its retention)."""
 
 
+class BrokerError(RuntimeError):
+    """Redis failed the request (out of memory, read-only, refused a command); the message
+    says why and the driver's exception is chained as ``__cause__``."""
+
+
+class BrokerUnavailable(BrokerError):
+    """Redis could not be reached (down, wrong TICKETQ_REDIS_URL, no network, wrong
+    password) after the client's retries; nothing was stored."""
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Callers of the producer API handle ``producers`` exceptions, never a driver's: which
+    library talks to Redis is ours to change."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as exc:
+        raise BrokerUnavailable(f"cannot reach Redis (TICKETQ_REDIS_URL): {exc}") from exc
+    except redis.RedisError as exc:
+        raise BrokerError(f"Redis refused the request: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class JobHandle:
     """What a producer keeps to follow a job; ``is_new`` is False for a repeated idempotency key."""
@@ -42,6 +67,7 @@ class JobHandle:
     is_new: bool
     store: JobStore
 
+    @broker_errors()
     def status(self) -> JobRecord:
         record = self.store.get(self.job_id)
         if record is None:
@@ -68,6 +94,7 @@ class BatchHandle:
     job_ids: list[str]
     store: JobStore
 
+    @broker_errors()
     def progress(self) -> Counter[str]:
         """How many jobs are in each state (``missing`` for an expired record)."""
         return Counter(
@@ -93,9 +120,11 @@ class Producer:
     its message follows from a background thread (``producers/publisher.py``), which
     ``close()`` (or interpreter exit) lets finish."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, ride_out_restarts: bool = True) -> None:
+        """``ride_out_restarts``: retry Redis for about half a minute (a restart) before
+        raising ``BrokerUnavailable``; False gives up within seconds."""
         self.settings = settings or get_settings()
-        self.store = JobStore.from_settings(self.settings)
+        self.store = JobStore.from_settings(self.settings, ride_out_restarts=ride_out_restarts)
         self._app: Celery = create_app(self.settings)
         self._publisher = Publisher(self._send_interactive)
 
@@ -113,6 +142,7 @@ class Producer:
         """Send every message still pending; the producer may be used again after."""
         self._publisher.close(timeout)
 
+    @broker_errors()
     def submit(
         self,
         account_id: str,
@@ -144,6 +174,7 @@ class Producer:
         except ValidationError as exc:
             raise InvalidJob(describe_validation_error(exc)) from None
 
+    @broker_errors()
     def submit_many(
         self,
         account_id: str,
@@ -161,7 +192,9 @@ class Producer:
             if values is not None and len(values) != len(tickets):
                 raise InvalidJob(f"{name} has {len(values)} items for {len(tickets)} tickets")
         batch_id = uuid.uuid4().hex
-        specs, problems = [], []
+        specs: list[JobSpec] = []
+        problems: list[str] = []
+        invalid = 0
         for index, ticket in enumerate(tickets):
             try:
                 specs.append(
@@ -176,17 +209,21 @@ class Producer:
                     )
                 )
             except InvalidJob as exc:
-                problems.append(f"tickets[{index}]: {exc}")
-        if problems:
-            raise InvalidJob("; ".join(problems))
+                invalid += 1
+                if len(problems) < MAX_ERRORS:
+                    problems.append(f"tickets[{index}]: {exc}")
+        if invalid:
+            raise InvalidJob(bounded(problems, invalid, " invalid tickets"))
         stored = self.store.create_many(specs, "bulk")
         new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
         dispatch(self._app, self.store, new, self.settings.bulk_batch)
         return BatchHandle(batch_id, [s.job_id for s in stored], self.store)
 
+    @broker_errors()
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)
 
+    @broker_errors()
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         return self.store.find(account_id, ref)
 

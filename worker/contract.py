@@ -7,10 +7,22 @@ and so that bad input is refused at the door with a message naming the field.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_TITLE_CHARS = 1_000
 MAX_CONTENT_ITEMS = 50
@@ -19,6 +31,17 @@ MAX_LIST_ITEMS = 100
 MAX_ID_CHARS = 256
 MAX_CUSTOM_FIELDS = 100
 MAX_BODY_BYTES = 256 * 1024
+MAX_DEPTH = 32  # containers nested in one ticket body, the body itself included
+# Below json.loads's limit of 4,300 digits, so what the door accepts the worker can read.
+MAX_INT_DIGITS = 4_000
+
+Loc = tuple[str | int, ...]  # where a value sits in a job spec: ("ticket", "priority", ...)
+# A free-form value (priority.source_value, a custom field's value) sits inside two
+# containers of the body: the body itself, and priority or unified_custom_fields.
+_FREE_VALUE_DEPTH = 2
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_NOT_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 # Sent as the x-account-id header: printable ASCII without spaces, or httpx cannot send it.
@@ -27,6 +50,108 @@ AccountId = Annotated[
 ]
 IdList = Annotated[list[Identifier], Field(max_length=MAX_LIST_ITEMS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS)]
+
+
+def refusal(loc: Loc, kind: str, message: str) -> ValidationError:
+    """A validation error at ``loc`` shaped like pydantic's own, so that every reader of a
+    job reports it the same way (``worker.validation.describe_validation_error``)."""
+    error = PydanticCustomError(kind, "{message}", {"message": message})
+    return ValidationError.from_exception_data(
+        "JobSpec", [{"type": error, "loc": loc, "input": None}]
+    )
+
+
+def _json_only(value: Any) -> Any:
+    """A free-form value holds what JSON text can: objects with string keys, arrays,
+    strings, finite numbers, booleans and null, nested at most ``MAX_DEPTH`` containers deep
+    in the body, as ``load_json`` counts them in text. Walked without recursion, so no depth
+    can crash it; NaN and Infinity are refused by name (pydantic would send them as null)."""
+    pending: list[tuple[Loc, Any]] = [((), value)]
+    while pending:
+        loc, item = pending.pop()
+        if isinstance(item, dict | list | tuple):
+            if _FREE_VALUE_DEPTH + 1 + len(loc) > MAX_DEPTH:
+                raise refusal(loc, "json_depth", f"nested deeper than {MAX_DEPTH} levels")
+            pending += reversed(list(_members(loc, item)))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise refusal(loc, "json_number", f"{_NOT_FINITE[str(item)]} is not a JSON number")
+        elif isinstance(item, int) and abs(item) >= _INT_LIMIT:
+            raise refusal(loc, "json_number", f"a number of more than {MAX_INT_DIGITS:,} digits")
+        elif not isinstance(item, str | int | float | None):
+            raise refusal(loc, "json_type", f"not a JSON value (a {type(item).__name__})")
+    return value
+
+
+def _members(loc: Loc, container: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> Any:
+    """Each member of an object or array with its loc; an object's keys must be strings."""
+    if not isinstance(container, dict):
+        yield from (((*loc, index), item) for index, item in enumerate(container))
+        return
+    for key, item in container.items():
+        if not isinstance(key, str):
+            raise refusal(loc, "json_key", f"keys must be strings, not {type(key).__name__}")
+        yield (*loc, key), item
+
+
+# A free-form value: JSON only, checked the same way as JSON text (see ``load_json``).
+JsonValue = Annotated[Any, AfterValidator(_json_only)]
+
+
+def load_json(text: str, at: Loc = ()) -> Any:
+    """Parse JSON text as every reader of a job does (the CLI, the worker): nesting past
+    ``MAX_DEPTH`` is refused before the parser can recurse (json.loads stops with a
+    RecursionError near 1,000 levels, pydantic near 200), and every error is a
+    ValidationError naming where. ``at`` is where the text sits in a job spec: () for a
+    stored spec, ("ticket",) for a ticket body. NaN and Infinity parse, and the models
+    refuse them by name, as from a Python mapping."""
+    too_deep = _too_deep(text, at)
+    if too_deep is not None:
+        raise refusal(too_deep, "json_depth", f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise refusal(at, "json_invalid", f"not JSON ({where})") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise refusal(at, "json_invalid", f"not JSON ({exc})") from None
+
+
+def _too_deep(text: str, at: Loc) -> Loc | None:
+    """The loc of the first container in JSON text nested deeper than ``MAX_DEPTH`` (a
+    container at loc ``("ticket", "priority")`` is at depth 2), read token by token
+    without recursion; None when the text nests no deeper. Text that is not JSON may be
+    misread here, but json.loads refuses it then within the depth read here."""
+    path: list[str | int] = list(at)
+    in_object: list[bool] = []  # per open container, innermost last
+    key_next = False
+    for token in _JSON_TOKEN.findall(text):
+        if token in ("[", "{"):
+            if len(path) > MAX_DEPTH:
+                return tuple(path)
+            in_object.append(token == "{")
+            path.append(0)  # an array's first index; an object's key comes next
+            key_next = token == "{"
+        elif token in ("]", "}"):
+            if in_object:
+                in_object.pop()
+                path.pop()
+            key_next = False
+        elif token == "," and in_object:
+            key_next = in_object[-1]
+            if not key_next:
+                path[-1] = int(path[-1]) + 1
+        elif key_next:
+            path[-1] = _key(token)
+            key_next = False
+    return None
+
+
+def _key(token: str) -> str:
+    """An object key as json.loads reads it (the token as written if it does not parse)."""
+    try:
+        return str(json.loads(token))
+    except ValueError:
+        return token[1:-1]
 
 
 class Strict(BaseModel):
@@ -47,7 +172,7 @@ class PriorityValue(StrEnum):
 class Priority(Strict):
     id: Identifier | None = None
     value: PriorityValue | None = None
-    source_value: Any = None
+    source_value: JsonValue = None
 
 
 class Content(Strict):
@@ -72,9 +197,9 @@ class TicketCreate(Strict):
     # The spec says string, the docs' example a list: accept both, send what was given.
     component_ids: Identifier | IdList | None = None
     collections: IdList | None = None
-    unified_custom_fields: Annotated[dict[str, Any], Field(max_length=MAX_CUSTOM_FIELDS)] | None = (
-        None
-    )
+    unified_custom_fields: (
+        Annotated[dict[str, JsonValue], Field(max_length=MAX_CUSTOM_FIELDS)] | None
+    ) = None
 
     @model_validator(mode="after")
     def _body_fits(self) -> TicketCreate:

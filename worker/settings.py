@@ -7,15 +7,18 @@ environment to the child, which builds its own ``Settings`` from it.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AmbiguousPolicy = Literal["reconcile", "retry", "park"]
@@ -46,12 +49,15 @@ class RateLimit:
         """``1000/min``, ``50/s``, ``3600/hour``."""
         match = RATE_PATTERN.match(text.lower())
         if not match or match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
-            raise ValueError(f"rate limit {text!r} is not like 1000/min or 50/s")
+            raise ValueError("must be like 1000/min or 50/s")
         return cls(int(match.group(1)), RATE_UNITS[match.group(2)])
 
 
 ENV_PREFIX = "TICKETQ_"
 LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+MASK = "***"
 
 
 def ticketq_version() -> str:
@@ -66,8 +72,13 @@ class Settings(BaseSettings):
     """The one settings object. Field docs are the README's settings table."""
 
     # TICKETQ_<FIELD> for ticketq's own settings; the two StackOne ones keep StackOne's names.
+    # hide_input_in_errors: a ValidationError printed as it is must not show the key either.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, frozen=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     stackone_api_key: SecretStr | None = Field(
@@ -78,11 +89,18 @@ class Settings(BaseSettings):
     stackone_base_url: str = Field(
         default="https://api.stackone.com",
         validation_alias="STACKONE_BASE_URL",
-        description="Base URL of the StackOne API (the stand-in's URL in the demo and tests).",
+        description="Base URL of the StackOne API (the stand-in's URL in the demo and tests); "
+        "`https://` unless the host is this one (127.0.0.1, ::1, localhost).",
+    )
+    insecure_http: bool = Field(
+        default=False,
+        description="Allow an `http://` `STACKONE_BASE_URL` to another host, such as the "
+        "stand-in in docker-compose.yml; the key then crosses that network in clear text.",
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        description="Redis used as broker and job store.",
+        description="Redis used as broker and job store: `redis://`, `rediss://` (TLS) or "
+        "`unix://`. Its password is masked wherever settings are shown.",
     )
     connect_timeout: float = Field(
         default=5.0,
@@ -95,10 +113,26 @@ class Settings(BaseSettings):
         description="Seconds to wait for StackOne's answer; above its own 60 s limit (408).",
     )
     max_attempts: int = Field(
-        default=8,
-        ge=1,
+        default=0,
+        ge=0,
         le=100,
-        description="Requests sent for one job before it ends failed.",
+        description="An optional cap on requests sent for one job before it ends failed "
+        "`exhausted`, on top of `TICKETQ_RETRY_FOR`; 0: no cap, the time budget alone decides.",
+    )
+    retry_for: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Seconds a job keeps retrying 5xx and connection errors, counted from its "
+        "first failed attempt (not its creation: waiting for the rate or a paused key is not "
+        "failing); a failure after that ends it failed `exhausted`.",
+    )
+    outage_after: int = Field(
+        default=5,
+        ge=1,
+        description="5xx or connection errors in a row with the API key, from any job on any "
+        "worker, that make it an outage: every worker holds its requests and one at a time "
+        "probes StackOne, pausing from `TICKETQ_BACKOFF_BASE` and doubling up to "
+        "`TICKETQ_BACKOFF_MAX` after each failed probe, until one succeeds.",
     )
     backoff_base: float = Field(
         default=1.0,
@@ -205,6 +239,51 @@ class Settings(BaseSettings):
         fields = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
         return {fields.get(key, key): value for key, value in given.items()}
 
+    @field_validator("stackone_api_key")
+    @classmethod
+    def _key_is_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty key would start a worker that fails every message (workers refuse an
+        unset key themselves; producers need none)."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty when set")
+        return value
+
+    @field_validator("stackone_base_url")
+    @classmethod
+    def _base_url_is_a_url(cls, value: str) -> str:
+        """A URL that cannot be sent to would make every attempt fail, ambiguous."""
+        if _base_url_parts(value) is None:
+            raise ValueError(
+                "must be an http(s) URL with a host, like https://api.stackone.com "
+                "(an optional port and path; no user, query or fragment)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme_is_known(cls, value: str) -> str:
+        parts = _url_parts(value)
+        if parts is None or parts.scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _key_goes_out_encrypted(self) -> Settings:
+        """Basic auth over plain HTTP hands the key to anyone on the way."""
+        parts = _base_url_parts(self.stackone_base_url)
+        local = parts is not None and parts.hostname in LOCAL_HOSTS
+        if parts is not None and parts.scheme == "http" and not local and not self.insecure_http:
+            raise ValueError(
+                "STACKONE_BASE_URL: must use https:// (http:// only for 127.0.0.1, ::1 or "
+                "localhost: the API key would cross the network in clear text)"
+            )
+        return self
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """``repr`` and ``str`` show the Redis URL without its password."""
+        for name, value in super().__repr_args__():
+            yield name, redacted_url(value) if name == "redis_url" else value
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
@@ -237,6 +316,80 @@ class Settings(BaseSettings):
     @property
     def user_agent(self) -> str:
         return f"ticketq/{ticketq_version()} (+https://github.com/ticketq/ticketq)"
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line, as every error a command ends with: each problem's variable and the rule it
+    breaks, never the value given (it may be the API key or a URL with a password). A rule
+    across settings names its variables itself."""
+    return "; ".join(_problem(error) for error in exc.errors(include_input=False))
+
+
+def _problem(error: ErrorDetails) -> str:
+    rule = " ".join(error["msg"].removeprefix("Value error, ").split())
+    if not error["loc"]:
+        return rule
+    name = str(error["loc"][0])
+    variable = Settings.variable(name) if name in Settings.model_fields else name
+    return f"{variable}: {rule}"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password masked, for showing a Redis URL (in the user info, or as
+    redis-py's ``?password=`` query parameter)."""
+    parts = _url_parts(url)
+    if parts is None:
+        return MASK  # nothing can be told apart safely
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
+    query = re.sub(r"(?i)((?:^|&)password=)[^&]*", rf"\g<1>{MASK}", query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # Rebuilt by hand: urlunsplit drops the "//" of schemes it does not know (unix://).
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+def _base_url_parts(url: str) -> SplitResult | None:
+    """``url`` split, if it is one the client can send to: http(s), a host, a valid port,
+    nothing that is not part of a base (user info, query, fragment) and no blanks."""
+    if not url.isprintable() or any(char.isspace() for char in url):
+        return None
+    parts = _url_parts(url)
+    if parts is None:
+        return None
+    try:
+        parts.port  # noqa: B018 -- raises for a port that is not a number in range
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if "?" in url or "#" in url or not _is_host(parts.hostname):
+        return None
+    return parts
+
+
+def _url_parts(url: str) -> SplitResult | None:
+    """``url`` split, if it is one at all: a scheme, "://" and brackets that match."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an IPv6 host with a bracket missing
+        return None
+    return parts if parts.scheme and url.lower().startswith(f"{parts.scheme}://") else None
+
+
+def _is_host(name: str) -> bool:
+    """A DNS name or an IP address (what a URL's host may be)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return re.fullmatch(r"[\w-]+(\.[\w-]+)*\.?", name) is not None
+    return True
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 (``ops/cli/jobs.py``) and the dead letters (``ops/cli/dead.py``) join it here.
 
 Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
-Redis) ends with a one-line message and a non-zero exit, never a traceback. What only one
+Redis, a bad setting) ends with a one-line message and a non-zero exit, never a traceback;
+``--help`` reads no settings. What only one
 command needs (the worker's task, the stand-in, the demo) is imported by that command.
 """
 
@@ -12,10 +13,9 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.console import fail, wide_console
+from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
 from ops.cli.jobs import jobs_app
-from worker.settings import get_settings
 from worker.store.keys import QUEUES
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ app.add_typer(dead_app, name="dead")
 def worker(ctx: typer.Context) -> None:
     from worker.delivery.task import worker_app
 
-    settings = get_settings()
+    settings = load_settings()
     if settings.stackone_api_key is None:
         raise fail("STACKONE_API_KEY is not set; a worker cannot call StackOne without it")
     argv = [
@@ -67,7 +67,7 @@ def fake_api(
 ) -> None:
     from ops.fakeapi import FakeApiOptions, serve
 
-    key = get_settings().stackone_api_key
+    key = load_settings().stackone_api_key
     options = FakeApiOptions(
         api_key=key.get_secret_value() if key else None,
         latency_ms=latency_ms,
@@ -86,7 +86,7 @@ def demo(
     from ops.demo import run_demo
 
     console = wide_console(150)
-    raise typer.Exit(run_demo(get_settings(), workers=workers, tickets=tickets, console=console))
+    raise typer.Exit(run_demo(load_settings(), workers=workers, tickets=tickets, console=console))
 
 
 def main() -> None:

@@ -1,35 +1,83 @@
-"""What every ``ticketq`` command shares: its consoles, and how it ends on an error.
+"""What every ``ticketq`` command shares: its consoles, the settings, how outside text is
+printed, and how a command ends on an error.
 
 A failure a user can cause ends in one line on stderr and a non-zero exit, never a
-traceback; an unreachable Redis is said the same way by every command.
+traceback; an unreachable Redis and a bad setting are said the same way by every command.
+
+Text that comes from outside (account ids, refs, body keys, file names, provider messages,
+driver errors) goes through ``safe`` and nothing else: Rich would read ``[/x]`` in it as
+markup (and crash, or make a link of ``[link=...]``), and a terminal would obey escape
+sequences in it. Lines are printed unwrapped, so a log or a pipe gets one line per message.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
+
+from producers.client import BrokerError, broker_errors
+from worker.settings import Settings, describe_settings_error, get_settings
 
 out = Console()
 err = Console(stderr=True)
 
+# C0 and C1 controls, DEL, line/paragraph separators and the bidirectional overrides (which
+# reorder what a terminal shows): shown as escapes, never sent to the terminal as they are.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def safe(text: object) -> Text:
+    """Outside text as Rich shows it literally: no markup, control characters as escapes."""
+    return Text(_CONTROL.sub(_escape, str(text)))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def say(message: str, console: Console = out) -> None:
+    """One line of plain text (outside text included), never wrapped."""
+    console.print(safe(message), soft_wrap=True)
+
+
+def print_json(data: object) -> None:
+    """JSON for a program to read: every non-ASCII or control character as a ``\\u`` escape,
+    so the output is the same data and safe on a terminal."""
+    out.print_json(json.dumps(data), ensure_ascii=True)
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(Text.assemble(("error:", "red"), " ", safe(message)), soft_wrap=True)
     return typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    """The process's settings; a bad variable ends the command with one line naming it."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise fail(describe_settings_error(exc)) from None
 
 
 @contextmanager
 def redis_errors() -> Iterator[None]:
+    """Redis failing, through the store or the producer, as one line: the producer's words."""
     try:
-        yield
-    except redis.ConnectionError as exc:
-        raise fail(f"cannot reach Redis at the configured TICKETQ_REDIS_URL: {exc}", 1) from None
-    except redis.RedisError as exc:
-        raise fail(f"Redis refused the request: {exc}", 1) from None
+        with broker_errors():
+            yield
+    except BrokerError as exc:
+        raise fail(str(exc), 1) from None
 
 
 def wide_console(min_width: int) -> Console:

@@ -7,7 +7,6 @@ A replay or purge reports what it did and what it skipped, and why, job by job.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,11 +15,20 @@ import typer
 from kombu.exceptions import OperationalError
 from rich.table import Table
 
-from ops.cli.console import err, fail, out, redis_errors, wide_console
+from ops.cli.console import (
+    err,
+    fail,
+    load_settings,
+    print_json,
+    redis_errors,
+    safe,
+    say,
+    wide_console,
+)
 from worker.contract import ErrorKind, JobRecord
 from worker.queue.app import create_app
 from worker.queue.dispatch import replay_failed
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 from worker.store.deadletters import DeadLetters, Report, Selection
 from worker.store.jobs import JobStore
 
@@ -43,7 +51,7 @@ ReasonFilter = Annotated[
 
 
 def _dead_letters(settings: Settings) -> DeadLetters:
-    return DeadLetters(JobStore.from_settings(settings))
+    return DeadLetters(JobStore.from_settings(settings, ride_out_restarts=False))
 
 
 @dead_app.command("list", help="Failed jobs, most recently failed first.")
@@ -54,11 +62,11 @@ def list_jobs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     with redis_errors():
-        records = _dead_letters(get_settings()).recent(
+        records = _dead_letters(load_settings()).recent(
             Selection(account_id=account_id, reason=reason), limit
         )
     if as_json:
-        out.print_json(json.dumps([record.public() for record in records]))
+        print_json([record.public() for record in records])
     else:
         _print_table(records)
 
@@ -70,16 +78,17 @@ def _print_table(records: list[JobRecord]) -> None:
         message = error.message if error else ""
         if len(message) > MESSAGE_CHARS:
             message = message[: MESSAGE_CHARS - 1] + "…"
-        table.add_row(
+        cells = (
             record.job_id,
             record.account_id,
             record.ref or "",
             error.kind if error else "",
-            str(error.status) if error and error.status is not None else "",
+            error.status if error and error.status is not None else "",
             message,
-            str(record.attempts),
+            record.attempts,
             _time(record.finished_at),
         )
+        table.add_row(*(safe(cell) for cell in cells))
     wide_console(200).print(table, highlight=False)
 
 
@@ -96,7 +105,7 @@ def replay(
     reason: ReasonFilter = None,
     account_id: AccountFilter = None,
 ) -> None:
-    settings = get_settings()
+    settings = load_settings()
     dead = _dead_letters(settings)
     with redis_errors():
         chosen = _chosen(dead, job_ids, all_jobs, Selection(account_id=account_id, reason=reason))
@@ -123,7 +132,7 @@ def purge(
     account_id: AccountFilter = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm --all.")] = False,
 ) -> None:
-    dead = _dead_letters(get_settings())
+    dead = _dead_letters(load_settings())
     before = None if older_than is None else datetime.now(UTC).timestamp() - older_than * 86400
     selection = Selection(account_id=account_id, reason=reason, failed_before=before)
     with redis_errors():
@@ -161,11 +170,11 @@ def _confirm(question: str) -> None:
 def _summarize(verb: str, report: Report) -> None:
     """One line per skipped job on stderr, then the summary; exit 1 if any was skipped."""
     for skipped in report.skipped:
-        err.print(f"skipped {skipped.job_id}: {skipped.reason}", highlight=False, markup=False)
+        say(f"skipped {skipped.job_id}: {skipped.reason}", err)
     counts = Counter(skipped.why for skipped in report.skipped)
     why = (
         ": " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) if counts else ""
     )
-    out.print(f"{verb} {len(report.done)}, skipped {len(report.skipped)}{why}", highlight=False)
+    say(f"{verb} {len(report.done)}, skipped {len(report.skipped)}{why}")
     if report.skipped:
         raise typer.Exit(1)

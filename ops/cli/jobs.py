@@ -1,7 +1,8 @@
 """``ticketq submit``, ``status`` and ``find``: one job in, one job's record out.
 
-Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
-Redis) ends with a one-line message and a non-zero exit, never a traceback.
+Every failure a user can cause (a file that is not UTF-8 JSON or is far too large, a field
+that fails validation, an unreachable Redis) ends with a one-line message and a non-zero
+exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,15 +10,26 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
-from ops.cli.console import err, fail, out, redis_errors
+from ops.cli.console import (
+    err,
+    fail,
+    load_settings,
+    out,
+    print_json,
+    redis_errors,
+    safe,
+    say,
+)
 from producers import InvalidJob, JobRecord, Producer
-from worker.settings import get_settings
+from worker.contract import MAX_BODY_BYTES, load_json
+from worker.validation import describe_validation_error
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 AccountId = Annotated[str, typer.Option("--account-id", help="StackOne linked account id.")]
@@ -25,8 +37,13 @@ AccountId = Annotated[str, typer.Option("--account-id", help="StackOne linked ac
 jobs_app = typer.Typer()
 
 
+# Room above the body limit for whitespace and escapes; past it the file is not a ticket
+# body (``/dev/zero``, a log), and reading on would only fill memory.
+MAX_INPUT_BYTES = 4 * MAX_BODY_BYTES
+
+
 def producer() -> Producer:
-    return Producer(get_settings())
+    return Producer(load_settings(), ride_out_restarts=False)
 
 
 @jobs_app.command(help="Queue one ticket; FILE (or - for standard input) holds the JSON body.")
@@ -38,26 +55,45 @@ def submit(
         str | None, typer.Option(help="Submitting the same key again returns the same job.")
     ] = None,
 ) -> None:
-    text = sys.stdin.read() if file == "-" else _read_file(file)
+    name = "standard input" if file == "-" else file
     try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"{file}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        body = load_json(_read(name, file), at=("ticket",))
+    except ValidationError as exc:
+        raise fail(f"{name}: {describe_validation_error(exc)}") from None
     try:
         with redis_errors(), producer() as sender:
             handle = sender.submit(account_id, body, ref=ref, idempotency_key=idempotency_key)
     except InvalidJob as exc:
         raise fail(f"invalid job: {exc}") from None
-    out.print(handle.job_id, highlight=False)
+    say(handle.job_id)
     if not handle.is_new:
-        err.print("(idempotency key seen before: this is the existing job)")
+        say("(idempotency key seen before: this is the existing job)", err)
 
 
-def _read_file(path: str) -> str:
+def _read(name: str, file: str) -> str:
+    """The body's text: UTF-8 (a byte order mark allowed), at most ``MAX_INPUT_BYTES``."""
     try:
-        return Path(path).read_text()
+        if file == "-":
+            data = _read_capped(sys.stdin.buffer)
+        else:
+            with open(file, "rb") as opened:
+                data = _read_capped(opened)
     except OSError as exc:
-        raise fail(f"{path}: {exc.strerror}") from None
+        raise fail(f"{name}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise fail(
+            f"{name}: more than {MAX_INPUT_BYTES // 1024} KiB; "
+            f"a ticket body is at most {MAX_BODY_BYTES // 1024} KiB"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"{name}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_capped(stream: BinaryIO) -> bytes:
+    """Up to one byte past the cap, enough to know the input is too large."""
+    return stream.read(MAX_INPUT_BYTES + 1)
 
 
 @jobs_app.command(help="Show one job by id.")
@@ -84,12 +120,11 @@ def _lookup(query: Callable[[Producer], JobRecord | None], missing: str) -> JobR
 
 def _show(record: JobRecord, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(record.public()))
+        print_json(record.public())
         return
     table = Table(show_header=False, box=None)
     for name, value in record.public().items():
         if value is not None:
-            table.add_row(
-                f"[bold]{name}[/bold]", json.dumps(value) if isinstance(value, dict) else str(value)
-            )
+            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+            table.add_row(Text(name, style="bold"), safe(shown))
     out.print(table)

@@ -24,6 +24,7 @@ from worker.delivery.decisions import (
     Decisions,
     Job,
     KeyAccepted,
+    KeyFailing,
     KeyRefused,
     Moment,
     PauseAccount,
@@ -35,12 +36,13 @@ from worker.limits.keyhealth import KeyRefusal
 from worker.limits.rate import Admission, Reason
 from worker.settings import Settings
 from worker.stackone.answers import Failure, TicketCreated, kind_for_status
-from worker.store.jobs import Claim, Transition
+from worker.store.jobs import Claim, Transition, stamp
 
 NOW = 1_700_000_000.0
 SENT_AT = NOW - 2.0
 CALM = Moment(now=NOW, spent=0.0, stopping=False)
 STOPPING = dataclasses.replace(CALM, stopping=True)
+DAY = 24 * 3600.0
 SPEC = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "Checkout is down"}})
 TICKET = TicketIds(id="t-1", remote_id="PROJ-1")
 CONNECTION_REFUSED = Failure(ErrorKind.RETRYABLE, "could not connect: connection refused")
@@ -73,8 +75,10 @@ def claimed(
     uncertain_since: float | None = None,
     lane: str = "interactive",
     reconcile_first: bool = False,
+    failing_since: float | None = None,
 ) -> Job:
-    """A job as claimed, ``attempts`` made by earlier deliveries."""
+    """A job as claimed, ``attempts`` made by earlier deliveries, the first of them failed
+    at ``failing_since``."""
     claim = Claim(
         job_id="job-1",
         token="token",
@@ -83,13 +87,14 @@ def claimed(
         uncertain_since=uncertain_since,
         reconcile_first=reconcile_first,
         lane="bulk" if lane == "bulk" else "interactive",
+        failing_since=failing_since,
     )
-    return Job(claim, SPEC, uncertain_since)
+    return Job(claim, SPEC, uncertain_since, failing_since=failing_since)
 
 
-def sent(attempts_before: int = 0, probe: bool = False) -> Job:
+def sent(attempts_before: int = 0, probe: bool = False, failing_since: float | None = None) -> Job:
     """A job whose request in this delivery went out at ``SENT_AT``."""
-    return claimed(attempts_before).sent(SENT_AT, probe)
+    return claimed(attempts_before, failing_since=failing_since).sent(SENT_AT, probe)
 
 
 def answer(
@@ -190,7 +195,8 @@ def test_a_server_error_or_refused_connection_is_retried_in_the_worker_when_the_
     decision = rules().answered(sent(), failure, CALM)
 
     assert decision.step == Again(1.0) and decision.job.attempts == 1
-    assert decision.effects == ()
+    assert decision.job.failing_since == SENT_AT
+    assert decision.effects == (KeyFailing(False, failure.message),)
 
 
 @pytest.mark.parametrize("failure", RETRYABLE)
@@ -227,13 +233,87 @@ def test_a_delivery_that_has_waited_its_share_hands_even_a_short_retry_back(
 
 
 @pytest.mark.parametrize("failure", RETRYABLE)
-def test_a_server_error_on_the_last_attempt_ends_the_job_exhausted(failure: Failure) -> None:
+def test_a_server_error_on_the_last_attempt_an_attempts_cap_allows_ends_the_job_exhausted(
+    failure: Failure,
+) -> None:
     decision = rules().answered(sent(attempts_before=2), failure, CALM)
 
     done = ended(decision, ErrorKind.EXHAUSTED)
     assert done.error is not None
-    assert done.error.message == f"gave up after 3 attempts; last error: {failure.message}"
+    assert done.error.message == f"gave up after 3 attempts over 2s; last error: {failure.message}"
     assert done.attempts == 1
+    assert decision.effects == (KeyFailing(False, failure.message),)
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_the_first_failure_starts_the_retry_budget_and_is_kept_with_the_job(
+    failure: Failure,
+) -> None:
+    decision = rules().answered(sent(), dataclasses.replace(failure, retry_after="30"), CALM)
+
+    waiting = handed_back(decision, 30.0, ErrorKind.RETRYABLE)
+    assert waiting.fields == {"failing_since": stamp(SENT_AT)}
+
+
+def test_a_later_failure_keeps_the_first_failures_time() -> None:
+    decision = rules(max_attempts=0).answered(
+        sent(3, failing_since=NOW - 600), answer(503, "30"), CALM
+    )
+
+    waiting = handed_back(decision, 30.0, ErrorKind.RETRYABLE)
+    assert waiting.fields == {"failing_since": stamp(NOW - 600)}
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_without_an_attempts_cap_a_job_retries_for_the_whole_budget_whatever_its_attempts(
+    failure: Failure,
+) -> None:
+    job = sent(attempts_before=60, failing_since=NOW - DAY + 60)
+
+    decision = rules(max_attempts=0).answered(job, failure, CALM)
+
+    waiting = handed_back(decision, 600.0, ErrorKind.RETRYABLE)  # the backoff, capped
+    assert waiting.attempts == 1
+
+
+@pytest.mark.parametrize("failure", RETRYABLE)
+def test_a_failure_once_the_first_is_older_than_the_budget_ends_the_job_exhausted(
+    failure: Failure,
+) -> None:
+    job = sent(attempts_before=40, failing_since=NOW - DAY)
+
+    decision = rules(max_attempts=0).answered(job, failure, CALM)
+
+    done = ended(decision, ErrorKind.EXHAUSTED)
+    assert done.error is not None
+    assert done.error.message == (
+        f"gave up after 41 attempts over 24.0 h; last error: {failure.message}"
+    )
+
+
+def test_the_budget_is_retry_for_seconds() -> None:
+    job = sent(attempts_before=5, failing_since=NOW - 90)
+
+    in_time = rules(max_attempts=0, retry_for=120).answered(job, answer(503, "60"), CALM)
+    too_late = rules(max_attempts=0, retry_for=90).answered(job, answer(503), CALM)
+
+    handed_back(in_time, 60.0, ErrorKind.RETRYABLE)
+    ended(too_late, ErrorKind.EXHAUSTED)
+
+
+def test_an_ambiguous_answer_once_the_budget_is_spent_is_parked_not_exhausted() -> None:
+    job = sent(attempts_before=9, failing_since=NOW - DAY - 1)
+
+    decision = rules(max_attempts=0, on_ambiguous="retry").answered(job, READ_TIMEOUT, CALM)
+
+    done = ended(decision, ErrorKind.UNCERTAIN)
+    assert done.error is not None and "gave up after 10 attempts over 24.0 h" in done.error.message
+
+
+def test_the_probe_of_an_outage_failing_again_says_so_to_the_outage() -> None:
+    decision = rules().answered(sent(probe=True), answer(503), CALM)
+
+    assert decision.effects == (KeyFailing(True, "HTTP 503"),)
 
 
 def test_a_stopping_worker_hands_a_short_retry_back_instead_of_waiting() -> None:
@@ -293,7 +373,8 @@ def test_an_ambiguous_answer_under_reconcile_is_handed_back_uncertain_since_the_
 
     waiting = handed_back(decision, 1.0, ErrorKind.AMBIGUOUS)
     assert waiting.uncertain_since == SENT_AT and waiting.attempts == 1
-    assert waiting.fields == {}
+    assert waiting.fields == {"failing_since": stamp(SENT_AT)}
+    assert decision.effects == ()  # not a sign of an outage: StackOne may have made it
 
 
 @pytest.mark.parametrize("failure", AMBIGUOUS)
@@ -320,7 +401,7 @@ def test_an_ambiguous_answer_on_the_last_attempt_is_parked_not_exhausted(policy:
     decision = rules(on_ambiguous=policy).answered(sent(attempts_before=2), READ_TIMEOUT, CALM)
 
     done = ended(decision, ErrorKind.UNCERTAIN)
-    assert done.error is not None and "all 3 attempts used" in done.error.message
+    assert done.error is not None and "gave up after 3 attempts over 2s" in done.error.message
 
 
 # --- not admitted ----------------------------------------------------------------------
@@ -352,6 +433,24 @@ def test_a_stopping_worker_does_not_wait_for_the_limits_in_process() -> None:
     decision = rules().not_admitted(claimed(), Admission(Reason.KEY_PAUSED, 0.5), None, STOPPING)
 
     handed_back(decision, 0.5, ErrorKind.RETRYABLE)
+
+
+def test_a_job_held_back_by_an_outage_briefly_waits_for_the_probe_in_the_worker() -> None:
+    decision = rules().not_admitted(claimed(), Admission(Reason.OUTAGE, 0.5), None, CALM)
+
+    assert decision.step == Again(0.5) and decision.effects == ()
+
+
+def test_a_job_held_back_by_an_outage_waits_past_the_pause_unfailed_and_uncounted() -> None:
+    job = claimed(attempts=4, failing_since=NOW - DAY - 1)  # even past its budget
+
+    decision = rules().not_admitted(job, Admission(Reason.OUTAGE, 12.0), None, CALM)
+
+    waiting = handed_back(decision, 12.0 + 1.0, ErrorKind.RETRYABLE)  # and a backoff draw
+    assert waiting.error is not None
+    assert waiting.error.message.startswith("waiting: StackOne is failing for every request")
+    assert waiting.attempts == 0 and decision.effects == ()
+    assert waiting.fields == {"failing_since": stamp(NOW - DAY - 1)}
 
 
 def test_a_job_held_back_by_a_refused_key_waits_past_the_pause_naming_the_refusal() -> None:
@@ -414,11 +513,25 @@ def test_a_claimed_job_with_attempts_left_is_sent_at_once() -> None:
     assert isinstance(decision, Decision) and decision.step == Again(0.0)
 
 
-def test_a_claimed_job_with_every_attempt_used_is_parked_unsent() -> None:
+def test_a_claimed_job_with_every_attempt_a_cap_allows_used_is_parked_unsent() -> None:
     done = ended(rules().after_claiming(claimed(attempts=3), CALM), ErrorKind.UNCERTAIN)
 
-    assert done.error is not None and "all 3 attempts used" in done.error.message
+    assert done.error is not None and "gave up after 3 attempts" in done.error.message
     assert done.attempts == 0
+
+
+def test_without_an_attempts_cap_a_claimed_job_is_sent_whatever_its_attempts() -> None:
+    decision = rules(max_attempts=0).after_claiming(claimed(attempts=100), CALM)
+
+    assert isinstance(decision, Decision) and decision.step == Again(0.0)
+
+
+def test_a_claimed_job_past_its_retry_budget_still_gets_its_last_try() -> None:
+    job = claimed(attempts=30, failing_since=NOW - 2 * DAY)
+
+    decision = rules(max_attempts=0).after_claiming(job, CALM)
+
+    assert isinstance(decision, Decision) and decision.step == Again(0.0)
 
 
 def test_an_uncertain_job_is_parked_under_park() -> None:
@@ -467,7 +580,11 @@ def test_no_ticket_found_sends_again_and_the_job_stops_being_uncertain() -> None
     later = rules().answered(decision.job.sent(NOW, False), answer(503, "30"), CALM)
     waiting = handed_back(later, 30.0, ErrorKind.RETRYABLE)
     assert waiting.uncertain_since is None
-    assert waiting.fields == {"uncertain_since": "", "reconcile_first": ""}
+    assert waiting.fields == {
+        "uncertain_since": "",
+        "reconcile_first": "",
+        "failing_since": stamp(NOW),
+    }
 
 
 def test_no_ticket_found_for_a_job_with_every_attempt_used_parks_it() -> None:

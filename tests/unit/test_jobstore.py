@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
 import redis
+from pydantic import ValidationError
 
-from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.contract import MAX_DEPTH, ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.store.jobs import (
     Claim,
     ClaimCode,
@@ -30,6 +33,7 @@ from worker.store.keys import (
     ref_key,
     ticket_key,
 )
+from worker.validation import describe_validation_error
 
 TTL = 3600
 
@@ -104,6 +108,58 @@ def test_job_key_names_stay_those_running_deployments_use() -> None:
         "ticketq:due",
         "ticketq:failed",
     ]
+
+
+def test_a_batch_that_fails_part_way_takes_back_every_job_it_stored(
+    store: JobStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = store.create(spec(ref="r", idempotency_key="k"), "interactive")
+    redis_client.pexpire(ref_key("acct-1", "r"), 60_000)  # as for a job that succeeded
+    redis_client.hset(idempotency_key("acct-1", "bad"), "not", "a string")
+    monkeypatch.setattr("worker.store.jobs.CREATE_CHUNK", 3)
+    batch = [
+        spec(ref="r", batch_id="b"),
+        spec(ref="r", idempotency_key="k", batch_id="b"),  # names the older job
+        spec(ref="r", batch_id="b"),
+        spec(idempotency_key="bad", batch_id="b"),  # Redis refuses the second call
+    ]
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.create_many(batch, "bulk")
+
+    assert set(redis_client.scan_iter("ticketq:job:*")) == {job_key(older.job_id)}
+    assert redis_client.zrange(DUE_INDEX, 0, -1) == [older.job_id]
+    assert redis_client.exists(batch_key("b")) == 0
+    assert redis_client.get(ref_key("acct-1", "r")) == older.job_id
+    assert 0 < redis_client.pttl(ref_key("acct-1", "r")) <= 60_000
+    assert redis_client.get(idempotency_key("acct-1", "k")) == older.job_id
+
+
+def test_the_worker_reads_back_a_body_nested_as_deep_as_the_door_allows(
+    store: JobStore,
+) -> None:
+    value: Any = "leaf"
+    for _ in range(MAX_DEPTH - 2):  # the body and priority are two of the levels
+        value = [value]
+    job_spec = JobSpec.model_validate(
+        {"account_id": "acct-1", "ticket": {"priority": {"source_value": value}}}
+    )
+
+    assert spec_from_claim(claimed(store, job_spec)) == job_spec
+
+
+def test_a_stored_spec_nested_past_any_limit_fails_validation_naming_the_field(
+    store: JobStore,
+) -> None:
+    deep = '{"account_id": "a", "ticket": {"unified_custom_fields": {"x": ' + "[" * 100_000
+    claim = replace(claimed(store, spec()), spec_json=deep)  # as another version stored it
+
+    with pytest.raises(ValidationError) as caught:
+        spec_from_claim(claim)
+
+    message = describe_validation_error(caught.value)
+    assert message.startswith("ticket.unified_custom_fields.x.0.0.")
+    assert message.endswith(f": nested deeper than {MAX_DEPTH} levels")
 
 
 def test_a_claim_runs_the_job_under_a_lease_and_returns_its_spec(store: JobStore) -> None:

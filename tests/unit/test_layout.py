@@ -24,6 +24,8 @@ UNUSABLE_ENV = {"TICKETQ_VISIBILITY_TIMEOUT": "10", "STACKONE_API_KEY": ""}
 
 PRODUCERS_API = [
     "BatchHandle",
+    "BrokerError",
+    "BrokerUnavailable",
     "ErrorKind",
     "InvalidJob",
     "JobError",

@@ -1,5 +1,5 @@
 """The shared limiter in a real Redis: the rate per key, interactive ahead of bulk, the
-per-account cap and the pauses a 429 asks for."""
+per-account cap, the pauses a 429 asks for, and an outage's pause and probe."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from worker.limits.keyhealth import KeyHealth
+from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
-from worker.settings import RateLimit
+from worker.settings import RateLimit, Settings
 from worker.store.jobs import Lane
 from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
 from worker.store.limits import LimitStore
@@ -218,6 +219,9 @@ def test_limit_key_names_stay_those_running_deployments_use() -> None:
         refusal="ticketq:auth:refused:fp",
         refusal_pause="ticketq:auth:pause:fp",
         probe="ticketq:auth:probe:fp",
+        failures="ticketq:outage:failures:fp",
+        outage="ticketq:outage:fp",
+        outage_probe="ticketq:outage:probe:fp",
     )
     assert account_pause_key("a/b") == "ticketq:rl:pause:account:a%2Fb"
 
@@ -251,3 +255,124 @@ def test_a_success_after_a_refusal_clears_it_and_says_so_once(
 
     assert health.refusal() is None
     assert sum("accepts API key fp again" in r.getMessage() for r in caplog.records) == 1
+
+
+def outage(client: redis.Redis, after: int = 3, base: float = 1.0, cap: float = 4.0) -> KeyOutage:
+    settings = Settings(outage_after=after, backoff_base=base, backoff_max=cap)
+    return KeyOutage(key_state(client), "fp", settings)
+
+
+def said(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in r.getMessage() for r in caplog.records)
+
+
+def test_failures_short_of_the_threshold_hold_nothing(redis_client: redis.Redis) -> None:
+    watch = outage(redis_client, after=3)
+
+    watch.failed(probe=False, message="HTTP 503")
+    watch.failed(probe=False, message="HTTP 503")
+
+    assert limiter(redis_client).admit("acct", "interactive", "h").admitted
+
+
+def test_a_success_between_failures_means_they_are_not_in_a_row(
+    redis_client: redis.Redis,
+) -> None:
+    watch = outage(redis_client, after=3)
+    for _ in range(2):
+        watch.failed(probe=False, message="HTTP 503")
+    watch.works(probe=False)
+    for _ in range(2):
+        watch.failed(probe=False, message="HTTP 503")
+
+    assert limiter(redis_client).admit("acct", "interactive", "h").admitted
+
+
+def test_failures_in_a_row_start_one_outage_that_holds_every_request_said_once(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch, other_worker = outage(redis_client, after=3), outage(redis_client, after=3)
+
+    for _ in range(3):
+        watch.failed(probe=False, message="HTTP 503")
+    for _ in range(4):  # in flight on another worker when it started
+        other_worker.failed(probe=False, message="HTTP 502")
+
+    admissions = limiter(redis_client).admit_many(
+        [("acct", "interactive", "a"), ("other", "bulk", "b")]
+    )
+    assert [a.reason for a in admissions] == [Reason.OUTAGE, Reason.OUTAGE]
+    assert all(0.5 < a.wait <= 1.0 for a in admissions)  # the first pause: the backoff base
+    assert said(caplog, f"{OUTAGE_STARTED} fp: 3 requests in a row failed (last: HTTP 503)") == 1
+    assert said(caplog, OUTAGE_STARTED) == 1
+    assert redis_client.hget(ApiKeyNames.of("fp").outage, "step") == "1000"  # not extended
+
+
+def test_after_the_pause_one_request_probes_and_the_rest_wait_at_most_one_step(
+    redis_client: redis.Redis,
+) -> None:
+    watch, lim = outage(redis_client, after=1), limiter(redis_client)
+    watch.failed(probe=False, message="HTTP 503")
+    redis_client.hset(ApiKeyNames.of("fp").outage, "until", 0)  # the pause is over
+
+    probe, held = lim.admit_many([("acct", "interactive", "p"), ("acct", "interactive", "q")])
+    later = lim.admit("acct", "interactive", "r")
+
+    assert probe.reason is Reason.PROBE and probe.admitted
+    assert held.reason is later.reason is Reason.OUTAGE
+    assert 0.5 < later.wait <= 1.0  # the probe's lock lasts a lease; the wait one step
+
+
+def test_each_failed_probe_doubles_the_pause_up_to_the_backoff_cap(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch, lim = outage(redis_client, after=1, base=1.0, cap=4.0), limiter(redis_client)
+    watch.failed(probe=False, message="HTTP 503")
+    waits = []
+    for _ in range(4):
+        redis_client.hset(ApiKeyNames.of("fp").outage, "until", 0)
+        assert lim.admit("acct", "interactive", "p").reason is Reason.PROBE
+        watch.failed(probe=True, message="HTTP 503")
+        waits.append(lim.admit("acct", "interactive", "q").wait)
+
+    assert [round(w) for w in waits] == [2, 4, 4, 4]
+    assert said(caplog, OUTAGE_STARTED) == 1
+
+
+def test_a_success_ends_the_outage_for_every_worker_said_once(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch, other_worker = outage(redis_client, after=1), outage(redis_client, after=1)
+    watch.failed(probe=False, message="HTTP 503")
+    other_worker.failed(probe=False, message="HTTP 503")
+
+    watch.works(probe=True)
+    other_worker.works(probe=False)
+
+    names = ApiKeyNames.of("fp")
+    assert not redis_client.exists(names.failures, names.outage, names.outage_probe)
+    assert limiter(redis_client).admit("acct", "interactive", "h").reason is Reason.ADMITTED
+    assert said(caplog, f"{OUTAGE_ENDED} fp; sending resumes") == 1
+
+
+def test_a_worker_that_saw_no_failure_leaves_the_outage_state_alone_on_success(
+    redis_client: redis.Redis,
+) -> None:
+    outage(redis_client, after=1).failed(probe=False, message="HTTP 503")
+
+    outage(redis_client, after=1).works(probe=False)  # a request admitted before it started
+
+    assert limiter(redis_client).admit("acct", "interactive", "h").reason is Reason.OUTAGE
+
+
+def test_a_probe_that_fails_after_a_success_ended_the_outage_does_not_start_it_again(
+    redis_client: redis.Redis,
+) -> None:
+    watch = outage(redis_client, after=2)
+    watch.failed(probe=False, message="HTTP 503")
+    watch.failed(probe=False, message="HTTP 503")
+    watch.works(probe=False)
+
+    watch.failed(probe=True, message="HTTP 503")
+
+    assert limiter(redis_client).admit("acct", "interactive", "h").admitted

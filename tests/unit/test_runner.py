@@ -1,5 +1,5 @@
-"""What one delivery of a job does, with a real job store, limiter and key health and a
-scripted StackOne: claims, reconciliation, effects performed, leases and records.
+"""What one delivery of a job does, with a real job store, limiter, key health and outage
+watch and a scripted StackOne: claims, reconciliation, effects performed, leases and records.
 
 Which decision each answer gets is tested without Redis in ``test_decisions.py``; the
 integration and chaos tests run the same deliveries against real HTTP and real workers.
@@ -8,6 +8,7 @@ integration and chaos tests run the same deliveries against real HTTP and real w
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner
 from worker.limits.keyhealth import KeyHealth
+from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import Limiter, Reason, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
@@ -86,6 +88,7 @@ class Harness:
             holder_lease=60,
         )
         self.health = KeyHealth(key_state, "fp", pause_seconds=30)
+        self.outage = KeyOutage(key_state, "fp", self.settings)
         decisions = Decisions(self.settings, policy)
         self.api = api
         self.runner = JobRunner(
@@ -96,6 +99,7 @@ class Harness:
             self.limiter,
             decisions,
             self.health,
+            self.outage,
             threading.Event(),
         )
         self.redis = redis_client
@@ -355,3 +359,89 @@ def test_one_delivery_of_a_batch_takes_each_jobs_own_decision(redis_client: redi
         JobState.RETRYING,
     ]
     assert [r.attempts if r else None for r in records] == [1, 1, 1]
+
+
+DOWN = failure(ErrorKind.RETRYABLE, 503)
+OUTAGE = ApiKeyNames.of("fp").outage
+
+
+def test_a_job_keeps_its_first_failure_across_deliveries_and_ends_exhausted_after_the_budget(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(
+        redis_client,
+        ScriptedStackOne(DOWN, DOWN),
+        TICKETQ_MAX_ATTEMPTS="0",
+        TICKETQ_RETRY_FOR="60",
+    )
+    job_id = h.submit()
+    first = h.run(job_id)
+    since = float(h.redis.hget(job_key(job_id), "failing_since") or 0)
+    assert first.state == JobState.RETRYING and time.time() - 5 < since <= time.time()
+    h.redis.hset(job_key(job_id), mapping={"next_attempt_at": 0, "failing_since": since - 60})
+
+    done = h.run(job_id)
+
+    assert done.state == JobState.FAILED and done.error is not None
+    assert done.error.kind == ErrorKind.EXHAUSTED and done.attempts == 2
+    assert done.error.message.startswith("gave up after 2 attempts over 60s; last error: ")
+    # A final job no longer carries it: a replay starts its budget afresh.
+    assert h.redis.hget(job_key(job_id), "failing_since") is None
+
+
+def test_failures_in_a_row_start_an_outage_that_holds_every_job_unsent_and_uncounted(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(DOWN, DOWN), TICKETQ_OUTAGE_AFTER="2")
+    first, second, third, fourth = (h.submit() for _ in range(4))
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        failed = [h.run(first), h.run(second)]
+        held = [h.run(third), h.run(fourth)]
+
+    assert [r.attempts for r in failed] == [1, 1] and len(h.api.sent) == 2
+    for record in held:
+        assert record.state == JobState.RETRYING and record.attempts == 0
+        assert record.error is not None and record.error.kind == ErrorKind.RETRYABLE
+        assert record.error.message.startswith("waiting: StackOne is failing")
+    assert h.limiter.admit("acct", "interactive", "p").reason is Reason.OUTAGE
+    assert caplog.text.count(OUTAGE_STARTED) == 1
+
+
+def test_after_the_outage_pause_one_job_probes_and_its_success_ends_the_outage(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(
+        redis_client, ScriptedStackOne(DOWN, DOWN, CREATED, CREATED), TICKETQ_OUTAGE_AFTER="2"
+    )
+    jobs = [h.submit() for _ in range(4)]
+    h.run(jobs[0])
+    h.run(jobs[1])
+    h.redis.hset(OUTAGE, "until", 0)  # the outage's pause is over
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        probe = h.run(jobs[2])
+        after = h.run(jobs[3])
+
+    assert probe.state == after.state == JobState.SUCCEEDED
+    assert not h.redis.exists(OUTAGE)
+    assert caplog.text.count(OUTAGE_ENDED) == 1
+
+
+def test_a_failed_probe_pauses_the_outage_again_for_twice_as_long(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(DOWN, DOWN, DOWN), TICKETQ_OUTAGE_AFTER="2")
+    jobs = [h.submit() for _ in range(4)]
+    h.run(jobs[0])
+    h.run(jobs[1])
+    h.redis.hset(OUTAGE, "until", 0)
+
+    probe = h.run(jobs[2])
+    held = h.run(jobs[3])
+
+    assert probe.state == JobState.RETRYING and probe.attempts == 1
+    assert h.redis.hget(OUTAGE, "step") == "2000"  # the backoff base (1 s), doubled
+    assert held.attempts == 0 and len(h.api.sent) == 3
+    admission = h.limiter.admit("acct", "interactive", "p")
+    assert admission.reason is Reason.OUTAGE and 1.5 < admission.wait <= 2.0

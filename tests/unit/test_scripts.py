@@ -24,6 +24,7 @@ from worker.store.scripts import (
     SCRIPTS,
     SENT,
     TRANSITION,
+    UNCREATE,
     Call,
     ClaimCode,
     DeadLetterCode,
@@ -111,6 +112,7 @@ def every_script_once() -> list[Call]:
         Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
         Call(ADMIT, ["s", "p", "rp", "r", "pr", "l"], [1000, 0, 1000, 1000, 0]),
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
+        Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1"]),
     ]
 
 
@@ -130,7 +132,7 @@ def test_every_script_loads_and_runs_in_one_pipeline(redis_client: redis.Redis) 
         [DeadLetterCode.MISSING],
         [DeadLetterCode.MISSING],
     ]
-    assert answers[8] == [] and answers[9] > 0
+    assert answers[8] == [] and answers[9] > 0 and answers[10] == 0
     assert all(redis_client.script_exists(*(script.sha for script in SCRIPTS)))
 
 
@@ -148,7 +150,7 @@ def test_scripts_redis_forgot_are_loaded_again_and_each_call_runs_once(
 
     answers = run(redis_client, [create, Call(PAUSE, ["ticketq:test:pause"], [60_000])])
 
-    assert answers[0] == [["j-1", 1]]
+    assert answers[0] == [["j-1", 1, "", -1]]
     assert redis_client.hget(job, "state") == "queued"
     assert redis_client.zcard(DUE_INDEX) == 1
     assert redis_client.pttl("ticketq:test:pause") > 59_000

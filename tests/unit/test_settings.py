@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from worker.settings import Settings
+from worker.settings import Settings, describe_settings_error, redacted_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -62,3 +63,154 @@ def test_settings_given_by_their_variable_names_are_taken(monkeypatch: pytest.Mo
     assert Settings(TICKETQ_MAX_ATTEMPTS=5).max_attempts == 5
     assert settings.stackone_api_key is not None
     assert settings.stackone_api_key.get_secret_value() == "sk-child"
+
+
+# --- settings that cannot work are refused at start-up, naming the variable ---------------
+
+
+def problems(**values: Any) -> str:
+    """What ``describe_settings_error`` says about these values, which must be refused."""
+    with pytest.raises(ValidationError) as info:
+        Settings.model_validate(values)
+    return describe_settings_error(info.value)
+
+
+def test_an_empty_api_key_is_refused_naming_the_variable() -> None:
+    assert problems(STACKONE_API_KEY="") == "STACKONE_API_KEY: must not be empty when set"
+    assert problems(STACKONE_API_KEY="  ").startswith("STACKONE_API_KEY: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "api.stackone.com",
+        "ftp://api.stackone.com",
+        "https://",
+        "https://api.stackone.com:99999",
+        "https://api.stackone.com:port",
+        "https://api.stackone .com",
+        "https://api.stackone.com/?x=1",
+        "https://api.stackone.com/#top",
+        "https://user:pw@api.stackone.com",
+        "https://[::1",
+        "https://ex%41mple.com",
+    ],
+)
+def test_a_base_url_that_cannot_work_is_refused(url: str) -> None:
+    assert problems(STACKONE_BASE_URL=url) == (
+        "STACKONE_BASE_URL: must be an http(s) URL with a host, like https://api.stackone.com "
+        "(an optional port and path; no user, query or fragment)"
+    )
+
+
+@pytest.mark.parametrize("url", ["http://api.stackone.com", "http://10.0.0.5:8080"])
+def test_plain_http_to_a_host_that_is_not_local_is_refused(url: str) -> None:
+    assert problems(STACKONE_BASE_URL=url) == (
+        "STACKONE_BASE_URL: must use https:// (http:// only for 127.0.0.1, ::1 or localhost: "
+        "the API key would cross the network in clear text)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.stackone.com",
+        "https://api.stackone.com/",
+        "https://eu.proxy.example:8443/stackone",
+        "http://127.0.0.1:8080",
+        "http://localhost:1234/",
+        "http://[::1]:9000",
+    ],
+)
+def test_https_base_urls_and_plain_http_to_this_host_are_taken(url: str) -> None:
+    assert Settings(stackone_base_url=url).stackone_base_url == url
+
+
+def test_plain_http_to_another_host_is_taken_only_when_explicitly_allowed() -> None:
+    settings = Settings.model_validate(
+        {"STACKONE_BASE_URL": "http://fake-api:8080", "TICKETQ_INSECURE_HTTP": "true"}
+    )
+    assert settings.stackone_base_url == "http://fake-api:8080"
+
+
+@pytest.mark.parametrize(
+    "url", ["foo://x", "http://127.0.0.1:6379", "127.0.0.1:6379", "", "redis:x", "redis://[::1"]
+)
+def test_a_redis_url_of_an_unknown_scheme_is_refused(url: str) -> None:
+    assert problems(TICKETQ_REDIS_URL=url) == (
+        "TICKETQ_REDIS_URL: must start with redis://, rediss:// or unix://"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@redis.example:6380/1", "unix:///tmp/r.sock"]
+)
+def test_redis_urls_of_every_known_scheme_are_taken(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
+
+
+def test_a_settings_error_names_each_variable_and_rule_in_one_line_never_a_value() -> None:
+    secret = "sk-adversarial-secret"
+
+    said = problems(
+        STACKONE_API_KEY=secret,
+        TICKETQ_REDIS_URL="foo://:hunter2@x",
+        TICKETQ_MAX_ATTEMPTS="many",
+        TICKETQ_CONNECT_TIMEOUT="-1",
+        TICKETQ_RATE_LIMIT="fast",
+    )
+
+    assert said.split("; ") == [
+        "TICKETQ_REDIS_URL: must start with redis://, rediss:// or unix://",
+        "TICKETQ_CONNECT_TIMEOUT: Input should be greater than 0",
+        "TICKETQ_MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an "
+        "integer",
+        "TICKETQ_RATE_LIMIT: must be like 1000/min or 50/s",
+    ]
+    assert "\n" not in said
+    assert "hunter2" not in said and "many" not in said and "fast" not in said
+
+
+def test_a_rule_across_settings_is_said_without_a_variable_prefix_and_without_the_key() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(stackone_api_key="sk-adversarial", visibility_timeout=120, read_timeout=60)
+
+    said = describe_settings_error(info.value)
+
+    assert said.startswith("TICKETQ_VISIBILITY_TIMEOUT (120s) must exceed")
+    assert "sk-adversarial" not in said + str(info.value)
+
+
+def test_the_raw_validation_error_shows_no_input_either() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings.model_validate({"STACKONE_API_KEY": "", "TICKETQ_REDIS_URL": "foo://:hunter2@x"})
+    assert "hunter2" not in str(info.value) and "input_value" not in str(info.value)
+
+
+# --- secrets in reprs ----------------------------------------------------------------------
+
+
+def test_the_redis_password_is_masked_in_repr_and_str_but_used_to_connect() -> None:
+    url = "redis://:hunter2@redis.example:6379/0"
+
+    settings = Settings(redis_url=url)
+
+    for shown in (repr(settings), str(settings)):
+        assert "hunter2" not in shown
+        assert "redis://:***@redis.example:6379/0" in shown
+    assert settings.redis_url == url  # what connect() and create_app() are given
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:hunter2@h:1/0", "redis://user:***@h:1/0"),
+        ("rediss://:hunter2@h/0", "rediss://:***@h/0"),
+        ("unix://:hunter2@/tmp/r.sock?db=1", "unix://:***@/tmp/r.sock?db=1"),
+        ("unix:///tmp/r.sock?password=hunter2&db=1", "unix:///tmp/r.sock?password=***&db=1"),
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("redis://:hunter2@[::1", "***"),
+    ],
+)
+def test_redacted_url_hides_the_password_and_keeps_the_rest(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown

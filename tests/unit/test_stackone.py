@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
+from pydantic import ValidationError
 
 from worker.contract import ErrorKind, TicketCreate
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
-from worker.stackone.client import LIST_PAGE_SIZE, MAX_MESSAGE_CHARS, StackOneClient
+from worker.stackone.client import (
+    LIST_PAGE_SIZE,
+    MAX_ANSWER_BYTES,
+    MAX_MESSAGE_CHARS,
+    MAX_PROVIDER_ERRORS_CHARS,
+    MAX_PROVIDER_TEXT_CHARS,
+    TICKETS_PATH,
+    StackOneClient,
+)
 
 KEY = "sk-test"
 ACCOUNT = "acct-42"
@@ -35,7 +47,7 @@ T = TypeVar("T")
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "stackone_api_key": KEY,
-        "stackone_base_url": "http://stackone.test",
+        "stackone_base_url": "https://stackone.test",
         "read_timeout": 75.0,
     }
     return Settings(**(values | overrides))
@@ -118,7 +130,7 @@ def test_request_carries_auth_account_agent_and_exact_body() -> None:
 
     (request,) = seen
     assert request.method == "POST"
-    assert str(request.url) == "http://stackone.test/unified/ticketing/tickets"
+    assert str(request.url) == "https://stackone.test/unified/ticketing/tickets"
     expected_token = base64.b64encode(b"sk-test:").decode()
     assert request.headers["Authorization"] == f"Basic {expected_token}"
     assert request.headers["x-account-id"] == ACCOUNT
@@ -131,13 +143,13 @@ def test_request_carries_auth_account_agent_and_exact_body() -> None:
 
 def test_missing_key_is_refused_at_construction_without_key_text() -> None:
     with pytest.raises(ValueError, match="STACKONE_API_KEY is not set") as info:
-        StackOneClient(Settings(stackone_base_url="http://stackone.test", stackone_api_key=None))
+        StackOneClient(Settings(stackone_base_url="https://stackone.test", stackone_api_key=None))
     assert KEY not in str(info.value)
 
 
-def test_empty_key_is_refused_like_a_missing_one() -> None:
-    with pytest.raises(ValueError, match="STACKONE_API_KEY is not set"):
-        StackOneClient(settings(stackone_api_key=""))
+def test_an_empty_key_never_reaches_a_client_settings_refuse_it() -> None:
+    with pytest.raises(ValidationError, match="must not be empty"):
+        settings(stackone_api_key="")
 
 
 def test_account_id_that_cannot_be_a_header_fails_without_a_request() -> None:
@@ -357,7 +369,7 @@ def test_network_failure_kind_follows_whether_the_request_may_have_been_sent(
 
 
 def test_huge_provider_errors_are_cut_to_fit_a_job_record() -> None:
-    errors = [{"status": 400, "url": "u", "raw": {"page": "x" * 50_000}}] * 30
+    errors = [{"status": 400, "url": "u", "raw": {"page": "x" * 50_000}}] * 15
 
     outcome = failed(answer(422, {"message": "bad", "provider_errors": errors}))
 
@@ -477,3 +489,173 @@ def test_an_answer_that_is_not_valid_http_is_ambiguous_not_an_exception() -> Non
 
     assert outcome.kind is ErrorKind.AMBIGUOUS
     assert "malformed answer" in outcome.message
+
+
+# --- every form of the key a server could echo -----------------------------------------
+
+# '/', '+', '=' and '%' make the URL-encoded forms differ; 16 characters, so base64 pads.
+ODD_KEY = "sk_Live/Ab+c=d%7"
+
+
+def key_forms(key: str) -> list[str]:
+    """The key as a server or proxy may echo it: raw in any case, URL-encoded, and base64 of
+    the Basic credentials or of the key alone, padded or not, in either alphabet."""
+    forms = [key, key.upper(), key.lower(), quote(key, safe=""), quote_plus(key)]
+    forms.append(quote(key, safe="").lower())
+    for data in (f"{key}:".encode(), key.encode()):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            token = encode(data).decode()
+            forms += [token, token.rstrip("="), token.lower()]
+    return forms
+
+
+def echo_every_form(request: httpx.Request) -> httpx.Response:
+    text = "echo: " + " | ".join(key_forms(ODD_KEY)) + f" for account {ACCOUNT}"
+    entry = {
+        "message": text,
+        "url": f"https://jira.example/rest?api_key={quote(ODD_KEY, safe='')}",
+        "headers": {"authorization": f"basic {key_forms(ODD_KEY)[-3]}"},
+        "raw": {"forms": key_forms(ODD_KEY)},
+    }
+    return httpx.Response(
+        503,
+        json=error_body(503, text, provider_errors=[entry]),
+        headers={"Retry-After": ODD_KEY},
+    )
+
+
+def test_the_key_is_scrubbed_in_every_form_a_server_could_echo() -> None:
+    failure = send(echo_every_form, stackone_api_key=ODD_KEY)
+
+    assert isinstance(failure, Failure)
+    texts = (
+        failure.message,
+        json.dumps(failure.provider_errors, ensure_ascii=False),
+        repr(failure),
+        failure.to_error().model_dump_json(),
+    )
+    for text in texts:
+        for form in key_forms(ODD_KEY):
+            assert form.lower() not in text.lower(), (form, text[:300])
+    assert ACCOUNT in failure.message and failure.message.startswith("echo: [redacted]")
+
+
+def test_a_list_answer_cut_for_its_message_is_scrubbed_before_the_cut() -> None:
+    # The snippet of an unexpected list answer is cut short; a key across the cut is gone.
+    start = '{"data": {"id": "t-1"}, "pad": "'
+    for pad in range(200 - len(start) - len(KEY), 200 - len(start)):
+        text = start + "a" * pad + KEY + "b" * 300 + '"}'
+
+        page = list_page(answer_text(200, text))
+
+        assert isinstance(page, Failure)
+        assert "sk-" not in page.message, pad
+
+
+# --- answers are read up to a cap, and every stored text is bounded --------------------
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """An answer body of ``total`` bytes, counting what the client actually read."""
+
+    def __init__(self, total: int, chunk: bytes = b"x" * 65_536) -> None:
+        self.total, self.chunk, self.read = total, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.read < self.total:
+            self.read += len(self.chunk)
+            yield self.chunk
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(503, ErrorKind.RETRYABLE), (201, ErrorKind.AMBIGUOUS)]
+)
+def test_an_answer_is_read_only_up_to_the_cap_and_its_status_still_counts(
+    status: int, kind: ErrorKind
+) -> None:
+    body = EndlessBody(64 * MAX_ANSWER_BYTES)
+
+    failure = failed(lambda request: httpx.Response(status, stream=body))
+
+    assert body.read <= MAX_ANSWER_BYTES + len(body.chunk)
+    assert failure.kind is kind and failure.status == status
+    assert len(failure.message) <= MAX_MESSAGE_CHARS
+
+
+def test_json_nested_too_deep_is_read_as_text_keeping_its_status() -> None:
+    failure = failed(answer_text(400, "[" * 100_000))
+    assert failure.kind is ErrorKind.TERMINAL
+    assert failure.message.startswith("HTTP 400 Bad Request: [[[")
+
+
+def test_a_shallow_json_message_list_of_objects_is_joined_as_json() -> None:
+    failure = failed(answer(400, error_body(400, ["title missing", {"field": "tags"}])))
+    assert failure.message == 'title missing; {"field": "tags"}'
+
+
+def test_every_text_of_a_provider_error_is_cut_and_the_list_bounded_in_total() -> None:
+    huge = "y" * 100_000  # the answer stays under the cap: this is about what is kept
+    entry = {"status": 400, "message": huge, "url": huge, "headers": {"h": huge}, "raw": huge}
+    wide = {f"field{i}": "z" * 100 for i in range(2_000)}
+    errors = [entry, wide, *[{"status": 400, "message": "m" * 5_000}] * 20]
+
+    failure = failed(answer(400, error_body(400, huge, provider_errors=errors)))
+
+    assert failure.provider_errors is not None
+    first = failure.provider_errors[0]
+    assert first["status"] == 400
+    for field in ("message", "url", "raw"):
+        assert first[field].startswith("yyy") and first[field].endswith("(truncated)")
+        assert len(first[field]) <= MAX_PROVIDER_TEXT_CHARS
+    assert len(failure.message) <= MAX_MESSAGE_CHARS
+    stored = failure.to_error().model_dump_json()
+    assert len(stored) <= MAX_MESSAGE_CHARS + MAX_PROVIDER_ERRORS_CHARS + 200
+
+
+def test_a_provider_error_too_big_to_keep_whole_is_kept_as_cut_text() -> None:
+    wide = {f"field{i}": "z" * 100 for i in range(5_000)}
+
+    failure = failed(answer(422, error_body(422, "bad", provider_errors=[wide])))
+
+    assert failure.provider_errors is not None and len(failure.provider_errors) == 1
+    (kept,) = failure.provider_errors
+    assert isinstance(kept, str) and kept.startswith('{"field0": "zzz')
+    assert len(kept) <= MAX_PROVIDER_TEXT_CHARS
+
+
+def test_the_real_transport_stops_reading_a_huge_compressed_answer() -> None:
+    """Over aiohttp, as in a worker: a small gzip body that inflates to 64 MiB."""
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=1)
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(
+            status=502, body=bomb, headers={"Content-Encoding": "gzip"}, content_type="text/plain"
+        )
+
+    async def body() -> Answer:
+        app = web.Application()
+        app.router.add_post(TICKETS_PATH, huge)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        client = StackOneClient(settings(stackone_base_url=f"http://127.0.0.1:{port}"))
+        try:
+            return await client.create_ticket(ACCOUNT, TICKET)
+        finally:
+            await client.aclose()
+            await runner.cleanup()
+
+    failure = asyncio.run(body())
+
+    assert isinstance(failure, Failure)
+    assert failure.kind is ErrorKind.RETRYABLE and failure.status == 502
+    assert failure.message.startswith("HTTP 502 Bad Gateway: 000")
+    assert len(failure.message) <= MAX_MESSAGE_CHARS
+
+
+def test_a_created_answer_with_an_id_too_long_to_be_one_is_ambiguous() -> None:
+    failure = failed(answer(201, created_body(id="t" * 200_000)))
+    assert failure.kind is ErrorKind.AMBIGUOUS
+    assert len(failure.message) <= MAX_MESSAGE_CHARS

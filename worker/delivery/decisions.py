@@ -6,7 +6,7 @@ claiming a job, after reconciling an uncertain one, when the limits did not admi
 when StackOne answered. Each answer is a ``Decision``: the job as it now stands, what to do
 with it (a ``Transition`` to record, or ``Again``: send it in this delivery after a short
 wait) and the effects beyond the job for the runner to perform (pause a scope, mark the key
-refused or accepted). Every rule of the README's answer table lives here once, so a batch
+refused, failing or accepted). Every rule of the README's answer table lives here once, so a batch
 of one and a batch of fifty take the same decisions, and the table is tested without Redis.
 """
 
@@ -36,7 +36,8 @@ class Job:
     settled: bool = False  # reconciliation found no ticket: no longer uncertain once sent
     attempts: int = 0  # requests in this delivery that count against the job
     sent_at: float = 0.0  # when its latest request went out (Unix seconds)
-    probe: bool = False  # its request finds out whether a refused key works again
+    probe: bool = False  # its request finds out whether the key works again (refused, outage)
+    failing_since: float | None = None  # its first failed attempt: the retry budget runs since
 
     @property
     def total_attempts(self) -> int:
@@ -90,12 +91,22 @@ class KeyRefused:
 
 @dataclass(frozen=True)
 class KeyAccepted:
-    """A request with the key went through; ``probe``: it was the one testing a refused key."""
+    """A request with the key went through; ``probe``: it was the one testing the key (after
+    a refusal or during an outage)."""
 
     probe: bool
 
 
-Effect = PauseKey | PauseAccount | KeyRefused | KeyAccepted
+@dataclass(frozen=True)
+class KeyFailing:
+    """A request with the key failed with a 5xx or a connection error: towards an outage,
+    or, for the probe of one, a longer pause."""
+
+    probe: bool
+    message: str
+
+
+Effect = PauseKey | PauseAccount | KeyRefused | KeyAccepted | KeyFailing
 
 
 @dataclass(frozen=True)
@@ -121,7 +132,8 @@ class Decisions:
 
     def __init__(self, settings: Settings, policy: RetryPolicy) -> None:
         self._policy = policy
-        self._max_attempts = settings.max_attempts
+        self._max_attempts = settings.max_attempts  # 0: no cap, the time budget decides
+        self._retry_for = settings.retry_for
         self._inprocess_max_delay = settings.inprocess_max_delay
         self._auth_pause = settings.auth_pause
         self._on_ambiguous = settings.on_ambiguous
@@ -141,7 +153,9 @@ class Decisions:
 
     def after_claiming(self, job: Job, moment: Moment) -> Decision | Reconcile:
         """A job just claimed: an uncertain one follows the ambiguity policy (a replayed one
-        is always reconciled first); any other is sent unless its attempts are used up."""
+        is always reconciled first); any other is sent unless it has used the attempts a
+        ``max_attempts`` cap allows. An expired retry budget is only ever found by a failure:
+        a job is never given up without a last try."""
         if job.uncertain_since is not None:
             policy = "reconcile" if job.claim.reconcile_first else self._on_ambiguous
             if policy == "park":
@@ -181,6 +195,8 @@ class Decisions:
             )
             delay = admission.wait + self._policy.delay_for(1, None)
             return Decision(job, self._wait(job, error, delay, moment))
+        if admission.reason is Reason.OUTAGE:
+            return self._held(job, admission, moment)
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
         error = JobError(kind=ErrorKind.RETRYABLE, message=message)
@@ -206,17 +222,22 @@ class Decisions:
         error = answer.to_error()
         if answer.kind in (ErrorKind.TERMINAL, ErrorKind.INVALID):
             return Decision(job, failed(job.claim, job.spec, error, job.attempts))
+        effects: tuple[Effect, ...] = ()
+        if answer.kind is ErrorKind.RETRYABLE:
+            effects = (KeyFailing(job.probe, error.message),)
         if answer.kind is ErrorKind.AMBIGUOUS:
             job = replace(job, uncertain_since=job.sent_at, settled=False)
             if self._on_ambiguous == "park":
                 return Decision(job, self._park(job, error.message))
-        if job.total_attempts >= self._max_attempts:
-            return Decision(job, self._give_up(job, error))
+        if job.failing_since is None:
+            job = replace(job, failing_since=job.sent_at)
+        if self._used_up(job) or self._out_of_time(job, moment):
+            return Decision(job, self._give_up(job, error, moment), effects)
         asked = parse_retry_after(answer.retry_after, moment.now)
         delay = self._policy.delay_for(job.total_attempts, asked)
         if self._policy.is_retryable(answer) and self._waits_in_process(delay, moment):
-            return Decision(job, Again(delay))
-        return Decision(job, self._wait(job, error, delay, moment))
+            return Decision(job, Again(delay), effects)
+        return Decision(job, self._wait(job, error, delay, moment), effects)
 
     def _throttled(self, job: Job, answer: Failure, moment: Moment) -> Decision:
         """A 429 is not the job's failure: StackOne asked everyone to wait. Only the linked
@@ -236,21 +257,45 @@ class Decisions:
         waiting = self._wait(job, answer.to_error(), self._auth_pause, moment)
         return Decision(job, waiting, (refused,))
 
+    def _held(self, job: Job, admission: Admission, moment: Moment) -> Decision:
+        """StackOne is failing for the key: the job waits for the probe's answer without
+        spending an attempt (a short wait in this delivery, a longer one as ``retrying``,
+        spread by a backoff draw so the held jobs do not all come back at once)."""
+        if self._waits_in_process(admission.wait, moment):
+            return Decision(job, Again(admission.wait))
+        error = JobError(
+            kind=ErrorKind.RETRYABLE,
+            message=f"waiting: StackOne is failing for every request with the API key "
+            f"(outage); one request at a time tests it, next in {admission.wait:.1f}s",
+        )
+        delay = admission.wait + self._policy.delay_for(1, None)
+        return Decision(job, self._wait(job, error, delay, moment))
+
     def _ready(self, job: Job) -> Decision:
-        """Send the job now, unless it has used every attempt."""
-        if job.total_attempts >= self._max_attempts:
-            return Decision(job, self._give_up(job, None))
+        """Send the job now, unless it has used every attempt a cap allows."""
+        if self._used_up(job):
+            return Decision(job, self._give_up(job, None, None))
         return Decision(job, Again(0.0))
 
-    def _give_up(self, job: Job, last: JobError | None) -> Transition:
+    def _used_up(self, job: Job) -> bool:
+        """The optional cap on attempts (``max_attempts``, 0: none) is reached."""
+        return 0 < self._max_attempts <= job.total_attempts
+
+    def _out_of_time(self, job: Job, moment: Moment) -> bool:
+        """The job's first failed attempt is older than the retry budget (``retry_for``)."""
+        return job.failing_since is not None and moment.now - job.failing_since >= self._retry_for
+
+    def _give_up(self, job: Job, last: JobError | None, moment: Moment | None) -> Transition:
+        tried = f"{job.total_attempts} attempts"
+        if moment is not None and job.failing_since is not None:
+            tried += f" over {_duration(moment.now - job.failing_since)}"
         if job.uncertain_since is not None or last is None:
             why = last.message if last else "the worker was lost during the last attempt"
-            return self._park(job, f"all {job.total_attempts} attempts used; {why}")
+            return self._park(job, f"gave up after {tried}; {why}")
         error = last.model_copy(
             update={
                 "kind": ErrorKind.EXHAUSTED,
-                "message": f"gave up after {job.total_attempts} attempts; "
-                f"last error: {last.message}",
+                "message": f"gave up after {tried}; last error: {last.message}",
             }
         )
         return failed(job.claim, job.spec, error, job.attempts)
@@ -270,9 +315,19 @@ class Decisions:
             attempts=job.attempts,
             uncertain_since=job.uncertain_since,
             settled=job.settled and job.uncertain_since is None,
+            failing_since=job.failing_since,
         )
 
     def _waits_in_process(self, delay: float, moment: Moment) -> bool:
         """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
         and not at all once the worker is stopping."""
         return not moment.stopping and moment.spent + delay <= self._inprocess_max_delay
+
+
+def _duration(seconds: float) -> str:
+    """``95s``, ``12 min``, ``24.0 h``: how long a job kept retrying, for its last error."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -5,7 +5,7 @@ The runner does the I/O and the decisions (``worker/delivery/decisions.py``) say
 means: claim the batch and decide each job (reconciling an uncertain one first if asked),
 then in rounds admit every waiting job through the shared limiter (one pipeline), send the
 admitted ones concurrently on the worker's event loop, decide each answer, perform the
-effects the decisions name (pauses, the key's health) and record the outcomes (one
+effects the decisions name (pauses, the key's health, an outage) and record the outcomes (one
 pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
 the due index, so a worker slot never sleeps for long. Only the runner reads the clock.
 """
@@ -29,6 +29,7 @@ from worker.delivery.decisions import (
     Effect,
     Job,
     KeyAccepted,
+    KeyFailing,
     KeyRefused,
     Moment,
     PauseAccount,
@@ -38,6 +39,7 @@ from worker.delivery.decisions import (
 from worker.delivery.loop import EventLoop
 from worker.delivery.reconcile import TicketLister, find_created
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
+from worker.limits.outage import KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason
 from worker.settings import LEASE_SLACK, Settings
 from worker.stackone.answers import Answer
@@ -78,6 +80,7 @@ class JobRunner:
         limiter: Limiter,
         decisions: Decisions,
         key_health: KeyHealth,
+        outage: KeyOutage,
         stopping: threading.Event,
     ) -> None:
         self._settings = settings
@@ -87,6 +90,7 @@ class JobRunner:
         self._limiter = limiter
         self._decisions = decisions
         self._key_health = key_health
+        self._outage = outage
         self._stopping = stopping  # set on shutdown: no more waiting in the worker
 
     def run(self, job_ids: Sequence[str]) -> None:
@@ -133,7 +137,7 @@ class JobRunner:
             error = JobError(kind=ErrorKind.INVALID, message=describe_validation_error(exc))
             outcomes.append(failed(claim, None, error, 0))
             return None
-        return Job(claim, spec, claim.uncertain_since)
+        return Job(claim, spec, claim.uncertain_since, failing_since=claim.failing_since)
 
     def _reconciled(self, asked: Reconcile, started: float) -> Decision:
         """Look among StackOne's tickets for the one an earlier attempt may have made."""
@@ -216,6 +220,9 @@ class JobRunner:
                 self._key_health.refused(status, message, at)
             case KeyAccepted(probe):
                 self._key_health.accepted(probe=probe)
+                self._outage.works(probe)
+            case KeyFailing(probe, message):
+                self._outage.failed(probe, message)
             case _:
                 assert_never(effect)
 

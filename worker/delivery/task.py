@@ -25,6 +25,7 @@ from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner
 from worker.limits.keyhealth import KeyHealth, fingerprint
+from worker.limits.outage import KeyOutage
 from worker.limits.rate import Limiter
 from worker.queue.app import TASK_NAME, create_app
 from worker.queue.scheduler import Scheduler
@@ -58,7 +59,7 @@ class WorkerProcess:
         settings = self.settings
         api = StackOneClient(settings)
         assert settings.stackone_api_key is not None  # StackOneClient checked it
-        key = fingerprint(settings.stackone_api_key)
+        key = fingerprint(self.store.redis, settings.stackone_api_key)
         key_state = LimitStore(self.store.redis, ApiKeyNames.of(key))
         limiter = Limiter(
             key_state,
@@ -68,9 +69,18 @@ class WorkerProcess:
             probe_interval=settings.auth_pause,
         )
         health = KeyHealth(key_state, key, settings.auth_pause)
+        outage = KeyOutage(key_state, key, settings)
         decisions = Decisions(settings, RetryPolicy(settings))
         return JobRunner(
-            settings, self.store, api, EventLoop(), limiter, decisions, health, self.stopping
+            settings,
+            self.store,
+            api,
+            EventLoop(),
+            limiter,
+            decisions,
+            health,
+            outage,
+            self.stopping,
         )
 
     def run_jobs(self, job_ids: object) -> None:

@@ -5,26 +5,31 @@ the queue. Instead the first refusal pauses sending with this key on every worke
 ``auth_pause`` seconds (the limiter refuses admission meanwhile); when the pause ends, the
 next job is the probe. The refusal is said loudly once, kept for status pages until a
 request succeeds again, and then the recovery is said too. The key itself is never stored:
-workers agree on it by a short fingerprint.
+workers agree on it by a short fingerprint, keyed by the deployment's salt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 
+import redis
 from pydantic import SecretStr
 
 from worker.store.limits import KeyRefusal, LimitStore
+from worker.store.salt import deployment_salt
 
 __all__ = ["KeyHealth", "KeyRefusal", "fingerprint"]
 
 log = logging.getLogger("ticketq.worker")
 
 
-def fingerprint(api_key: SecretStr) -> str:
-    """Names the key in Redis and logs without revealing it."""
-    return hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()[:12]
+def fingerprint(client: redis.Redis, api_key: SecretStr) -> str:
+    """Names the key in Redis and logs without revealing it: HMAC-SHA256 of the key with
+    the deployment's salt (kept in Redis), so a fingerprint alone confirms no guess."""
+    salt = deployment_salt(client)
+    return hmac.new(salt, api_key.get_secret_value().encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class KeyHealth:

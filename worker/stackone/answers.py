@@ -73,10 +73,13 @@ def kind_for_status(status: int) -> ErrorKind:
     return ErrorKind.TERMINAL
 
 
+MAX_ID_CHARS = 500  # far above any provider's ids; a longer "id" is no id to store
+
+
 def as_id(value: Any) -> str | None:
     """Ids are strings in the spec; a provider's numeric id is kept as its decimal text."""
     if isinstance(value, str):
-        return value or None
+        return value if 0 < len(value) <= MAX_ID_CHARS else None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None

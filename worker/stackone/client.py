@@ -7,7 +7,9 @@ store never have to know about httpx. What to make of an answer (when to try aga
 to pause) is the delivery's policy, not this module's.
 
 The API key is the one secret in the project. It goes out as Basic auth and is scrubbed
-from every text this module produces, in case a server or a proxy echoes it.
+from every text this module produces, in every form a server or a proxy could echo it.
+Answers are read up to ``MAX_ANSWER_BYTES`` and every text kept from them is bounded, so
+no answer can fill a worker's memory or a job record.
 
 Requests go straight to the httpx transport (aiohttp underneath): httpx's client layers
 (URL merging, auth flow, redirects, cookies) cost more CPU per request than the transport
@@ -17,10 +19,14 @@ itself and do nothing this one fixed endpoint needs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
+import re
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import httpx
@@ -41,6 +47,16 @@ from worker.stackone.answers import (
 TICKETS_PATH = "/unified/ticketing/tickets"
 MAX_MESSAGE_CHARS = 2_000
 SCRUBBED = "[redacted]"
+CUT = "… (truncated)"
+# An answer is read up to this many bytes (decoded); StackOne's own answers are far smaller.
+MAX_ANSWER_BYTES = 1 << 20
+# Deeper JSON than this is read as text: nothing StackOne sends nests so deep, and deeper
+# values would strain the recursion of everything that later dumps or validates them.
+MAX_ANSWER_DEPTH = 32
+MAX_PROVIDER_ERRORS = 10
+MAX_PROVIDER_TEXT_CHARS = 2_000  # each text of a provider error, or a value's JSON
+MAX_PROVIDER_ERRORS_CHARS = 32_000  # the whole list, as JSON
+MAX_RETRY_AFTER_CHARS = 100
 
 LIST_PAGE_SIZE = 100
 # Enough connections that a worker's concurrent requests never queue for one.
@@ -54,10 +70,10 @@ class StackOneClient:
     def __init__(
         self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        if settings.stackone_api_key is None or not settings.stackone_api_key.get_secret_value():
+        if settings.stackone_api_key is None:  # Settings refuse an empty one
             raise ValueError("STACKONE_API_KEY is not set")
-        self._api_key = settings.stackone_api_key
         self._basic_token = _basic_token(settings.stackone_api_key)
+        self._key_forms = _key_pattern(settings.stackone_api_key)
         self._connect_timeout = settings.connect_timeout
         self._read_timeout = settings.read_timeout
         self._tickets_url = httpx.URL(settings.stackone_base_url.rstrip("/") + TICKETS_PATH)
@@ -82,9 +98,9 @@ class StackOneClient:
 
     async def _send(
         self, method: str, account_id: str, url: httpx.URL, content: bytes = b""
-    ) -> httpx.Response:
-        """One request, its answer read in full; raises httpx's errors (and aiohttp's, for an
-        answer that is not valid HTTP)."""
+    ) -> Reply:
+        """One request, its answer read up to ``MAX_ANSWER_BYTES``; raises httpx's errors
+        (and aiohttp's, for an answer that is not valid HTTP)."""
         request = httpx.Request(
             method,
             url,
@@ -94,10 +110,16 @@ class StackOneClient:
         )
         response = await self._transport.handle_async_request(request)
         try:
-            await response.aread()
+            body = await _read_bounded(response)
         finally:
-            await response.aclose()
-        return response
+            await response.aclose()  # an answer not read to its end closes its connection
+        return Reply(
+            response.status_code,
+            response.reason_phrase,
+            response.headers,
+            body,
+            response.encoding or "utf-8",
+        )
 
     async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer:
         """Send one ``POST /unified/ticketing/tickets``; never raises for HTTP or network errors.
@@ -146,12 +168,12 @@ class StackOneClient:
         answer = self._from_response(response)
         if isinstance(answer, Failure):
             return answer
-        return self._failed(ErrorKind.RETRYABLE, f"unexpected list answer: {response.text[:200]}")
+        return self._failed(ErrorKind.RETRYABLE, f"unexpected list answer: {response.text}")
 
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    def _from_response(self, response: httpx.Response) -> Answer:
+    def _from_response(self, response: Reply) -> Answer:
         status = response.status_code
         body = _json_object(response)
         if 200 <= status < 300:
@@ -167,7 +189,7 @@ class StackOneClient:
             )
         message = body.get("message") if body is not None else None
         if isinstance(message, list):  # NestJS-style validation errors: a list of strings
-            message = "; ".join(str(item) for item in message)
+            message = "; ".join(item if isinstance(item, str) else _json(item) for item in message)
         if not isinstance(message, str) or not message:
             message = f"HTTP {status} {response.reason_phrase}: {_snippet(response.text)}"
         provider_errors = body.get("provider_errors") if body is not None else None
@@ -236,24 +258,26 @@ class StackOneClient:
         provider_errors: list[Any] | None = None,
         retry_after: str | None = None,
     ) -> Failure:
-        """Build a ``Failure`` whose texts are scrubbed of the key, then bounded in size."""
+        """Build a ``Failure`` whose texts are scrubbed of the key, then bounded in size (in
+        that order, so no cut leaves part of a key behind)."""
         return Failure(
             kind=kind,
-            message=_truncate(self._scrub(message)),
+            message=_cut(self._scrub(message), MAX_MESSAGE_CHARS),
             status=status,
             provider_errors=_bounded(self._scrub(provider_errors)),
-            retry_after=retry_after,
+            retry_after=None
+            if retry_after is None
+            else _cut(self._scrub(retry_after), MAX_RETRY_AFTER_CHARS),
         )
 
     def _scrub(self, value: Any) -> Any:
-        """Replace the key, raw or as its Basic token, in every string inside ``value``.
+        """Replace every form of the key (``_key_pattern``) in every string inside ``value``.
 
         Error texts end up in job records, logs and the dashboard; a server that echoes
         the request (or its Authorization header) must not carry the key there.
         """
-        key = self._api_key.get_secret_value()
         if isinstance(value, str):
-            return value.replace(self._basic_token, SCRUBBED).replace(key, SCRUBBED)
+            return self._key_forms.sub(SCRUBBED, value)
         if isinstance(value, list):
             return [self._scrub(item) for item in value]
         if isinstance(value, dict):
@@ -261,25 +285,93 @@ class StackOneClient:
         return value
 
 
-MAX_PROVIDER_ERRORS = 10
-MAX_PROVIDER_RAW_CHARS = 2_000
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """An answer as far as it was read: what the client judges an attempt by."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes  # at most MAX_ANSWER_BYTES: a longer answer is cut
+    encoding: str
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    """The answer's body, decoded (gzip...), up to ``MAX_ANSWER_BYTES``: the rest is never
+    read, so neither a huge answer nor a compressed bomb can fill the worker's memory."""
+    body = bytearray()
+    # aiter_bytes is an async generator (typed as an iterator): closed here, not by the GC.
+    decoded = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    async with contextlib.aclosing(decoded) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= MAX_ANSWER_BYTES:
+                break
+    return bytes(body[:MAX_ANSWER_BYTES])
 
 
 def _bounded(provider_errors: list[Any] | None) -> list[Any] | None:
     """Keep provider errors small enough for a job record: a provider may echo a whole page.
 
-    The first entries are kept and each entry's ``raw`` is cut to a snippet of its JSON.
+    The first entries are kept, each entry's texts cut (``_small``), while the list stays
+    within ``MAX_PROVIDER_ERRORS_CHARS`` as JSON; an entry too big to keep whole is kept
+    as the beginning of its JSON, so the first entry always says something.
     """
     if provider_errors is None:
         return None
     bounded: list[Any] = []
+    room = MAX_PROVIDER_ERRORS_CHARS
     for entry in provider_errors[:MAX_PROVIDER_ERRORS]:
-        if isinstance(entry, dict) and "raw" in entry:
-            raw = json.dumps(entry["raw"]) if not isinstance(entry["raw"], str) else entry["raw"]
-            if len(raw) > MAX_PROVIDER_RAW_CHARS:
-                entry = {**entry, "raw": raw[:MAX_PROVIDER_RAW_CHARS] + "... (truncated)"}
-        bounded.append(entry)
+        small = _small_entry(entry)
+        if len(_json(small)) > room:
+            small = _cut(_json(small), MAX_PROVIDER_TEXT_CHARS)
+        size = len(_json(small))
+        if size > room:
+            break
+        bounded.append(small)
+        room -= size + 2  # ", "
     return bounded
+
+
+def _small_entry(entry: Any) -> Any:
+    """An entry with each field's value bounded (``message``, ``raw``, ``url``, ...)."""
+    if not isinstance(entry, dict):
+        return _small(entry)
+    return {
+        _cut(str(name), MAX_PROVIDER_TEXT_CHARS): _small(value) for name, value in entry.items()
+    }
+
+
+def _small(value: Any) -> Any:
+    """A string cut to size; a list or object kept if its JSON is small, else that JSON cut."""
+    if isinstance(value, str):
+        return _cut(value, MAX_PROVIDER_TEXT_CHARS)
+    if not isinstance(value, list | dict):
+        return value
+    text = _json(value)
+    return value if len(text) <= MAX_PROVIDER_TEXT_CHARS else _cut(text, MAX_PROVIDER_TEXT_CHARS)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _key_pattern(key: SecretStr) -> re.Pattern[str]:
+    """Every form of the key a server or proxy could echo, in any letter case: raw,
+    URL-encoded, and base64 (standard or URL-safe, padded or not) of the Basic credentials
+    ``key:`` or of the key alone. Longest first, so a padded form goes whole."""
+    raw = key.get_secret_value()
+    forms = {raw, quote(raw, safe=""), quote_plus(raw)}
+    for data in (f"{raw}:".encode(), raw.encode()):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            token = encode(data).decode()
+            forms |= {token, token.rstrip("=")}
+    ordered = sorted(forms, key=len, reverse=True)
+    return re.compile("|".join(re.escape(form) for form in ordered), re.IGNORECASE)
 
 
 def _basic_token(key: SecretStr) -> str:
@@ -304,12 +396,25 @@ def _is_header_value(value: str) -> bool:
     return value.isascii() and value.isprintable() and value == value.strip()
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: Reply) -> dict[str, Any] | None:
+    """The answer's JSON object, or None: not JSON, not an object, cut, or nested deeper
+    than ``MAX_ANSWER_DEPTH`` (which is then read as text, its status still deciding)."""
     try:
-        body = response.json()
-    except ValueError:  # not JSON, or not text at all
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):  # not JSON, not text at all, or absurdly deep
         return None
-    return body if isinstance(body, dict) else None
+    if not isinstance(body, dict) or _deeper_than(body, MAX_ANSWER_DEPTH):
+        return None
+    return body
+
+
+def _deeper_than(value: Any, depth: int) -> bool:
+    """Whether lists and objects nest more than ``depth`` levels (never recursing further)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return False
+    return depth == 0 or any(_deeper_than(item, depth - 1) for item in value)
 
 
 def _ticket_ids(body: dict[str, Any] | None) -> TicketIds | None:
@@ -325,7 +430,8 @@ def _snippet(text: str) -> str:
     return " ".join(text.split()) or "(empty body)"
 
 
-def _truncate(text: str) -> str:
-    if len(text) <= MAX_MESSAGE_CHARS:
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, saying so when it was cut."""
+    if len(text) <= limit:
         return text
-    return text[: MAX_MESSAGE_CHARS - 1] + "…"
+    return text[: limit - len(CUT)] + CUT

@@ -14,13 +14,21 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import redis
 
-from worker.contract import ErrorKind, JobError, JobRecord, JobSpec, JobState, TicketIds
+from worker.contract import (
+    ErrorKind,
+    JobError,
+    JobRecord,
+    JobSpec,
+    JobState,
+    TicketIds,
+    load_json,
+)
 from worker.settings import Settings
 from worker.store import connect
 from worker.store.keys import (
@@ -44,12 +52,14 @@ from worker.store.scripts import (
     REPLAY,
     SENT,
     TRANSITION,
+    UNCREATE,
     Call,
     ClaimCode,
     DeadLetterCode,
     Recorded,
     RenewCode,
     run,
+    run_each,
     run_one,
 )
 
@@ -76,6 +86,7 @@ __all__ = [
 
 Lane = Literal["interactive", "bulk"]
 CREATE_CHUNK = 500  # jobs per create.lua call
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class Claim:
     uncertain_since: float | None  # an earlier attempt since then may have made the ticket
     reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy
     lane: Lane = "interactive"
+    failing_since: float | None = None  # its first failed attempt: the retry budget runs since
 
 
 @dataclass(frozen=True)
@@ -151,9 +163,9 @@ class JobStore:
         self._max_lost_attempts = max_lost_attempts
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobStore:
+    def from_settings(cls, settings: Settings, *, ride_out_restarts: bool = True) -> JobStore:
         return cls(
-            connect(settings),
+            connect(settings, ride_out_restarts=ride_out_restarts),
             succeeded_ttl=settings.succeeded_ttl,
             lease_seconds=settings.lease_seconds,
             requeue_after=settings.requeue_after,
@@ -165,26 +177,42 @@ class JobStore:
         return self.create_many([spec], lane)[0]
 
     def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Stored]:
-        """Store many jobs in one round trip; each is created atomically on its own.
+        """Store many jobs in one round trip: all of them, or none.
 
         Jobs sharing a batch go to the script together, up to ``CREATE_CHUNK`` a call, so an
-        import sends few arguments per job and Redis is never held for long by one call."""
+        import sends few arguments per job and Redis is never held for long by one call. If
+        a call fails (Redis at maxmemory, say), the jobs the other calls stored are taken
+        back before its error is raised: a caller who retries makes no duplicates, and no
+        worker creates a ticket for a batch reported as failed."""
         now = time.time()
         header = [stamp(now + self._requeue_after), stamp(now), lane]
-        groups: dict[str | None, list[int]] = {}  # batch id -> positions in specs
-        for position, spec in enumerate(specs):
-            groups.setdefault(spec.batch_id, []).append(position)
-        calls: list[Call] = []
-        order: list[int] = []
-        for batch_id, positions in groups.items():
-            for start in range(0, len(positions), CREATE_CHUNK):
-                chunk = positions[start : start + CREATE_CHUNK]
-                keys, args = _create_call([specs[p] for p in chunk], batch_id)
-                calls.append(Call(CREATE, keys, [*header, *args]))
-                order += chunk
-        answers = [answer for call in run(self.redis, calls) for answer in call]
-        by_position = dict(zip(order, answers, strict=True))
+        chunks = _chunks(range(len(specs)), lambda p: specs[p].batch_id)
+        calls = [Call(CREATE, *_create_call([specs[p] for p in chunk], header)) for chunk in chunks]
+        answers = run_each(self.redis, calls)
+        failure = next((answer for answer in answers if isinstance(answer, Exception)), None)
+        by_position = {
+            position: job
+            for chunk, answer in zip(chunks, answers, strict=True)
+            if not isinstance(answer, Exception)
+            for position, job in zip(chunk, answer, strict=True)
+        }
+        if failure is not None:
+            self._take_back([(specs[p], job) for p, job in by_position.items()], failure)
+            raise failure
         return [_stored(by_position[p]) for p in range(len(specs))]
+
+    def _take_back(self, answered: list[tuple[JobSpec, list[Any]]], failure: Exception) -> None:
+        """Delete the jobs a failed create_many stored, newest first, so a ref given twice
+        names again what it named before the batch; if that fails too, ``failure`` says so."""
+        created = [(spec, job) for spec, job in reversed(answered) if _stored(job).is_new]
+        calls = [
+            Call(UNCREATE, *_uncreate_call(chunk))
+            for chunk in _chunks(created, lambda pair: pair[0].batch_id)
+        ]
+        try:
+            run(self.redis, calls)
+        except redis.RedisError as exc:
+            failure.add_note(f"{len(created)} jobs of this batch may remain stored: {exc}")
 
     def confirm_sent(self, job_ids: list[str]) -> None:
         """Their messages are on the queue: the scheduler looks again only if nobody has
@@ -399,11 +427,14 @@ def retrying(
     attempts: int,
     uncertain_since: float | None = None,
     settled: bool = False,
+    failing_since: float | None = None,
 ) -> Transition:
     """Try again at ``due_at`` (Unix seconds). ``uncertain_since``: an attempt since then may
     have made the ticket; ``settled``: reconciliation found none, so the job is no longer
-    uncertain."""
-    cleared = {"uncertain_since": "", "reconcile_first": ""} if settled else {}
+    uncertain; ``failing_since``: its first failed attempt, kept for its retry budget."""
+    fields = {"uncertain_since": "", "reconcile_first": ""} if settled else {}
+    if failing_since is not None:
+        fields["failing_since"] = stamp(failing_since)
     return Transition(
         claim,
         spec,
@@ -412,7 +443,7 @@ def retrying(
         error=error,
         due_at=due_at,
         uncertain_since=uncertain_since,
-        fields=cleared,
+        fields=fields,
     )
 
 
@@ -420,29 +451,67 @@ def failed(claim: Claim, spec: JobSpec | None, error: JobError, attempts: int) -
     return Transition(claim, spec, JobState.FAILED, attempts, error=error)
 
 
-def _create_call(specs: Sequence[JobSpec], batch_id: str | None) -> tuple[list[str], list[str]]:
-    """Keys and the per-job arguments of one create.lua call."""
+def _chunks(items: Iterable[T], batch_of: Callable[[T], str | None]) -> list[list[T]]:
+    """Items grouped by batch (in the order each batch first appears), ``CREATE_CHUNK`` a
+    group: one create.lua or uncreate.lua call each."""
+    groups: dict[str | None, list[T]] = {}
+    for item in items:
+        groups.setdefault(batch_of(item), []).append(item)
+    return [
+        group[start : start + CREATE_CHUNK]
+        for group in groups.values()
+        for start in range(0, len(group), CREATE_CHUNK)
+    ]
+
+
+def _create_call(specs: Sequence[JobSpec], header: list[str]) -> tuple[list[str], list[str]]:
+    """Keys and arguments of one create.lua call; the specs share one batch."""
+    batch_id = specs[0].batch_id
     keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
-    args = [batch_id or ""]
+    args = [*header, batch_id or ""]
     for spec in specs:
         job_id = uuid.uuid4().hex
-        account = spec.account_id
-        keys += (
-            job_key(job_id),
-            idempotency_key(account, spec.idempotency_key) if spec.idempotency_key else "",
-            ref_key(account, spec.ref) if spec.ref else "",
-        )
+        keys += _job_keys(job_id, spec)
         spec_json = spec.model_dump_json(exclude_unset=True)
-        args += (job_id, account, spec_json, spec.ref or "", spec.idempotency_key or "")
+        args += (job_id, spec.account_id, spec_json, spec.ref or "", spec.idempotency_key or "")
     return keys, args
+
+
+def _uncreate_call(created: Sequence[tuple[JobSpec, list[Any]]]) -> tuple[list[str], list[str]]:
+    """Keys and arguments of one uncreate.lua call: the jobs share one batch, newest first."""
+    batch_id = created[0][0].batch_id
+    keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
+    args: list[str] = []
+    for spec, answer in created:
+        job_id, previous_ref, previous_ttl = _created(answer)
+        keys += _job_keys(job_id, spec)
+        args += (job_id, previous_ref, str(previous_ttl))
+    return keys, args
+
+
+def _job_keys(job_id: str, spec: JobSpec) -> list[str]:
+    """A job's own keys, as create.lua and uncreate.lua take them: its hash, its idempotency
+    key or "", its ref key or ""."""
+    account = spec.account_id
+    return [
+        job_key(job_id),
+        idempotency_key(account, spec.idempotency_key) if spec.idempotency_key else "",
+        ref_key(account, spec.ref) if spec.ref else "",
+    ]
 
 
 # The scripts' answers, decoded: no code outside these reads a script's answer by position.
 
 
 def _stored(answer: list[Any]) -> Stored:
-    """create.lua: {job_id, 1} when created, {existing_job_id, 0} when the key named one."""
+    """create.lua: {job_id, 1, ...} when created, {existing_job_id, 0} when the key named one."""
     return Stored(job_id=answer[0], is_new=bool(int(answer[1])))
+
+
+def _created(answer: list[Any]) -> tuple[str, str, int]:
+    """create.lua, for a job it created: {job_id, 1, the job its ref named before or "", that
+    ref key's TTL in ms (negative: none)}."""
+    return answer[0], answer[2], int(answer[3])
 
 
 def _due(flat: list[str]) -> list[Due]:
@@ -451,8 +520,8 @@ def _due(flat: list[str]) -> list[Due]:
 
 
 def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClaimed:
-    """claim.lua: {CLAIM_OK, spec, attempts, uncertain_since, reconcile_first, lane}, or
-    {code, detail?}."""
+    """claim.lua: {CLAIM_OK, spec, attempts, uncertain_since, reconcile_first, lane,
+    failing_since}, or {code, detail?}."""
     code = ClaimCode(answer[0])
     if code is not ClaimCode.OK:
         return NotClaimed(code, _detail(answer))
@@ -464,6 +533,7 @@ def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClai
         uncertain_since=float(answer[3]) if answer[3] else None,
         reconcile_first=answer[4] == "1",
         lane=cast(Lane, answer[5]),
+        failing_since=float(answer[6]) if answer[6] else None,
     )
 
 
@@ -524,5 +594,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
 
 
 def spec_from_claim(claim: Claim) -> JobSpec:
-    """Re-validate what was stored: a record written by another version may not fit."""
-    return JobSpec.model_validate_json(claim.spec_json)
+    """Re-validate what was stored: a record written by another version may not fit. Read
+    as the producer's mapping was validated (``load_json``, then the same model), so the
+    worker accepts whatever the door did: pydantic's own JSON reader stops at another depth."""
+    return JobSpec.model_validate(load_json(claim.spec_json))

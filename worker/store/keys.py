@@ -14,6 +14,9 @@ PREFIX = "ticketq"
 JOB_PREFIX = f"{PREFIX}:job:"
 FAILED_INDEX = f"{PREFIX}:failed"
 DUE_INDEX = f"{PREFIX}:due"
+# The deployment's random salt for API key fingerprints (worker/store/salt.py); kept for
+# good: a new one renames every key's limiter and key-health state.
+KEY_SALT = f"{PREFIX}:keysalt"
 # The Celery queues (Redis lists) of the two lanes, interactive first: workers read them in
 # this order, and the scheduler looks at their length.
 QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
@@ -57,7 +60,7 @@ def account_pause_key(account_id: str) -> str:
 @dataclass(frozen=True)
 class ApiKeyNames:
     """The keys the limiter and the key health keep for one StackOne API key, named by its
-    fingerprint (the key itself is never stored)."""
+    fingerprint, keyed by the deployment's salt (the key itself is never stored)."""
 
     schedule: str  # GCRA: when the next request is due (microseconds)
     line: str  # the end of the bulk line (microseconds)
@@ -65,6 +68,9 @@ class ApiKeyNames:
     refusal: str  # StackOne's last refusal of the key, kept until a request succeeds again
     refusal_pause: str  # the pause after a refusal (401/403), until when (ms)
     probe: str  # the one request allowed to try a refused key once its pause is over
+    failures: str  # 5xx and connection errors in a row with the key (a success resets it)
+    outage: str  # hash: the outage's pause, until when (ms), and its current step (ms)
+    outage_probe: str  # the one request allowed to test StackOne during an outage
 
     @classmethod
     def of(cls, key_fingerprint: str) -> ApiKeyNames:
@@ -75,4 +81,7 @@ class ApiKeyNames:
             refusal=f"{PREFIX}:auth:refused:{key_fingerprint}",
             refusal_pause=f"{PREFIX}:auth:pause:{key_fingerprint}",
             probe=f"{PREFIX}:auth:probe:{key_fingerprint}",
+            failures=f"{PREFIX}:outage:failures:{key_fingerprint}",
+            outage=f"{PREFIX}:outage:{key_fingerprint}",
+            outage_probe=f"{PREFIX}:outage:probe:{key_fingerprint}",
         )

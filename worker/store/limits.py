@@ -1,6 +1,7 @@
 """The limiter's and the key health's state in Redis, for one StackOne API key: its rate
-schedule and bulk line, the pauses 429s ask for, and StackOne's refusal of the key (a
-401/403) with the pause and the probe that follow it.
+schedule and bulk line, the pauses 429s ask for, StackOne's refusal of the key (a 401/403)
+with the pause and the probe that follow it, and an outage (5xx and connection errors in a
+row) with its growing pause and its probe.
 
 Times are Redis's own clock, so hosts need not agree on theirs. The policy (what the rate
 is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import redis
+from redis.client import Pipeline
 
 from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
 from worker.store.scripts import ADMIT, PAUSE, Reason, run_one
@@ -67,6 +69,8 @@ class LimitStore:
             names.refusal,
             names.probe,
             names.line,
+            names.outage,
+            names.outage_probe,
         ]
         hold = NO_LINE if limits.bulk_hold is None else int(limits.bulk_hold * 1_000_000)
         args: list[str | int | float] = [
@@ -92,8 +96,7 @@ class LimitStore:
 
     def pause_refused_key(self, seconds: float) -> bool:
         """Nobody sends with the refused key for ``seconds``; True if this started the pause."""
-        now_s, now_us = self._redis.time()
-        until_ms = int(now_s) * 1000 + int(now_us) // 1000 + int(seconds * 1000)
+        until_ms = self._now_ms() + int(seconds * 1000)
         started = self._redis.set(
             self._names.refusal_pause, until_ms, px=int(seconds * 1000), nx=True
         )
@@ -120,6 +123,62 @@ class LimitStore:
         info = json.loads(raw)
         paused_until = int(until) / 1000 if until is not None else None
         return KeyRefusal(info["status"], info["message"], info["since"], paused_until)
+
+    def note_failure(self, window: float) -> int:
+        """A request with the key failed (5xx, connection error): the failures in a row so
+        far, forgotten after ``window`` seconds without another."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self._names.failures)
+            pipe.pexpire(self._names.failures, int(window * 1000))
+            count, _ = pipe.execute()
+        return int(count)
+
+    def start_outage(self, step: float) -> bool:
+        """Hold every request with the key for ``step`` seconds, then let one probe; True if
+        this started the outage (False: one was on already, and stays as it is)."""
+        now_ms = self._now_ms()
+        step_ms = int(step * 1000)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self._names.outage, "until", now_ms + step_ms)
+            pipe.hsetnx(self._names.outage, "step", step_ms)
+            started, _ = pipe.execute()
+        return bool(started)
+
+    def extend_outage(self, cap: float) -> float | None:
+        """The probe failed: pause again, twice the last step (up to ``cap`` seconds), and
+        free the probe lock for the next; the new step, or None if no outage is on (a
+        success ended it meanwhile: it is not started again)."""
+        now_ms = self._now_ms()
+        steps: list[int] = []  # the step set by the attempt that went through
+
+        def extend(pipe: Pipeline) -> None:
+            steps.clear()
+            last = pipe.hget(self._names.outage, "step")
+            if last is not None:
+                steps.append(min(2 * int(last), int(cap * 1000)))
+                pipe.multi()
+                pipe.hset(
+                    self._names.outage, mapping={"until": now_ms + steps[0], "step": steps[0]}
+                )
+                pipe.delete(self._names.outage_probe)
+
+        self._redis.transaction(extend, self._names.outage)
+        return steps[0] / 1000 if steps else None
+
+    def end_outage(self) -> bool:
+        """A request with the key succeeded: no failures in a row, no outage; True if an
+        outage was on."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._names.failures)
+            pipe.delete(self._names.outage_probe)
+            pipe.delete(self._names.outage)
+            *_, ended = pipe.execute()
+        return bool(ended)
+
+    def _now_ms(self) -> int:
+        """Redis's clock, which admission reads, in milliseconds."""
+        now_s, now_us = self._redis.time()
+        return int(now_s) * 1000 + int(now_us) // 1000
 
     def _pause(self, key: str, seconds: float) -> None:
         run_one(self._redis, PAUSE, [key], [int(seconds * 1000)])

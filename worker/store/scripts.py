@@ -69,7 +69,8 @@ class Reason(IntEnum):
     ACCOUNT_PAUSED = 3
     ACCOUNT_BUSY = 4
     KEY_REFUSED = 5
-    PROBE = 6  # admitted, as the one request that finds out whether a refused key works
+    PROBE = 6  # admitted, as the one request that finds out whether the key works again
+    OUTAGE = 7  # StackOne is failing for the key: every request waits for the probe
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")
@@ -126,6 +127,7 @@ def _lua(member: Enum) -> str:
 
 
 CREATE = Script("create.lua", STATE=JobState)
+UNCREATE = Script("uncreate.lua", STATE=JobState)
 SENT = Script("sent.lua", STATE=JobState)
 CLAIM = Script("claim.lua", STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
@@ -135,7 +137,7 @@ REPLAY = Script("replay.lua", STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCod
 PURGE = Script("purge.lua", STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", REASON=Reason)
 PAUSE = Script("pause.lua")
-SCRIPTS = (CREATE, SENT, CLAIM, RENEW, TRANSITION, DUE, REPLAY, PURGE, ADMIT, PAUSE)
+SCRIPTS = (CREATE, SENT, CLAIM, RENEW, TRANSITION, DUE, REPLAY, PURGE, ADMIT, PAUSE, UNCREATE)
 
 
 class Call(NamedTuple):
@@ -145,7 +147,18 @@ class Call(NamedTuple):
 
 
 def run(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
-    """Run many Lua script calls in one round trip; each call's answer, in order.
+    """Run many Lua script calls in one round trip; each call's answer, in order. The first
+    error a call met is raised, after every call ran (see ``run_each``)."""
+    answers = run_each(client, calls)
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return answers
+
+
+def run_each(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    """Run many Lua script calls in one round trip; each call's answer, or the error Redis
+    answered it with, in order, so a caller can take back what the calls that ran did.
 
     redis-py's own pipelined scripts ask Redis whether each script is loaded before every
     pipeline, a second round trip each time; here they are sent as EVALSHA straight away.
@@ -160,9 +173,6 @@ def run(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
             client.script_load(script.text)
         for i, answer in zip(lost, _pipeline(client, [calls[i] for i in lost]), strict=True):
             answers[i] = answer
-    for answer in answers:
-        if isinstance(answer, Exception):
-            raise answer
     return answers
 
 

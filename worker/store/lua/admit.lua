@@ -1,9 +1,9 @@
 -- Admit a round of requests to StackOne, in order, or say how long each must wait: a GCRA
 -- rate limit per API key, a cap on requests in flight per linked account, and pauses (429s,
--- a refused key). The first refusal that holds for the whole key (rate, a pause of the key,
--- a refused key) ends the round: every request after it gets that answer unasked (for the
--- rate, each one interval later than the one before it), so a saturated limit costs one
--- evaluation per round, not one per waiting request.
+-- a refused key, an outage). The first refusal that holds for the whole key (rate, a pause
+-- of the key, a refused key, an outage) ends the round: every request after it gets that
+-- answer unasked (for the rate, each one interval later than the one before it), so a
+-- saturated limit costs one evaluation per round, not one per waiting request.
 -- Bulk requests the rate holds back longer than their delivery may wait are given a place
 -- in the key's bulk line instead: each one interval behind the last, so a saturated
 -- import's jobs come back one at a time, when their turn comes, rather than all asking
@@ -11,17 +11,20 @@
 -- KEYS[1] schedule of the key (GCRA theoretical arrival time, microseconds), KEYS[2] pause
 -- of the key (429), KEYS[3] pause after StackOne refused the key (401/403), KEYS[4] the
 -- refusal not yet cleared by a success, KEYS[5] the probe lock, KEYS[6] the end of the bulk
--- line (microseconds); then per request i: KEYS[5 + 2i] in-flight set of its account
--- (holder -> expiry ms), KEYS[6 + 2i] pause of its account (the provider's 429). Pauses
--- hold their end in ms.
+-- line (microseconds), KEYS[7] the outage (hash: "until" ms, "step" ms; exists until a
+-- success ends it), KEYS[8] the outage's probe lock; then per request i: KEYS[7 + 2i]
+-- in-flight set of its account (holder -> expiry ms), KEYS[8 + 2i] pause of its account
+-- (the provider's 429). Pauses hold their end in ms.
 -- ARGV[1] emission interval in microseconds, ARGV[2] account cap (0: none), ARGV[3] holder
 -- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] microseconds a bulk
 -- request may wait in its delivery; then per request i: ARGV[3 + 3i] burst tolerance in
 -- microseconds for its lane, ARGV[4 + 3i] holder id, ARGV[5 + 3i] "1" if it is bulk.
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
--- probe of a refused key; an admitted holder counts against its account's cap until
--- released), REASON_RATE, REASON_KEY_PAUSED, REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY
--- (the account is at its cap), REASON_KEY_REFUSED.
+-- probe of a refused key or of an outage whose pause is over; an admitted holder counts
+-- against its account's cap until released), REASON_RATE, REASON_KEY_PAUSED,
+-- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
+-- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
+-- request is probing; then at most one step of the outage's backoff).
 local t = redis.call("TIME")
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
@@ -54,12 +57,16 @@ local function paused(key)
 end
 
 local function admit(i)
-  local inflight, account_pause = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local inflight, account_pause = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
   local burst, holder = tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
   local wait = paused(KEYS[3])
   if wait then return wait, REASON_KEY_REFUSED, true end
   wait = paused(KEYS[2])
   if wait then return wait, REASON_KEY_PAUSED, true end
+  local outage_until = redis.call("HGET", KEYS[7], "until")  -- false: no outage
+  if outage_until and tonumber(outage_until) > now_ms then
+    return (tonumber(outage_until) - now_ms) * 1000, REASON_OUTAGE, true
+  end
   wait = paused(account_pause)
   if wait then return wait, REASON_ACCOUNT_PAUSED, false end
   if cap > 0 then
@@ -80,6 +87,13 @@ local function admit(i)
   if redis.call("EXISTS", KEYS[4]) == 1 then
     if not redis.call("SET", KEYS[5], holder, "NX", "PX", tonumber(ARGV[4])) then
       return math.max(redis.call("PTTL", KEYS[5]), 1) * 1000, REASON_KEY_REFUSED, true
+    end
+    admitted = REASON_PROBE
+  elseif outage_until then
+    -- The outage's pause is over: one request tests StackOne, the rest wait for its answer.
+    if not redis.call("SET", KEYS[8], holder, "NX", "PX", lease_ms) then
+      local step = tonumber(redis.call("HGET", KEYS[7], "step") or "1000")
+      return math.max(math.min(redis.call("PTTL", KEYS[8]), step), 1) * 1000, REASON_OUTAGE, true
     end
     admitted = REASON_PROBE
   end

@@ -3,7 +3,7 @@
 -- ARGV[1] now, ARGV[2] lease until, ARGV[3] lease token, ARGV[4] job id,
 -- ARGV[5] lost attempts after which the job is poison
 -- Returns {CLAIM_OK, spec json, attempts, uncertain_since or "", reconcile_first or "",
--- lane}, or {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until},
+-- lane, failing_since or ""}, or {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until},
 -- {CLAIM_NOT_DUE, next_attempt_at}.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
@@ -45,6 +45,6 @@ redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
 local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
-  "reconcile_first", "lane")
+  "reconcile_first", "lane", "failing_since")
 return {CLAIM_OK, found[1], found[2] or "0", found[3] or "", found[4] or "",
-  found[5] or "interactive"}
+  found[5] or "interactive", found[6] or ""}

@@ -5,8 +5,9 @@
 -- ARGV[1] when to send a job again if its message is never confirmed sent, ARGV[2] now,
 -- ARGV[3] lane, ARGV[4] batch id or ""; then per job: job id, account id, spec, ref or "",
 -- idempotency key or ""
--- Returns per job {job_id, 1} when created, {existing_job_id, 0} when its idempotency key
--- was seen before (also earlier in this same call).
+-- Returns per job {job_id, 1, the job its ref key named before or "", that key's TTL in ms
+-- (negative: none)} when created (uncreate.lua takes it back with these), {existing_job_id,
+-- 0} when its idempotency key was seen before (also earlier in this same call).
 local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local answers = {}
 for n = 0, (#KEYS - 2) / 3 - 1 do
@@ -22,7 +23,10 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     end
     redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "lane", lane,
       "attempts", "0", "spec", spec, "created_at", now, "updated_at", now)
+    local previous_ref, previous_ttl = "", -1
     if ref ~= "" then
+      previous_ref = redis.call("GET", ref) or ""
+      previous_ttl = redis.call("PTTL", ref)
       redis.call("SET", ref, job_id)
       redis.call("HSET", job, "ref", ref_value)
     end
@@ -35,7 +39,7 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     end
     -- The outbox: until the producer confirms the message went out, the scheduler sends it.
     redis.call("ZADD", KEYS[1], resend_at, job_id)
-    answers[#answers + 1] = {job_id, 1}
+    answers[#answers + 1] = {job_id, 1, previous_ref, previous_ttl}
   end
 end
 return answers

@@ -42,7 +42,8 @@ if ARGV[2] == STATE_RETRYING then
   return RECORDED_OK
 end
 redis.call("ZREM", KEYS[5], job_id)
-redis.call("HDEL", KEYS[1], "reconcile_first")
+-- A final job no longer retries: a replay starts its retry budget afresh.
+redis.call("HDEL", KEYS[1], "reconcile_first", "failing_since")
 redis.call("HSET", KEYS[1], "finished_at", ARGV[3])
 if ARGV[2] == STATE_FAILED then
   redis.call("ZADD", KEYS[2], ARGV[3], job_id)

@@ -1,0 +1,121 @@
+"""Submitting against a Redis that cannot take it all, and bodies no JSON reader should take:
+a batch is accepted whole or not at all, and bad bodies are refused at the door by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from ops.redis_server import RedisServer
+from producers.client import InvalidJob, Producer
+from worker.contract import MAX_DEPTH
+from worker.settings import Settings
+from worker.store.jobs import CREATE_CHUNK
+from worker.store.keys import DUE_INDEX, JOB_PREFIX, PREFIX, ref_key
+from worker.store.scripts import SCRIPTS
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "acct-hardening"
+# Bytes Redis may still take: room for the arguments of the batch's first create.lua call;
+# its 500 records (about 900 KB) then take Redis past maxmemory (a script that started may),
+# so the second call is refused.
+HEADROOM = 768 * 1024
+
+
+@pytest.fixture
+def producer(redis_server: RedisServer) -> Iterator[Producer]:
+    with Producer(Settings(redis_url=redis_server.url)) as running:
+        yield running
+
+
+def jobs_in(client: redis.Redis) -> set[str]:
+    return {str(key) for key in client.scan_iter(f"{JOB_PREFIX}*", count=1000)}
+
+
+def batch_sets_in(client: redis.Redis) -> list[str]:
+    return [str(key) for key in client.scan_iter(f"{PREFIX}:batch:*", count=1000)]
+
+
+def taken_back(client: redis.Redis) -> int:
+    """Jobs removed from a batch set since ``near_maxmemory``: one SREM each."""
+    stats = client.info("commandstats").get("cmdstat_srem", {})
+    return int(stats.get("calls", 0))
+
+
+def near_maxmemory(client: redis.Redis) -> None:
+    """Leave Redis room for the first create.lua call of a batch, not for the ones after it."""
+    for script in SCRIPTS:  # loaded while there is room, as in a running installation
+        client.script_load(script.text)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", used + HEADROOM)
+    client.config_resetstat()
+
+
+def test_a_batch_redis_cannot_hold_whole_leaves_nothing_behind_and_keeps_older_jobs(
+    producer: Producer, redis_client: redis.Redis
+) -> None:
+    older = producer.submit(ACCOUNT, {"title": "older"}, ref="ref-7", idempotency_key="key-0")
+    assert producer.flush()
+    before = jobs_in(redis_client)
+    tickets = [{"title": f"ticket {n}"} for n in range(1500)]
+    near_maxmemory(redis_client)
+
+    # Redis's own error, as the producer passes it on (wrapped or not): "OOM command not allowed"
+    with pytest.raises(Exception, match="OOM command not allowed"):
+        producer.submit_many(
+            ACCOUNT,
+            tickets,
+            refs=[f"ref-{n}" for n in range(1500)],
+            idempotency_keys=[f"key-{n}" for n in range(1500)],
+        )
+
+    redis_client.config_set("maxmemory", 0)
+    # The first call did store its jobs (all but ticket 0, whose key named the older job).
+    assert taken_back(redis_client) >= CREATE_CHUNK - 1
+    assert jobs_in(redis_client) == before
+    assert redis_client.zrange(DUE_INDEX, 0, -1) == [older.job_id]
+    assert batch_sets_in(redis_client) == []
+    assert redis_client.get(ref_key(ACCOUNT, "ref-8")) is None
+    found = producer.find(ACCOUNT, "ref-7")
+    assert found is not None and found.job_id == older.job_id
+    again = producer.submit(ACCOUNT, {"title": "older"}, idempotency_key="key-0")
+    assert (again.job_id, again.is_new) == (older.job_id, False)
+
+
+def nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH, 250, 100_000])
+def test_a_body_nested_too_deep_is_refused_at_the_door_naming_the_field(
+    producer: Producer, levels: int
+) -> None:
+    body = {"priority": {"source_value": nested(levels)}}
+
+    with pytest.raises(InvalidJob) as caught:
+        producer.submit(ACCOUNT, body)
+
+    assert str(caught.value).startswith("ticket.priority.source_value.0.0.")
+    assert f"nested deeper than {MAX_DEPTH} levels" in str(caught.value)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_at_the_door_by_name(
+    producer: Producer, number: float
+) -> None:
+    body = {"unified_custom_fields": {"score": {"values": [1.5, number]}}}
+
+    with pytest.raises(InvalidJob) as caught:
+        producer.submit(ACCOUNT, body)
+
+    name = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(number)]
+    assert str(caught.value) == (
+        f"ticket.unified_custom_fields.score.values.1: {name} is not a JSON number"
+    )
