@@ -619,3 +619,15 @@ def test_a_decision_returns_the_changed_job_and_leaves_the_callers_job_as_it_was
     assert (job.attempts, decision.job.attempts) == (1, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.attempts = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("retry_after", ["1000000000000", http_date(NOW + 10**9)])
+def test_a_429_pauses_no_longer_than_the_backoff_cap_whatever_its_retry_after_says(
+    retry_after: str,
+) -> None:
+    longest = 600.0  # the backoff_max of rules()
+
+    decision = rules().answered(sent(), answer(429, retry_after), CALM)
+
+    assert handed_back(decision, longest, ErrorKind.RETRYABLE).attempts == 0
+    assert decision.effects == (PauseKey(longest),)

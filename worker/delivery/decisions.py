@@ -136,6 +136,7 @@ class Decisions:
         self._retry_for = settings.retry_for
         self._inprocess_max_delay = settings.inprocess_max_delay
         self._auth_pause = settings.auth_pause
+        self._longest_wait = settings.backoff_max
         self._on_ambiguous = settings.on_ambiguous
         # A bulk job waiting for its turn in the rate's bulk line is due again this long
         # before the turn (the scheduler looks once a scheduler_interval), and waits the
@@ -241,10 +242,11 @@ class Decisions:
 
     def _throttled(self, job: Job, answer: Failure, moment: Moment) -> Decision:
         """A 429 is not the job's failure: StackOne asked everyone to wait. Only the linked
-        account waits when its provider is the one limiting (``provider_errors``)."""
+        account waits when its provider is the one limiting (``provider_errors``). No pause
+        outlasts ``backoff_max``: a Retry-After of years must not stop the key for years."""
         job = replace(job, attempts=job.attempts - 1)
         asked = parse_retry_after(answer.retry_after, moment.now)
-        pause = asked if asked is not None else DEFAULT_429_PAUSE
+        pause = min(asked if asked is not None else DEFAULT_429_PAUSE, self._longest_wait)
         scope: Effect = (
             PauseAccount(job.spec.account_id, pause) if answer.provider_errors else PauseKey(pause)
         )
