@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from producers.publisher import Publisher
 from worker.contract import JobRecord, JobSpec, JobState, TicketCreate
 from worker.queue.app import create_app
-from worker.queue.dispatch import dispatch
+from worker.queue.dispatch import dispatch, dispatch_stored
 from worker.settings import Settings, get_settings
 from worker.store.jobs import Due, JobStore
 from worker.validation import MAX_ERRORS, bounded, describe_validation_error
@@ -53,7 +53,11 @@ def broker_errors() -> Iterator[None]:
     library talks to Redis is ours to change."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as exc:
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, redis.ResponseError):  # out of memory, read-only, ...
+            raise BrokerError(f"Redis refused the request: {exc}") from exc
+        raise BrokerUnavailable(f"cannot reach Redis (TICKETQ_REDIS_URL): {exc}") from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BrokerUnavailable(f"cannot reach Redis (TICKETQ_REDIS_URL): {exc}") from exc
     except redis.RedisError as exc:
         raise BrokerError(f"Redis refused the request: {exc}") from exc
@@ -186,6 +190,9 @@ class Producer:
 
         Every ticket is validated first; if any is invalid, nothing is queued and
         ``InvalidJob`` names each bad one by index (``tickets[3].priority.value: ...``).
+        Redis failing while the batch is stored raises and leaves none of it; once it is
+        stored, the call returns even if its messages cannot be sent now (a warning is
+        logged; a worker sends them after ``TICKETQ_REQUEUE_AFTER``).
         Pass ``idempotency_keys`` (your refs, say) to make re-running the same import safe.
         """
         for name, values in (("refs", refs), ("idempotency_keys", idempotency_keys)):
@@ -215,8 +222,10 @@ class Producer:
         if invalid:
             raise InvalidJob(bounded(problems, invalid, " invalid tickets"))
         stored = self.store.create_many(specs, "bulk")
+        # Stored whole, each job with its outbox entry: the batch is accepted. A send that
+        # fails now is logged, and a worker's scheduler sends them after requeue_after.
         new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
-        dispatch(self._app, self.store, new, self.settings.bulk_batch)
+        dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
         return BatchHandle(batch_id, [s.job_id for s in stored], self.store)
 
     @broker_errors()

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -43,14 +44,6 @@ _INT_LIMIT = 10**MAX_INT_DIGITS
 _NOT_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
-# Sent as the x-account-id header: printable ASCII without spaces, or httpx cannot send it.
-AccountId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$")
-]
-IdList = Annotated[list[Identifier], Field(max_length=MAX_LIST_ITEMS)]
-Text = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS)]
-
 
 def refusal(loc: Loc, kind: str, message: str) -> ValidationError:
     """A validation error at ``loc`` shaped like pydantic's own, so that every reader of a
@@ -61,11 +54,56 @@ def refusal(loc: Loc, kind: str, message: str) -> ValidationError:
     )
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a str that no UTF-8 text can hold: one with a lone surrogate (from a JSON
+    escape such as ``"\\ud800"``, or a Python string); it could be neither stored nor sent."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(key: str) -> str:
+    """An object key as a path names it: a lone surrogate written as its escape, so the
+    message naming it can be printed and stored."""
+    return key.encode("utf-8", "backslashreplace").decode()
+
+
+def _not_unicode(loc: Loc) -> ValidationError:
+    return refusal(loc, "string_unicode", "not valid Unicode")
+
+
+def _unicode(value: Any) -> Any:
+    """Refuse a string field (or a list of strings) holding a lone surrogate by name, before
+    pydantic's own check says "unable to parse raw data as a unicode string"."""
+    if isinstance(value, str) and not _is_unicode(value):
+        raise _not_unicode(())
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str) and not _is_unicode(item):
+                raise _not_unicode((index,))
+    return value
+
+
+Unicode = BeforeValidator(_unicode)
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS), Unicode]
+# Sent as the x-account-id header: printable ASCII without spaces, or httpx cannot send it.
+AccountId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$"),
+    Unicode,
+]
+IdList = Annotated[list[Identifier], Field(max_length=MAX_LIST_ITEMS)]
+Text = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS), Unicode]
+
+
 def _json_only(value: Any) -> Any:
     """A free-form value holds what JSON text can: objects with string keys, arrays,
     strings, finite numbers, booleans and null, nested at most ``MAX_DEPTH`` containers deep
     in the body, as ``load_json`` counts them in text. Walked without recursion, so no depth
-    can crash it; NaN and Infinity are refused by name (pydantic would send them as null)."""
+    can crash it; NaN and Infinity are refused by name (pydantic would send them as null),
+    and so is a string or key that is not valid Unicode (a lone surrogate)."""
     pending: list[tuple[Loc, Any]] = [((), value)]
     while pending:
         loc, item = pending.pop()
@@ -73,6 +111,9 @@ def _json_only(value: Any) -> Any:
             if _FREE_VALUE_DEPTH + 1 + len(loc) > MAX_DEPTH:
                 raise refusal(loc, "json_depth", f"nested deeper than {MAX_DEPTH} levels")
             pending += reversed(list(_members(loc, item)))
+        elif isinstance(item, str):
+            if not _is_unicode(item):
+                raise _not_unicode(loc)
         elif isinstance(item, float) and not math.isfinite(item):
             raise refusal(loc, "json_number", f"{_NOT_FINITE[str(item)]} is not a JSON number")
         elif isinstance(item, int) and abs(item) >= _INT_LIMIT:
@@ -90,7 +131,18 @@ def _members(loc: Loc, container: dict[Any, Any] | list[Any] | tuple[Any, ...]) 
     for key, item in container.items():
         if not isinstance(key, str):
             raise refusal(loc, "json_key", f"keys must be strings, not {type(key).__name__}")
+        if not _is_unicode(key):
+            raise _not_unicode((*loc, _shown(key)))
         yield (*loc, key), item
+
+
+def _unicode_keys(fields: dict[str, Any]) -> dict[str, Any]:
+    """Custom-field names that are not valid Unicode, refused by name (pydantic would send
+    them with U+FFFD in place of a lone surrogate)."""
+    for key in fields:
+        if not _is_unicode(key):
+            raise _not_unicode((_shown(key),))
+    return fields
 
 
 # A free-form value: JSON only, checked the same way as JSON text (see ``load_json``).
@@ -183,7 +235,7 @@ class Content(Strict):
 class TicketCreate(Strict):
     """The body of ``POST /unified/ticketing/tickets``; every field optional, as in the spec."""
 
-    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)] | None = None
+    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS), Unicode] | None = None
     creator_id: Identifier | None = None
     reporters: IdList | None = None
     assignees: IdList | None = None
@@ -195,10 +247,15 @@ class TicketCreate(Strict):
     organization_id: Identifier | None = None
     project_id: Identifier | None = None
     # The spec says string, the docs' example a list: accept both, send what was given.
-    component_ids: Identifier | IdList | None = None
+    component_ids: Annotated[Identifier | IdList, Unicode] | None = None
     collections: IdList | None = None
     unified_custom_fields: (
-        Annotated[dict[str, JsonValue], Field(max_length=MAX_CUSTOM_FIELDS)] | None
+        Annotated[
+            dict[str, JsonValue],
+            Field(max_length=MAX_CUSTOM_FIELDS),
+            AfterValidator(_unicode_keys),
+        ]
+        | None
     ) = None
 
     @model_validator(mode="after")

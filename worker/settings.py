@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+import redis
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,8 @@ RATE_UNITS = {
     "h": 3600.0,
     "hour": 3600.0,
 }
-RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
+RATE_PATTERN = re.compile(r"^\s*([0-9]{1,10})\s*/\s*([a-z]+)\s*$")  # ASCII digits only
+MOST_REQUESTS = 10**9  # per period; a count of 400 digits overflowed the interval arithmetic
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,11 @@ class RateLimit:
     def parse(cls, text: str) -> RateLimit:
         """``1000/min``, ``50/s``, ``3600/hour``."""
         match = RATE_PATTERN.match(text.lower())
-        if not match or match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
+        if (
+            not match
+            or match.group(2) not in RATE_UNITS
+            or not 1 <= int(match.group(1)) <= MOST_REQUESTS
+        ):
             raise ValueError("must be like 1000/min or 50/s")
         return cls(int(match.group(1)), RATE_UNITS[match.group(2)])
 
@@ -56,6 +62,13 @@ class RateLimit:
 ENV_PREFIX = "TICKETQ_"
 LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
 REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
+REDIS_URL_RULE = (
+    "must be a Redis URL redis-py can use: a port from 1 to 65535, a database number "
+    "(/0, /1, ...) and only known ?options with valid values"
+)
+# The longest duration a setting may give: far past any use, and still exact in milliseconds
+# in a Lua number and within Redis's PX and EXPIRE (an unbounded one overflowed both).
+LONGEST_SECONDS = 10 * 365 * 24 * 3600  # ten years
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MASK = "***"
 
@@ -79,6 +92,7 @@ class Settings(BaseSettings):
         populate_by_name=True,
         frozen=True,
         hide_input_in_errors=True,
+        allow_inf_nan=False,  # inf broke the lease arithmetic; nan passes every bound
     )
 
     stackone_api_key: SecretStr | None = Field(
@@ -105,11 +119,13 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(
         default=5.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Seconds to open a connection to StackOne.",
     )
     read_timeout: float = Field(
         default=75.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Seconds to wait for StackOne's answer; above its own 60 s limit (408).",
     )
     max_attempts: int = Field(
@@ -122,6 +138,7 @@ class Settings(BaseSettings):
     retry_for: float = Field(
         default=24 * 3600.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Seconds a job keeps retrying 5xx and connection errors, counted from its "
         "first failed attempt (not its creation: waiting for the rate or a paused key is not "
         "failing); a failure after that ends it failed `exhausted`.",
@@ -137,16 +154,19 @@ class Settings(BaseSettings):
     backoff_base: float = Field(
         default=1.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="First backoff ceiling in seconds; doubles per attempt (full jitter).",
     )
     backoff_max: float = Field(
         default=600.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Longest wait between two attempts, Retry-After included.",
     )
     inprocess_max_delay: float = Field(
         default=5.0,
         ge=0,
+        le=LONGEST_SECONDS,
         description="Retries due within this many seconds wait in the worker; later ones "
         "go back to the queue so no worker slot sleeps for long.",
     )
@@ -165,6 +185,7 @@ class Settings(BaseSettings):
     auth_pause: float = Field(
         default=30.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Seconds every worker stops sending with a key StackOne refused (401/403) "
         "before one job probes it again.",
     )
@@ -189,11 +210,13 @@ class Settings(BaseSettings):
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Seconds between looks for due retries and jobs whose worker was lost.",
     )
     requeue_after: float = Field(
         default=60.0,
         gt=0,
+        le=LONGEST_SECONDS,
         description="A job sent to the queue but not claimed within this many seconds is "
         "sent again, once its lane's queue is empty, in case its message was lost on the "
         "way to a worker (a duplicate is harmless: one claim wins).",
@@ -206,6 +229,7 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         default=300,
         ge=10,
+        le=LONGEST_SECONDS,
         description="Seconds before Redis redelivers an unacknowledged message (a killed "
         "worker's prefetched messages come back after it). Must exceed the longest "
         "delivery, two leases (checked at start-up), on every worker alike.",
@@ -220,6 +244,7 @@ class Settings(BaseSettings):
     succeeded_ttl: int = Field(
         default=30 * 24 * 3600,
         ge=60,
+        le=LONGEST_SECONDS,
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
 
@@ -261,10 +286,16 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme_is_known(cls, value: str) -> str:
+    def _redis_url_is_usable(cls, value: str) -> str:
+        """Every command builds its Redis client from this URL: one redis-py cannot read
+        (a bad port or option) raised a traceback there, and a database path that is not a
+        number silently meant database 0. Checked without connecting; the message never shows
+        the URL (it may hold a password)."""
         parts = _url_parts(value)
         if parts is None or parts.scheme not in REDIS_SCHEMES:
             raise ValueError("must start with redis://, rediss:// or unix://")
+        if not _redis_py_reads(value, parts):
+            raise ValueError(REDIS_URL_RULE)
         return value
 
     @model_validator(mode="after")
@@ -381,6 +412,24 @@ def _url_parts(url: str) -> SplitResult | None:
     except ValueError:  # an IPv6 host with a bracket missing
         return None
     return parts if parts.scheme and url.lower().startswith(f"{parts.scheme}://") else None
+
+
+def _redis_py_reads(url: str, parts: SplitResult) -> bool:
+    """Whether redis-py reads ``url`` as it is written: the port, the database and every
+    option, down to building (not opening) a connection, which refuses unknown options."""
+    if parts.scheme != "unix":
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            return False
+        # redis-py reads port 0 as "no port" (6379) and drops a path that is not a number.
+        if port == 0 or not re.fullmatch(r"(/[0-9]+)?/?", parts.path):
+            return False
+    try:
+        redis.ConnectionPool.from_url(url).make_connection()
+    except (ValueError, TypeError, redis.RedisError):
+        return False
+    return True
 
 
 def _is_host(name: str) -> bool:

@@ -13,7 +13,6 @@ sequences in it. Lines are printed unwrapped, so a log or a pipe gets one line p
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,26 +23,16 @@ from rich.text import Text
 
 from producers.client import BrokerError, broker_errors
 from worker.settings import Settings, describe_settings_error, get_settings
+from worker.text import printable
 
 out = Console()
 err = Console(stderr=True)
 
-# C0 and C1 controls, DEL, line/paragraph separators and the bidirectional overrides (which
-# reorder what a terminal shows): shown as escapes, never sent to the terminal as they are.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
 
 def safe(text: object) -> Text:
-    """Outside text as Rich shows it literally: no markup, control characters as escapes."""
-    return Text(_CONTROL.sub(_escape, str(text)))
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    """Outside text as Rich shows it literally: no markup, control characters as escapes
+    (``worker.text.printable``, which the worker's log uses too)."""
+    return Text(printable(text))
 
 
 def say(message: str, console: Console = out) -> None:

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from kombu.exceptions import OperationalError
 from rich.table import Table
 
+from ops.cli.args import utf8
 from ops.cli.console import (
     err,
     fail,
@@ -61,6 +61,7 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
+    utf8(account_id=account_id)
     with redis_errors():
         records = _dead_letters(load_settings()).recent(
             Selection(account_id=account_id, reason=reason), limit
@@ -105,18 +106,18 @@ def replay(
     reason: ReasonFilter = None,
     account_id: AccountFilter = None,
 ) -> None:
+    utf8(JOB_ID=job_ids, account_id=account_id)
     settings = load_settings()
     dead = _dead_letters(settings)
     with redis_errors():
         chosen = _chosen(dead, job_ids, all_jobs, Selection(account_id=account_id, reason=reason))
-        try:
-            report = replay_failed(create_app(settings), dead, chosen, settings.bulk_batch)
-        except OperationalError as exc:
-            raise fail(
-                f"replayed jobs are queued but could not be sent now ({exc}); the scheduler "
-                "sends them after TICKETQ_REQUEUE_AFTER",
-                1,
-            ) from None
+        report = replay_failed(create_app(settings), dead, chosen, settings.bulk_batch)
+    if report.unsent is not None:
+        say(
+            f"warning: the replayed jobs are queued but could not be sent now "
+            f"({report.unsent}); a worker sends them after TICKETQ_REQUEUE_AFTER",
+            err,
+        )
     _summarize("replayed", report)
 
 
@@ -132,6 +133,7 @@ def purge(
     account_id: AccountFilter = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm --all.")] = False,
 ) -> None:
+    utf8(JOB_ID=job_ids, account_id=account_id)
     dead = _dead_letters(load_settings())
     before = None if older_than is None else datetime.now(UTC).timestamp() - older_than * 86400
     selection = Selection(account_id=account_id, reason=reason, failed_before=before)
@@ -168,9 +170,16 @@ def _confirm(question: str) -> None:
 
 
 def _summarize(verb: str, report: Report) -> None:
-    """One line per skipped job on stderr, then the summary; exit 1 if any was skipped."""
+    """One line per skipped job on stderr, then the summary; exit 1 if any was skipped, or
+    if Redis failed part way (after saying how many were done before it did)."""
     for skipped in report.skipped:
         say(f"skipped {skipped.job_id}: {skipped.reason}", err)
+    if report.interrupted is not None:
+        raise fail(
+            f"{verb} {len(report.done)}, skipped {len(report.skipped)}, then Redis failed: "
+            f"{report.interrupted}; run it again for the rest",
+            1,
+        )
     counts = Counter(skipped.why for skipped in report.skipped)
     why = (
         ": " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) if counts else ""

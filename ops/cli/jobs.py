@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
+from ops.cli.args import utf8
 from ops.cli.console import (
     err,
     fail,
@@ -55,6 +56,7 @@ def submit(
         str | None, typer.Option(help="Submitting the same key again returns the same job.")
     ] = None,
 ) -> None:
+    utf8(account_id=account_id, ref=ref, idempotency_key=idempotency_key)
     name = "standard input" if file == "-" else file
     try:
         body = load_json(_read(name, file), at=("ticket",))
@@ -98,6 +100,7 @@ def _read_capped(stream: BinaryIO) -> bytes:
 
 @jobs_app.command(help="Show one job by id.")
 def status(job_id: str, as_json: JsonFlag = False) -> None:
+    utf8(JOB_ID=job_id)
     _show(_lookup(lambda p: p.get(job_id), f"no job {job_id}"), as_json)
 
 
@@ -107,6 +110,7 @@ def find(
     ref: Annotated[str, typer.Option(help="The ref given at submit.")],
     as_json: JsonFlag = False,
 ) -> None:
+    utf8(account_id=account_id, ref=ref)
     _show(_lookup(lambda p: p.find(account_id, ref), f"no job with ref {ref!r}"), as_json)
 
 
@@ -119,12 +123,23 @@ def _lookup(query: Callable[[Producer], JobRecord | None], missing: str) -> JobR
 
 
 def _show(record: JobRecord, as_json: bool) -> None:
+    """The record's fields, one a row: a table on a terminal, and on a pipe or in a file
+    one unwrapped line per field (a long ``error`` would otherwise wrap over many lines)."""
     if as_json:
         print_json(record.public())
         return
+    rows = [
+        (name, json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value)
+        for name, value in record.public().items()
+        if value is not None
+    ]
+    if not out.is_terminal:
+        width = max(len(name) for name, _ in rows)
+        for name, shown in rows:
+            line = Text.assemble((name.ljust(width), "bold"), "  ", safe(shown))
+            out.print(line, soft_wrap=True)
+        return
     table = Table(show_header=False, box=None)
-    for name, value in record.public().items():
-        if value is not None:
-            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-            table.add_row(Text(name, style="bold"), safe(shown))
+    for name, shown in rows:
+        table.add_row(Text(name, style="bold"), safe(shown))
     out.print(table)

@@ -240,14 +240,36 @@ def test_the_python_api_raises_producers_exceptions_that_name_the_cause(
 BAD_SETTINGS = {"TICKETQ_MAX_ATTEMPTS": "many", "STACKONE_API_KEY": "sk-secret-never-shown"}
 
 
-@pytest.mark.parametrize("command", [*REDIS_COMMANDS, ["worker"], ["fake-api"], ["demo"]])
+@pytest.mark.parametrize(
+    ("command", "bad"),
+    [
+        *(
+            (command, BAD_SETTINGS)
+            for command in [*REDIS_COMMANDS, ["worker"], ["fake-api"], ["demo"]]
+        ),
+        # Values that once ended in a traceback from lease arithmetic or redis-py instead.
+        *(
+            (
+                ["status", "0" * 32],
+                {variable: value, "STACKONE_API_KEY": BAD_SETTINGS["STACKONE_API_KEY"]},
+            )
+            for variable, value in [
+                ("TICKETQ_CONNECT_TIMEOUT", "inf"),
+                ("TICKETQ_INPROCESS_MAX_DELAY", "1e400"),
+                ("TICKETQ_REDIS_URL", "redis://:sk-secret-never-shown@127.0.0.1:99999/0"),
+                ("TICKETQ_REDIS_URL", "redis://127.0.0.1:6379/0?ssl_cert_reqs=bogus"),
+                ("TICKETQ_REDIS_URL", "redis://127.0.0.1:6379/abc"),
+            ]
+        ),
+    ],
+)
 def test_a_bad_setting_ends_every_command_with_one_line_naming_the_variable(
-    command: list[str],
+    command: list[str], bad: dict[str, str]
 ) -> None:
-    result = run({**unreachable_redis_env(), **BAD_SETTINGS}, *command, stdin=b"{}")
+    result = run({**unreachable_redis_env(), **bad}, *command, stdin=b"{}")
 
     line = one_error_line(result, 2)
-    assert "TICKETQ_MAX_ATTEMPTS" in line
+    assert next(iter(bad)) in line
     assert BAD_SETTINGS["STACKONE_API_KEY"] not in line
 
 
@@ -257,3 +279,50 @@ def test_help_works_whatever_the_settings_say(command: list[str]) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+# Command-line arguments that are not UTF-8, and a record's fields on a pipe
+
+NOT_UTF8 = os.fsdecode(b"\xff\xfe")  # as Python hands the bytes over: lone surrogates
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["status", NOT_UTF8], "JOB_ID"),
+        (["find", "--account-id", "a1", "--ref", NOT_UTF8], "--ref"),
+        (["find", "--account-id", NOT_UTF8, "--ref", "r"], "--account-id"),
+        (["submit", "--account-id", NOT_UTF8, "-"], "--account-id"),
+        (["submit", "--account-id", "a", "--ref", NOT_UTF8, "-"], "--ref"),
+        (["submit", "--account-id", "a", "--idempotency-key", NOT_UTF8, "-"], "--idempotency-key"),
+        (["dead", "list", "--account-id", NOT_UTF8], "--account-id"),
+        (["dead", "replay", "0" * 32, NOT_UTF8], "JOB_ID"),
+        (["dead", "replay", "--all", "--account-id", NOT_UTF8], "--account-id"),
+        (["dead", "purge", NOT_UTF8], "JOB_ID"),
+        (["dead", "purge", "--all", "--yes", "--account-id", NOT_UTF8], "--account-id"),
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_refused_in_one_line_naming_it(
+    stack: LocalStack, args: list[str], named: str
+) -> None:
+    result = run(stack.child_env(), *args, stdin=b'{"title": "x"}')
+
+    assert one_error_line(result, 2) == f"error: {named} is not valid UTF-8\n"
+
+
+def test_a_record_prints_one_unwrapped_line_per_field_when_output_is_not_a_terminal(
+    stack: LocalStack, producer: Producer, fake_api: FakeApiControl, title: str
+) -> None:
+    message = "Project is archived; " * 40
+    fake_api.script(title, {"status": 422, "message": message})
+    handle = producer.submit("acct-unwrapped", {"title": title})
+    record = handle.wait(timeout=30)
+    assert record.state == "failed"
+
+    result = run(stack.child_env(), "status", handle.job_id)
+
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
+    assert set(lines) == {name for name, value in record.public().items() if value is not None}
+    assert json.loads(lines["error"]) == record.public()["error"]
+    assert message.strip() in json.loads(lines["error"])["message"]

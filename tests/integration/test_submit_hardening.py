@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from ops.redis_server import RedisServer
-from producers.client import InvalidJob, Producer
+from producers.client import (
+    BrokerError,
+    BrokerUnavailable,
+    InvalidJob,
+    Producer,
+    broker_errors,
+)
 from worker.contract import MAX_DEPTH
 from worker.settings import Settings
 from worker.store.jobs import CREATE_CHUNK
@@ -119,3 +126,59 @@ def test_nan_and_infinity_are_refused_at_the_door_by_name(
     assert str(caught.value) == (
         f"ticket.unified_custom_fields.score.values.1: {name} is not a JSON number"
     )
+
+
+def test_a_batch_stored_whole_is_accepted_when_its_messages_cannot_be_sent(
+    producer: Producer, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One create.lua call stores the batch and takes Redis past maxmemory, so the send after
+    it is refused: the jobs are accepted (each in the outbox, for a worker's scheduler to
+    send), and submit_many says so rather than raising."""
+    count = CREATE_CHUNK
+    tickets = [{"title": f"ticket {n}"} for n in range(count)]
+    keys = [f"stored-{n}" for n in range(count)]
+    near_maxmemory(redis_client)
+
+    with caplog.at_level("WARNING"):
+        batch = producer.submit_many(ACCOUNT, tickets, idempotency_keys=keys)
+
+    assert "will be sent by a worker after TICKETQ_REQUEUE_AFTER" in caplog.text
+    redis_client.config_set("maxmemory", 0)
+    assert len(batch.job_ids) == len(set(batch.job_ids)) == count
+    assert jobs_in(redis_client) == {f"{JOB_PREFIX}{job_id}" for job_id in batch.job_ids}
+    assert set(redis_client.zrange(DUE_INDEX, 0, -1)) == set(batch.job_ids)
+    assert redis_client.llen("ticketq.bulk") == 0  # nothing sent: the scheduler will send them
+    assert batch.progress() == {"queued": count}
+    again = producer.submit_many(ACCOUNT, tickets, idempotency_keys=keys)
+    assert again.job_ids == batch.job_ids
+    assert len(jobs_in(redis_client)) == count
+
+
+def test_a_send_redis_refuses_is_a_broker_error_not_an_unreachable_redis() -> None:
+    refused = redis.exceptions.OutOfMemoryError("command not allowed when used memory")
+
+    expected = r"Redis refused the request: .*used memory"
+    with pytest.raises(BrokerError, match=expected) as caught, broker_errors():
+        raise OperationalError(str(refused)) from refused
+
+    assert not isinstance(caught.value, BrokerUnavailable)
+    with pytest.raises(BrokerUnavailable, match="cannot reach Redis"), broker_errors():
+        raise OperationalError("refused") from redis.ConnectionError("refused")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"unified_custom_fields": {"k\ud800": "v"}}, "unified_custom_fields.k\\ud800"),
+        ({"priority": {"source_value": {"a": "\udfff"}}}, "priority.source_value.a"),
+        ({"title": "t\ud800"}, "title"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_at_the_door_naming_the_field(
+    producer: Producer, redis_client: redis.Redis, body: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        producer.submit(ACCOUNT, body)
+
+    assert str(caught.value) == f"ticket.{where}: not valid Unicode"
+    assert jobs_in(redis_client) == set()

@@ -221,3 +221,35 @@ def test_text_that_is_not_json_is_refused_naming_line_and_column() -> None:
     assert describe_validation_error(caught.value) == (
         "ticket: not JSON (line 2, column 3: Expecting value)"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"unified_custom_fields": {"k\ud800": "v"}}, "unified_custom_fields.k\\ud800"),
+        ({"unified_custom_fields": {"k": "v\udfff"}}, "unified_custom_fields.k"),
+        ({"unified_custom_fields": {"k": {"a": ["x", "\ud800"]}}}, "unified_custom_fields.k.a.1"),
+        ({"unified_custom_fields": {"k": {"\udc80": 1}}}, "unified_custom_fields.k.\\udc80"),
+        ({"priority": {"source_value": "x\ud800"}}, "priority.source_value"),
+        ({"title": "t\ud800"}, "title"),
+        ({"tags": ["ok", "\ud800"]}, "tags.1"),
+        ({"content": [{"plain": "\ud800"}]}, "content.0.plain"),
+        ({"component_ids": "\ud800"}, "component_ids"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_the_field(body: dict[str, Any], where: str) -> None:
+    assert job_problem(body) == f"ticket.{where}: not valid Unicode"
+
+
+@pytest.mark.parametrize("name", ["ref", "idempotency_key", "batch_id"])
+def test_a_lone_surrogate_in_a_job_field_is_refused_naming_it(name: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({"account_id": "a", "ticket": {}, name: "r\ud800"})
+
+    assert describe_validation_error(caught.value) == f"{name}: not valid Unicode"
+
+
+def test_a_surrogate_pair_written_as_json_escapes_is_one_valid_character() -> None:
+    ticket = TicketCreate.model_validate(load_json('{"title": "\\ud83d\\ude00"}'))
+
+    assert ticket.title == "\U0001f600"

@@ -4,7 +4,7 @@ and fail API, then listed, replayed and purged."""
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import redis
@@ -264,3 +264,51 @@ def test_the_reason_filter_reads_only_the_kind_as_replay_lua_does(
     redis_client.hset(job_key(job_id), "error", '{"kind": "terminal", "status": "422"}')
 
     assert dead.matching(Selection(reason=ErrorKind.TERMINAL)) == [job_id]
+
+
+def failing_after(count: int, act: Any) -> Any:
+    """``act`` for the first ``count`` calls, then Redis gone for every call after."""
+    calls = 0
+
+    def patched(job_id: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > count:
+            raise redis.ConnectionError("Connection refused")
+        return act(job_id)
+
+    return patched
+
+
+def test_a_replay_redis_stops_part_way_reports_what_it_requeued_and_the_failure(
+    store: JobStore,
+    dead: DeadLetters,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_ids = [failed(store) for _ in range(5)]
+    monkeypatch.setattr(store, "replay", failing_after(3, store.replay))
+    app = create_app(Settings(redis_url=redis_server.url))
+
+    report = replay_failed(app, dead, job_ids, bulk_batch=100)
+
+    assert report.done == job_ids[:3] and report.skipped == []
+    assert isinstance(report.interrupted, redis.ConnectionError) and report.unsent is None
+    assert [field(redis_client, job_id, "state") for job_id in job_ids] == [
+        *["queued"] * 3,
+        *["failed"] * 2,
+    ]
+
+
+def test_a_purge_redis_stops_part_way_reports_what_it_purged_and_the_failure(
+    store: JobStore, dead: DeadLetters, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_ids = [failed(store) for _ in range(5)]
+    monkeypatch.setattr(store, "purge", failing_after(2, store.purge))
+
+    report = dead.purge(job_ids)
+
+    assert report.done == job_ids[:2] and report.skipped == []
+    assert isinstance(report.interrupted, redis.ConnectionError)
+    assert [store.get(job_id) is None for job_id in job_ids] == [True, True, False, False, False]

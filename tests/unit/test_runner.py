@@ -30,6 +30,7 @@ from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore
 from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
 from worker.store.limits import LimitStore
+from worker.text import printable
 
 TITLE = "Checkout is down"
 
@@ -445,3 +446,81 @@ def test_a_failed_probe_pauses_the_outage_again_for_twice_as_long(
     assert held.attempts == 0 and len(h.api.sent) == 3
     admission = h.limiter.admit("acct", "interactive", "p")
     assert admission.reason is Reason.OUTAGE and 1.5 < admission.wait <= 2.0
+
+
+# --- outside text in the log -----------------------------------------------------------
+
+FORGED = "bad\n[2026-11-30 23:59:59,000: CRITICAL/MainProcess] FORGED line \x1b[2J\x1b]0;pwned\x07"
+FORGED_SHOWN = "bad\\n[2026-11-30 23:59:59,000: CRITICAL/MainProcess] FORGED line \\x1b[2J"
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The worker's log lines, each checked to be one line with no control character."""
+    lines = [record.getMessage() for record in caplog.records if record.name == "ticketq.worker"]
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line and "\x07" not in line, line
+        assert printable(line) == line, line
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "overrides", "words"),
+    [
+        ((Failure(ErrorKind.TERMINAL, FORGED, 422),), {}, "failed: "),
+        ((Failure(ErrorKind.BAD_CREDENTIALS, FORGED, 401),), {}, "refused API key"),
+        (
+            (Failure(ErrorKind.RETRYABLE, FORGED, 503),) * 2,
+            {"TICKETQ_OUTAGE_AFTER": "2"},
+            OUTAGE_STARTED,
+        ),
+    ],
+)
+def test_a_provider_message_is_logged_as_one_line_with_its_controls_escaped(
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    outcomes: tuple[Failure, ...],
+    overrides: dict[str, str],
+    words: str,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(*outcomes), **overrides)
+    jobs = [h.submit() for _ in outcomes]
+
+    with caplog.at_level(logging.DEBUG, logger="ticketq.worker"):
+        for job_id in jobs:
+            h.run(job_id)
+
+    (line,) = [line for line in said(caplog) if words in line]
+    assert FORGED_SHOWN + "\\x1b]0;pwned\\x07" in line
+
+
+def test_a_failed_probe_logs_the_providers_message_escaped(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = Failure(ErrorKind.RETRYABLE, FORGED, 503)
+    h = Harness(redis_client, ScriptedStackOne(down, down, down), TICKETQ_OUTAGE_AFTER="2")
+    jobs = [h.submit() for _ in range(3)]
+    h.run(jobs[0])
+    h.run(jobs[1])
+    h.redis.hset(OUTAGE, "until", 0)
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        h.run(jobs[2])
+
+    (line,) = [line for line in said(caplog) if "still failing" in line]
+    assert FORGED_SHOWN in line
+
+
+def test_an_adopted_tickets_id_is_logged_escaped(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = [{"id": "t-9\n[forged] \x1b[2J", "title": TITLE}]
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408), listed=listed))
+    job_id = h.submit()
+    h.run(job_id)
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        h.run(job_id)
+
+    (line,) = [line for line in said(caplog) if "adopted" in line]
+    assert line.endswith("t-9\\n[forged] \\x1b[2J")

@@ -214,3 +214,112 @@ def test_the_redis_password_is_masked_in_repr_and_str_but_used_to_connect() -> N
 )
 def test_redacted_url_hides_the_password_and_keeps_the_rest(url: str, shown: str) -> None:
     assert redacted_url(url) == shown
+
+
+# --- values that broke arithmetic, Redis or the URL parser are refused the same way --------
+
+FLOAT_SETTINGS = [
+    Settings.variable(name)
+    for name, field in Settings.model_fields.items()
+    if field.annotation is float
+]
+# Durations that reach Redis (PX, EXPIRE, scores) or a sum: bounded so they cannot overflow.
+LONGEST_SECONDS = 10 * 365 * 24 * 3600  # ten years
+DURATION_SETTINGS = [*FLOAT_SETTINGS, "TICKETQ_SUCCEEDED_TTL", "TICKETQ_VISIBILITY_TIMEOUT"]
+
+
+@pytest.mark.parametrize("variable", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "1e400"])
+def test_a_float_setting_that_is_not_finite_is_refused_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    assert problems(**{variable: value}) == f"{variable}: Input should be a finite number"
+
+
+def test_the_float_settings_are_the_ones_that_broke() -> None:
+    assert {
+        "TICKETQ_CONNECT_TIMEOUT",
+        "TICKETQ_READ_TIMEOUT",
+        "TICKETQ_INPROCESS_MAX_DELAY",
+        "TICKETQ_AUTH_PAUSE",
+        "TICKETQ_RETRY_FOR",
+        "TICKETQ_BACKOFF_MAX",
+    } <= set(FLOAT_SETTINGS)
+
+
+@pytest.mark.parametrize("variable", DURATION_SETTINGS)
+@pytest.mark.parametrize("value", [str(10**12), str(10**20)])
+def test_a_duration_too_long_for_redis_is_refused_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    assert problems(**{variable: value}) == (
+        f"{variable}: Input should be less than or equal to {LONGEST_SECONDS}"
+    )
+
+
+def test_the_longest_durations_are_taken_and_fit_redis_in_milliseconds() -> None:
+    settings = Settings.model_validate(
+        {name: str(LONGEST_SECONDS) for name in DURATION_SETTINGS}
+        | {"TICKETQ_CONNECT_TIMEOUT": "5", "TICKETQ_READ_TIMEOUT": "75"}
+        | {"TICKETQ_INPROCESS_MAX_DELAY": "5"}
+    )
+    assert settings.succeeded_ttl == LONGEST_SECONDS
+    assert settings.lease_seconds == 90
+    assert (2 * LONGEST_SECONDS + 5) * 1000 < 2**53  # exact in a Lua number, far inside EXPIRE
+
+
+REDIS_URL_RULE = (
+    "must be a Redis URL redis-py can use: a port from 1 to 65535, a database number "
+    "(/0, /1, ...) and only known ?options with valid values"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2@127.0.0.1:99999/0",
+        "redis://127.0.0.1:abc/0",
+        "redis://127.0.0.1:0/0",
+        "redis://127.0.0.1:6379/0?socket_timeout=abc",
+        "redis://127.0.0.1:6379/0?ssl_cert_reqs=bogus",
+        "redis://127.0.0.1:6379/0?password=hunter2&bogus=1",
+        "redis://127.0.0.1:6379/0?protocol=9",
+        "redis://127.0.0.1:6379/0?db=abc",
+        "redis://:hunter2@127.0.0.1:6379/abc",
+        "redis://127.0.0.1:6379/-1",
+        "redis://127.0.0.1:6379/ 1",
+        "redis://127.0.0.1:6379/1/2",
+        "redis://127.0.0.1:6379/\N{ARABIC-INDIC DIGIT THREE}",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=bogus",
+        "unix:///tmp/r.sock?db=x",
+    ],
+)
+def test_a_redis_url_that_redis_py_cannot_use_is_refused_without_showing_it(url: str) -> None:
+    said = problems(TICKETQ_REDIS_URL=url)
+
+    assert said == f"TICKETQ_REDIS_URL: {REDIS_URL_RULE}"
+    assert "hunter2" not in said and "127.0.0.1" not in said
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "redis://user:pw@redis.example/15",
+        "redis://[::1]:6379/0?socket_timeout=2&health_check_interval=10",
+        "rediss://redis.example:6380/0?ssl_cert_reqs=required",
+        "unix:///tmp/r.sock?db=2",
+    ],
+)
+def test_redis_urls_redis_py_can_use_are_taken(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "rate", ["\uff11\uff10/s", "1\u0660/min", "\u0661/s", "1" + "0" * 400 + "/s", "2000000000/s"]
+)
+def test_a_rate_limit_of_digits_that_are_not_ascii_or_too_many_requests_is_refused(
+    rate: str,
+) -> None:
+    assert problems(TICKETQ_RATE_LIMIT=rate) == "TICKETQ_RATE_LIMIT: must be like 1000/min or 50/s"

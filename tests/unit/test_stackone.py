@@ -552,6 +552,105 @@ def test_a_list_answer_cut_for_its_message_is_scrubbed_before_the_cut() -> None:
         assert "sk-" not in page.message, pad
 
 
+# --- the key in JSON-escaped text ------------------------------------------------------
+
+# '/' (which PHP's json_encode writes as '\/'), '?', '>' (which Go writes as '\u003e') and
+# '~': the Basic token of this key has a '/' in it too.
+SLASH_KEY = "S3cr3t/K3y??>~x"
+# Non-ASCII, written as '\u00e9' by json.dumps's default ensure_ascii.
+ACCENT_KEY = "cl\u00e9/secr\u00e8te-42"
+
+
+def basic(key: str) -> str:
+    return base64.b64encode(f"{key}:".encode()).decode()
+
+
+def echoed_json(key: str) -> dict[str, str]:
+    """An upstream's echo of the request, with no usable ``message``."""
+    return {"error": "upstream", "authorization": "Basic " + basic(key), "key": key}
+
+
+def escape_every_char(text: str) -> str:
+    """A JSON string's content with every character as a \\u escape (legal JSON)."""
+    units = text.encode("utf-16-be")
+    return "".join(f"\\u{units[i : i + 2].hex()}" for i in range(0, len(units), 2))
+
+
+def json_with_every_char_escaped(value: dict[str, str]) -> str:
+    items = (f'"{name}": "{escape_every_char(text)}"' for name, text in value.items())
+    return "{" + ", ".join(items) + "}"
+
+
+SCRUBBED_ECHO = (
+    'HTTP 502 Bad Gateway: {"error": "upstream", "authorization": "Basic [redacted]", '
+    '"key": "[redacted]"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "body"),
+    [
+        # PHP's json_encode: '/' as '\/'.
+        (SLASH_KEY, json.dumps(echoed_json(SLASH_KEY)).replace("/", "\\/")),
+        # Go's encoding/json: '<', '>' and '&' as \u escapes.
+        (SLASH_KEY, json.dumps(echoed_json(SLASH_KEY)).replace(">", "\\u003e")),
+        # json.dumps's ensure_ascii: every non-ASCII character as a \u escape.
+        (ACCENT_KEY, json.dumps(echoed_json(ACCENT_KEY))),
+        (ACCENT_KEY, json.dumps(echoed_json(ACCENT_KEY)).replace("/", "\\/")),
+        # Any character may be written as a \u escape.
+        (SLASH_KEY, json_with_every_char_escaped(echoed_json(SLASH_KEY))),
+    ],
+)
+def test_the_key_is_scrubbed_from_a_json_answer_however_its_strings_are_escaped(
+    key: str, body: str
+) -> None:
+    failure = send(answer_text(502, body), stackone_api_key=key)
+
+    assert isinstance(failure, Failure)
+    assert failure.message == SCRUBBED_ECHO
+
+
+def json_forms(key: str) -> list[str]:
+    """Every form of the key (``key_forms``) as a JSON string may hold it."""
+    forms = []
+    for form in key_forms(key):
+        for ensure_ascii in (True, False):
+            escaped = json.dumps(form, ensure_ascii=ensure_ascii)[1:-1]
+            forms += [escaped, escaped.replace("/", "\\/")]
+        forms.append(escape_every_char(form))
+    return forms
+
+
+@pytest.mark.parametrize("key", [SLASH_KEY, ACCENT_KEY, ODD_KEY, 'sk"quoted\\back/slash'])
+def test_the_key_is_scrubbed_from_text_that_embeds_json_escaped_forms(key: str) -> None:
+    # Each form in: an answer that is not JSON as a whole (an HTML error page), so read as
+    # text; a JSON answer whose message is itself JSON text; a network error; Retry-After.
+    forms = json_forms(key)
+    handlers: list[Handler] = []
+    for form in forms:
+        handlers += [
+            answer_text(502, f'<pre>{{"k": "{form}"}}</pre>'),
+            answer(400, error_body(400, f'{{"k": "{form}"}}')),
+            raising(httpx.ConnectError(f'refused {{"k": "{form}"}}')),
+        ]
+        if form.isascii():  # a header value is ASCII
+            handlers.append(answer(503, error_body(503, "down"), {"Retry-After": form}))
+
+    pending = iter(handlers)
+
+    async def send_each(client: StackOneClient) -> list[Answer]:
+        return [await client.create_ticket(ACCOUNT, TICKET) for _ in handlers]
+
+    answers = with_client(lambda request: next(pending)(request), send_each, stackone_api_key=key)
+
+    for index, failure in enumerate(answers):
+        assert isinstance(failure, Failure)
+        text = f"{failure.message} {failure.retry_after}"
+        assert '"k": "[redacted]"' in text or failure.retry_after == "[redacted]", (index, text)
+        for form in forms:
+            assert form.lower() not in text.lower(), (form, text)
+
+
 # --- answers are read up to a cap, and every stored text is bounded --------------------
 
 

@@ -53,9 +53,10 @@ from worker.store.jobs import (
     failed,
     spec_from_claim,
 )
+from worker.text import printable
 from worker.validation import describe_validation_error
 
-log = logging.getLogger("ticketq.worker")
+log = logging.getLogger("ticketq.worker")  # outside text goes in through ``printable``
 # What the log says when reconciliation settles an uncertain job (operators and the chaos
 # tests look for these).
 ADOPTED = "adopted existing ticket"
@@ -129,7 +130,7 @@ class JobRunner:
         if isinstance(claim, NotClaimed):
             # A redelivery of a finished job, one still leased by another worker, or an
             # early stray message: sending now could make a second ticket, so do nothing.
-            log.debug("job not attempted: %s %s", claim.code, claim.detail)
+            log.debug("job not attempted: %s %s", claim.code, printable(claim.detail))
             return None
         try:
             spec = spec_from_claim(claim)
@@ -153,9 +154,9 @@ class JobRunner:
             )
         )
         if isinstance(found, TicketIds):
-            log.info("job %s: %s %s", job.claim.job_id, ADOPTED, found.id)
+            log.info("job %s: %s %s", printable(job.claim.job_id), ADOPTED, printable(found.id))
         elif found is None:
-            log.info("job %s: %s", job.claim.job_id, RESENT)
+            log.info("job %s: %s", printable(job.claim.job_id), RESENT)
         return self._decisions.after_reconciling(
             job, found, self._moment(time.monotonic() - started)
         )
@@ -233,7 +234,7 @@ class JobRunner:
             try:
                 self._store.renew(job.claim)
             except LeaseLost:
-                log.warning("job %s: lease lost to another delivery", job.claim.job_id)
+                log.warning("job %s: lease lost to another delivery", printable(job.claim.job_id))
                 continue
             kept.append((job, delay))
         return kept
@@ -243,11 +244,15 @@ class JobRunner:
             return
         for change, result in zip(outcomes, self._store.apply(outcomes), strict=True):
             if result is Recorded.OK:
-                log.debug("job %s %s", change.claim.job_id, change.state)
+                job_id = printable(change.claim.job_id)
+                log.debug("job %s %s", job_id, change.state)
                 if change.state == "failed" and change.error is not None:
-                    log.info("job %s failed: %s", change.claim.job_id, change.error.message)
+                    log.info("job %s failed: %s", job_id, printable(change.error.message))
             else:
                 # Our lease ran out and another delivery took over; its outcome stands.
                 log.warning(
-                    "job %s: outcome %s not recorded: %s", change.claim.job_id, change.state, result
+                    "job %s: outcome %s not recorded: %s",
+                    printable(change.claim.job_id),
+                    change.state,
+                    result,
                 )

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from worker.store.limits import KeyRefusal, LimitStore
 from worker.store.salt import deployment_salt
+from worker.text import printable
 
 __all__ = ["KeyHealth", "KeyRefusal", "fingerprint"]
 
@@ -49,7 +50,7 @@ class KeyHealth:
                 "for %.0fs, then one job tries it again",
                 self.fingerprint,
                 status,
-                message,
+                printable(message),  # StackOne's words: one line, no escape codes
                 self._pause_seconds,
             )
         if first_refusal:

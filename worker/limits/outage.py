@@ -16,6 +16,7 @@ import logging
 
 from worker.settings import Settings
 from worker.store.limits import LimitStore
+from worker.text import printable
 
 __all__ = ["FAILURE_WINDOW", "OUTAGE_ENDED", "OUTAGE_STARTED", "KeyOutage"]
 
@@ -44,7 +45,11 @@ class KeyOutage:
         if probe:
             pause = self._store.extend_outage(self._longest_pause)
             if pause is not None:
-                log.info("StackOne still failing (%s); next probe in %.1fs", message, pause)
+                log.info(
+                    "StackOne still failing (%s); next probe in %.1fs",
+                    printable(message[:LAST_ERROR_CHARS]),
+                    pause,
+                )
                 return
         count = self._store.note_failure(FAILURE_WINDOW)
         if count >= self._failures_in_a_row and self._store.start_outage(self._first_pause):
@@ -54,7 +59,7 @@ class KeyOutage:
                 OUTAGE_STARTED,
                 self.fingerprint,
                 count,
-                message[:LAST_ERROR_CHARS],
+                printable(message[:LAST_ERROR_CHARS]),  # one line, no escape codes
             )
 
     def works(self, probe: bool) -> None:

@@ -13,9 +13,12 @@ delivery can claim a job).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
+import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from worker.queue.app import TASK_NAME
 from worker.store.deadletters import DeadLetters, Report
@@ -23,6 +26,10 @@ from worker.store.jobs import Due, JobStore, Lane
 from worker.store.keys import QUEUES
 
 INTERACTIVE_BATCH = 10
+# What a failed send raises: kombu's error for the broker, redis's for confirm_sent.
+SEND_ERRORS = (OperationalError, redis.RedisError)
+
+log = logging.getLogger(__name__)
 
 
 def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:
@@ -36,15 +43,37 @@ def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int)
     store.confirm_sent([job.job_id for job in jobs])
 
 
+def dispatch_stored(
+    app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int
+) -> Exception | None:
+    """Send jobs whose records and outbox entries are already stored: they are accepted
+    whatever happens here, so a failure to send is not the caller's failure. It is logged
+    and returned (None when all went); the scheduler sends them after requeue_after."""
+    if not jobs:
+        return None
+    try:
+        dispatch(app, store, jobs, bulk_batch)
+    except SEND_ERRORS as exc:
+        log.warning(
+            "%d stored jobs could not be sent now (%s); they will be sent by a worker after "
+            "TICKETQ_REQUEUE_AFTER",
+            len(jobs),
+            exc,
+        )
+        return exc
+    return None
+
+
 def replay_failed(
     app: Celery, dead: DeadLetters, job_ids: Iterable[str], bulk_batch: int
 ) -> Report:
     """Failed jobs back on the queue, as a person asked. Requeued first, then sent: if
-    sending fails, they wait in the outbox and the scheduler sends them."""
+    sending fails, they wait in the outbox and the scheduler sends them (the report says
+    so in ``unsent``). A Redis failure part way stops the requeueing; the report says how
+    far it got (``interrupted``)."""
     requeued = dead.requeue(job_ids)
-    if requeued.due:
-        dispatch(app, dead.store, requeued.due, bulk_batch)
-    return requeued.report()
+    unsent = dispatch_stored(app, dead.store, requeued.due, bulk_batch)
+    return requeued.report(unsent)
 
 
 def _messages(jobs: Sequence[Due], bulk_batch: int) -> Iterator[tuple[Lane, list[str]]]:

@@ -168,7 +168,9 @@ class StackOneClient:
         answer = self._from_response(response)
         if isinstance(answer, Failure):
             return answer
-        return self._failed(ErrorKind.RETRYABLE, f"unexpected list answer: {response.text}")
+        return self._failed(
+            ErrorKind.RETRYABLE, f"unexpected list answer: {self._body_snippet(response)}"
+        )
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -184,14 +186,14 @@ class StackOneClient:
             # cannot tell the caller which one it is; sending again could make a second.
             return self._failed(
                 ErrorKind.AMBIGUOUS,
-                f"HTTP {status} without data.id: {_snippet(response.text)}",
+                f"HTTP {status} without data.id: {self._body_snippet(response)}",
                 status,
             )
         message = body.get("message") if body is not None else None
         if isinstance(message, list):  # NestJS-style validation errors: a list of strings
             message = "; ".join(item if isinstance(item, str) else _json(item) for item in message)
         if not isinstance(message, str) or not message:
-            message = f"HTTP {status} {response.reason_phrase}: {_snippet(response.text)}"
+            message = f"HTTP {status} {response.reason_phrase}: {self._body_snippet(response)}"
         provider_errors = body.get("provider_errors") if body is not None else None
         return self._failed(
             kind_for_status(status),
@@ -200,6 +202,21 @@ class StackOneClient:
             provider_errors=provider_errors if isinstance(provider_errors, list) else None,
             retry_after=response.headers.get("Retry-After"),
         )
+
+    def _body_snippet(self, response: Reply) -> str:
+        """The answer's body as one line of text, scrubbed.
+
+        A JSON body is written anew from its parsed value, its strings scrubbed first: the
+        escapes a server chose (``\\/`` as PHP writes it, ``\\u00e9``, ``\\u003e`` as Go
+        writes ``>``) would otherwise hide the key from a plain match. The text is scrubbed
+        again (``_key_pattern`` matches JSON-escaped forms too, for JSON inside a body that is
+        not JSON as a whole) before its whitespace is squeezed, which could break a key.
+        """
+        try:
+            text = _json(self._scrub(json.loads(response.content)))
+        except (ValueError, RecursionError):  # not JSON, not text at all, or absurdly deep
+            text = response.text
+        return _snippet(self._scrub(text))
 
     def _malformed_answer(self, exc: aiohttp.ClientError) -> Failure:
         """An answer that is not valid HTTP (the aiohttp transport lets these through as
@@ -363,7 +380,10 @@ def _json(value: Any) -> str:
 def _key_pattern(key: SecretStr) -> re.Pattern[str]:
     """Every form of the key a server or proxy could echo, in any letter case: raw,
     URL-encoded, and base64 (standard or URL-safe, padded or not) of the Basic credentials
-    ``key:`` or of the key alone. Longest first, so a padded form goes whole."""
+    ``key:`` or of the key alone; each as itself or as the content of a JSON string
+    (``_json_escaped``). Longest first, so a padded form goes whole.
+
+    Not covered: a form broken across lines (or otherwise split) in a text answer."""
     raw = key.get_secret_value()
     forms = {raw, quote(raw, safe=""), quote_plus(raw)}
     for data in (f"{raw}:".encode(), raw.encode()):
@@ -371,7 +391,28 @@ def _key_pattern(key: SecretStr) -> re.Pattern[str]:
             token = encode(data).decode()
             forms |= {token, token.rstrip("=")}
     ordered = sorted(forms, key=len, reverse=True)
-    return re.compile("|".join(re.escape(form) for form in ordered), re.IGNORECASE)
+    return re.compile("|".join(_json_escaped(form) for form in ordered), re.IGNORECASE)
+
+
+def _json_escaped(form: str) -> str:
+    """A pattern for ``form`` as itself or inside a JSON string, whichever way an encoder
+    escapes it, character by character: ``json.dumps`` with ``ensure_ascii`` (``\\u00e9``)
+    or without, ``/`` as ``\\/`` (PHP's ``json_encode``), ``<>&`` as ``\\u003c``... (Go's),
+    or any character as a ``\\u`` escape."""
+    return "".join(_json_escaped_char(char) for char in form)
+
+
+def _json_escaped_char(char: str) -> str:
+    spellings = {char}
+    for case in {char, char.lower(), char.upper()}:  # \\u escapes of either letter case
+        if len(case) == 1:
+            units = case.encode("utf-16-be", "surrogatepass")  # beyond the BMP: a pair
+            spellings.add("".join(f"\\u{units[i : i + 2].hex()}" for i in range(0, len(units), 2)))
+    spellings.add(json.dumps(char, ensure_ascii=False)[1:-1])  # \\" \\\\ \\n ...
+    if char == "/":
+        spellings.add("\\/")
+    ordered = sorted(spellings, key=len, reverse=True)
+    return "(?:" + "|".join(re.escape(spelling) for spelling in ordered) + ")"
 
 
 def _basic_token(key: SecretStr) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import redis
+
 from worker.contract import ErrorKind, JobRecord
 from worker.store.jobs import DeadLetterCode, Due, FailedJob, JobStore, Kept
 
@@ -50,21 +52,28 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Report:
-    """What a replay or purge did, job by job, for the summary line."""
+    """What a replay or purge did, job by job, for the summary line. ``interrupted``: the
+    Redis error that stopped it part way (the jobs after it were not touched); ``unsent``:
+    why replayed jobs could not be sent now (they wait in the outbox for the scheduler)."""
 
     done: list[str]
     skipped: list[Skipped]
+    interrupted: redis.RedisError | None = None
+    unsent: Exception | None = None
 
 
 @dataclass(frozen=True)
 class Requeued:
-    """Jobs now queued and in the outbox, to be sent by the caller (or else the scheduler)."""
+    """Jobs now queued and in the outbox, to be sent by the caller (or else the scheduler),
+    and the Redis error that stopped the requeueing part way, if one did."""
 
     due: list[Due]
     skipped: list[Skipped]
+    interrupted: redis.RedisError | None = None
 
-    def report(self) -> Report:
-        return Report(done=[due.job_id for due in self.due], skipped=self.skipped)
+    def report(self, unsent: Exception | None = None) -> Report:
+        done = [due.job_id for due in self.due]
+        return Report(done, self.skipped, self.interrupted, unsent)
 
 
 class DeadLetters:
@@ -87,11 +96,15 @@ class DeadLetters:
         return list(self._matching(selection))
 
     def requeue(self, job_ids: Iterable[str]) -> Requeued:
-        """Failed jobs back to ``queued`` and into the outbox; the caller sends them."""
+        """Failed jobs back to ``queued`` and into the outbox; the caller sends them. A
+        Redis error stops it: what was requeued before is returned with the error."""
         due: list[Due] = []
         skipped: list[Skipped] = []
         for job_id in job_ids:
-            answer = self.store.replay(job_id)
+            try:
+                answer = self.store.replay(job_id)
+            except redis.RedisError as exc:
+                return Requeued(due, skipped, exc)
             if isinstance(answer, Due):
                 due.append(answer)
             else:
@@ -99,11 +112,15 @@ class DeadLetters:
         return Requeued(due, skipped)
 
     def purge(self, job_ids: Iterable[str]) -> Report:
-        """Delete failed jobs, and the ref and idempotency keys that still name them."""
+        """Delete failed jobs, and the ref and idempotency keys that still name them. A
+        Redis error stops it: what was purged before is returned with the error."""
         done: list[str] = []
         skipped: list[Skipped] = []
         for job_id in job_ids:
-            kept = self.store.purge(job_id)
+            try:
+                kept = self.store.purge(job_id)
+            except redis.RedisError as exc:
+                return Report(done, skipped, interrupted=exc)
             if kept is None:
                 done.append(job_id)
             else:
