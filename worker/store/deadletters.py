@@ -12,13 +12,16 @@ at once cannot both act on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
 from worker.contract import ErrorKind, JobRecord
 from worker.store.jobs import DeadLetterCode, Due, FailedJob, JobStore, Kept
+
+_Done = TypeVar("_Done", Due, str)  # what acting on one job gives when it is done
 
 PAGE = 500  # failed index entries read per round trip while filtering
 
@@ -98,34 +101,17 @@ class DeadLetters:
     def requeue(self, job_ids: Iterable[str]) -> Requeued:
         """Failed jobs back to ``queued`` and into the outbox; the caller sends them. A
         Redis error stops it: what was requeued before is returned with the error."""
-        due: list[Due] = []
-        skipped: list[Skipped] = []
-        for job_id in job_ids:
-            try:
-                answer = self.store.replay(job_id)
-            except redis.RedisError as exc:
-                return Requeued(due, skipped, exc)
-            if isinstance(answer, Due):
-                due.append(answer)
-            else:
-                skipped.append(_skipped(job_id, answer))
-        return Requeued(due, skipped)
+        due, skipped, interrupted = _one_by_one(job_ids, self.store.replay)
+        return Requeued(due, skipped, interrupted)
 
     def purge(self, job_ids: Iterable[str]) -> Report:
         """Delete failed jobs, and the ref and idempotency keys that still name them. A
         Redis error stops it: what was purged before is returned with the error."""
-        done: list[str] = []
-        skipped: list[Skipped] = []
-        for job_id in job_ids:
-            try:
-                kept = self.store.purge(job_id)
-            except redis.RedisError as exc:
-                return Report(done, skipped, interrupted=exc)
-            if kept is None:
-                done.append(job_id)
-            else:
-                skipped.append(_skipped(job_id, kept))
-        return Report(done, skipped)
+        done, skipped, interrupted = _one_by_one(job_ids, self._purge_one)
+        return Report(done, skipped, interrupted=interrupted)
+
+    def _purge_one(self, job_id: str) -> str | Kept:
+        return self.store.purge(job_id) or job_id
 
     def _matching(self, selection: Selection) -> Iterator[str]:
         """Walk the failed index newest first, a page at a time, filtering in one round trip
@@ -145,6 +131,25 @@ class DeadLetters:
         for job in self.store.failed_jobs(ids):
             if selection.admits(job):
                 yield job.job_id
+
+
+def _one_by_one(
+    job_ids: Iterable[str], act: Callable[[str], _Done | Kept]
+) -> tuple[list[_Done], list[Skipped], redis.RedisError | None]:
+    """Act on each job in turn (each is one script, atomic on its own): what was done, what
+    the store left as it was and why, and the Redis error that stopped it, if one did."""
+    done: list[_Done] = []
+    skipped: list[Skipped] = []
+    for job_id in job_ids:
+        try:
+            outcome = act(job_id)
+        except redis.RedisError as exc:
+            return done, skipped, exc
+        if isinstance(outcome, Kept):
+            skipped.append(_skipped(job_id, outcome))
+        else:
+            done.append(outcome)
+    return done, skipped, None
 
 
 _WHY = {
