@@ -173,6 +173,8 @@ def _too_deep(text: str, at: Loc) -> Loc | None:
     container at loc ``("ticket", "priority")`` is at depth 2), read token by token
     without recursion; None when the text nests no deeper. Text that is not JSON may be
     misread here, but json.loads refuses it then within the depth read here."""
+    if text.count("[") + text.count("{") + len(at) <= MAX_DEPTH:
+        return None  # it cannot nest deeper than it opens: every job read back, at C speed
     path: list[str | int] = list(at)
     in_object: list[bool] = []  # per open container, innermost last
     key_next = False
