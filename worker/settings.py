@@ -69,6 +69,7 @@ REDIS_URL_RULE = (
 # The longest duration a setting may give: far past any use, and still exact in milliseconds
 # in a Lua number and within Redis's PX and EXPIRE (an unbounded one overflowed both).
 LONGEST_SECONDS = 10 * 365 * 24 * 3600  # ten years
+MARKER = re.compile(r"off|tag|custom_field:[A-Za-z0-9_.\-]{1,100}")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MASK = "***"
 
@@ -226,6 +227,21 @@ class Settings(BaseSettings):
         ge=1,
         description="Pages of 100 recent tickets read when reconciling before giving up.",
     )
+    reconcile_settle: float = Field(
+        default=300.0,
+        ge=0,
+        le=LONGEST_SECONDS,
+        description="Seconds after an uncertain attempt during which a ticket StackOne does "
+        "not list yet is waited for (providers index new tickets with a delay) before the "
+        "job is sent again; reconciliation looks again at growing intervals meanwhile.",
+    )
+    mark_tickets: str = Field(
+        default="off",
+        description="`tag` adds the tag `ticketq-<job id>` to every ticket, "
+        "`custom_field:<name>` puts the job id in that unified custom field; "
+        "reconciliation then matches on it alone, exactly. `off`: nothing added (the "
+        "marker shows in the customer's tool).",
+    )
     visibility_timeout: int = Field(
         default=300,
         ge=10,
@@ -271,6 +287,17 @@ class Settings(BaseSettings):
         unset key themselves; producers need none)."""
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty when set")
+        return value
+
+    @field_validator("mark_tickets")
+    @classmethod
+    def _marker_is_known(cls, value: str) -> str:
+        """A marker the worker cannot write would leave reconciliation matching on nothing."""
+        if not MARKER.fullmatch(value):
+            raise ValueError(
+                "must be off, tag or custom_field:<name> (a name of letters, digits, "
+                "_ . -, at most 100)"
+            )
         return value
 
     @field_validator("stackone_base_url")

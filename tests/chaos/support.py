@@ -41,6 +41,7 @@ MAX_LOST_ATTEMPTS = 3
 REQUEUE_AFTER = 15.0
 
 # Short timings, so that faults play out in seconds; everything else is what a user gets.
+RECONCILE_SETTLE = 4.0
 CHAOS_ENV = {
     "TICKETQ_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
     "TICKETQ_READ_TIMEOUT": str(READ_TIMEOUT),
@@ -52,6 +53,9 @@ CHAOS_ENV = {
     "TICKETQ_AUTH_PAUSE": str(AUTH_PAUSE),
     "TICKETQ_MAX_LOST_ATTEMPTS": str(MAX_LOST_ATTEMPTS),
     "TICKETQ_REQUEUE_AFTER": str(REQUEUE_AFTER),
+    # The stand-in lists a ticket at once unless told to lag; a lost attempt that created
+    # nothing need not wait the production default (300 s) before it is sent again.
+    "TICKETQ_RECONCILE_SETTLE": str(RECONCILE_SETTLE),
 }
 
 # kombu's Redis transport gives a dead consumer's unacknowledged messages back only when a

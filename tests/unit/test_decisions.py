@@ -31,6 +31,7 @@ from worker.delivery.decisions import (
     PauseKey,
     Reconcile,
 )
+from worker.delivery.reconcile import Candidates
 from worker.delivery.retry import RetryPolicy
 from worker.limits.keyhealth import KeyRefusal
 from worker.limits.rate import Admission, Reason
@@ -564,16 +565,54 @@ def test_an_uncertain_job_is_reconciled_first_under_reconcile_or_when_replayed(
 # --- after reconciling -----------------------------------------------------------------
 
 
+SETTLED = NOW - 301.0  # an uncertain attempt older than the default settle time (300 s)
+
+
 def test_a_ticket_found_by_reconciling_is_adopted_without_sending() -> None:
     job = claimed(attempts=1, uncertain_since=SENT_AT)
+    found = Candidates(same=(TICKET, TicketIds(id="t-2", remote_id=None)))
 
-    done = recorded(rules().after_reconciling(job, TICKET, CALM), JobState.SUCCEEDED)
+    done = recorded(rules().after_reconciling(job, found, CALM), JobState.SUCCEEDED)
 
     assert done.ticket == TICKET and done.attempts == 0
 
 
-def test_no_ticket_found_sends_again_and_the_job_stops_being_uncertain() -> None:
-    decision = rules().after_reconciling(claimed(1, uncertain_since=SENT_AT), None, CALM)
+def test_a_ticket_told_apart_by_its_title_alone_is_left_to_a_person_naming_the_candidates() -> None:
+    job = claimed(attempts=1, uncertain_since=SENT_AT)
+    found = Candidates(maybe=tuple(f"t-{n}" for n in range(12)))
+
+    decision = rules().after_reconciling(job, found, CALM)
+
+    error = ended(decision, ErrorKind.UNCERTAIN).error
+    assert error is not None
+    assert "12 ticket(s) with the job's title" in error.message
+    assert "t-0, t-1" in error.message and "t-9 and 2 more" in error.message
+    assert "t-10" not in error.message
+
+
+def test_a_same_ticket_is_adopted_even_when_others_match_on_the_title_alone() -> None:
+    found = Candidates(same=(TICKET,), maybe=("t-9",))
+
+    decision = rules().after_reconciling(claimed(1, uncertain_since=SENT_AT), found, CALM)
+
+    assert recorded(decision, JobState.SUCCEEDED).ticket == TICKET
+
+
+@pytest.mark.parametrize(("ago", "due_in"), [(0.2, 1.0), (2.0, 2.0), (40.0, 40.0), (290.0, 10.0)])
+def test_no_ticket_listed_soon_after_the_attempt_waits_for_the_listing_at_growing_intervals(
+    ago: float, due_in: float
+) -> None:
+    job = claimed(1, uncertain_since=NOW - ago)
+
+    decision = rules().after_reconciling(job, Candidates(), CALM)
+
+    waiting = handed_back(decision, due_in, ErrorKind.AMBIGUOUS)
+    assert waiting.uncertain_since == NOW - ago  # still uncertain: it reconciles again
+    assert waiting.attempts == 0
+
+
+def test_no_ticket_listed_once_the_settle_time_has_passed_sends_again_no_longer_uncertain() -> None:
+    decision = rules().after_reconciling(claimed(1, uncertain_since=SETTLED), Candidates(), CALM)
 
     assert decision.step == Again(0.0)
     assert decision.job.uncertain_since is None and decision.job.settled
@@ -587,8 +626,18 @@ def test_no_ticket_found_sends_again_and_the_job_stops_being_uncertain() -> None
     }
 
 
+def test_a_settle_time_of_zero_sends_again_at_once() -> None:
+    job = claimed(1, uncertain_since=NOW - 0.1)
+
+    decision = rules(reconcile_settle=0).after_reconciling(job, Candidates(), CALM)
+
+    assert decision.step == Again(0.0)
+
+
 def test_no_ticket_found_for_a_job_with_every_attempt_used_parks_it() -> None:
-    decision = rules().after_reconciling(claimed(3, uncertain_since=SENT_AT), None, CALM)
+    found = Candidates()
+
+    decision = rules().after_reconciling(claimed(3, uncertain_since=SETTLED), found, CALM)
 
     ended(decision, ErrorKind.UNCERTAIN)
 

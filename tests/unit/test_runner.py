@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -64,7 +65,11 @@ class ScriptedStackOne:
         return TicketPage(self.listed, None)
 
 
-CREATED = TicketCreated(ticket=TicketIds(id="t-1", remote_id="PROJ-1"))
+def created(n: int) -> TicketCreated:
+    return TicketCreated(ticket=TicketIds(id=f"t-{n}", remote_id=f"PROJ-{n}"))
+
+
+CREATED = created(1)
 
 
 def failure(kind: ErrorKind, status: int | None = None, **extra: Any) -> Failure:
@@ -72,6 +77,11 @@ def failure(kind: ErrorKind, status: int | None = None, **extra: Any) -> Failure
 
 
 LOOP = EventLoop()
+
+
+def just_now() -> str:
+    """A ``created_at`` as StackOne writes it, for a ticket created a moment ago."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class Harness:
@@ -153,7 +163,7 @@ def test_a_finished_job_redelivered_is_not_sent_again(redis_client: redis.Redis)
 def test_an_ambiguous_outcome_is_reconciled_by_adopting_the_listed_ticket(
     redis_client: redis.Redis,
 ) -> None:
-    listed = [{"id": "t-9", "remote_id": "PROJ-9", "title": TITLE}]
+    listed = [{"id": "t-9", "remote_id": "PROJ-9", "title": TITLE, "created_at": just_now()}]
     h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408), listed=listed))
     job_id = h.submit()
 
@@ -166,16 +176,20 @@ def test_an_ambiguous_outcome_is_reconciled_by_adopting_the_listed_ticket(
     assert record.state == JobState.SUCCEEDED
     assert record.ticket == TicketIds(id="t-9", remote_id="PROJ-9")
     assert len(h.api.sent) == 1 and h.api.list_calls == 1
-    assert h.store.owner_of("acct", "t-9") == job_id
+    assert h.store.owners_of("acct", ["t-9"]) == [job_id]
 
 
 def test_reconciliation_sends_again_when_no_unowned_ticket_matches(
     redis_client: redis.Redis,
 ) -> None:
-    listed = [{"id": "t-other", "title": "Another title"}, {"id": "t-owned", "title": TITLE}]
+    listed = [
+        {"id": "t-other", "title": "Another title", "created_at": just_now()},
+        {"id": "t-owned", "title": TITLE, "created_at": just_now()},
+    ]
     h = Harness(
         redis_client,
         ScriptedStackOne(failure(ErrorKind.AMBIGUOUS), CREATED, listed=listed),
+        TICKETQ_RECONCILE_SETTLE="0",
     )
     h.redis.set("ticketq:ticket:acct:t-owned", "some-other-job")
     job_id = h.submit()
@@ -258,7 +272,8 @@ def test_a_replay_keeps_reconciling_first_until_a_listing_succeeds_then_stops_be
     api = ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503), listing_fails=3)
     h = Harness(redis_client, api, TICKETQ_ON_AMBIGUOUS="park")
     job_id = h.submit()
-    h.redis.hset(job_key(job_id), mapping={"uncertain_since": time.time(), "reconcile_first": 1})
+    long_ago = time.time() - 3600  # past the settle time: nothing listed means not created
+    h.redis.hset(job_key(job_id), mapping={"uncertain_since": long_ago, "reconcile_first": 1})
 
     h.run(job_id)  # every read of the listing fails: still to be reconciled first, unsent
     assert h.redis.hget(job_key(job_id), "reconcile_first") == "1" and api.sent == []
@@ -413,7 +428,7 @@ def test_after_the_outage_pause_one_job_probes_and_its_success_ends_the_outage(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = Harness(
-        redis_client, ScriptedStackOne(DOWN, DOWN, CREATED, CREATED), TICKETQ_OUTAGE_AFTER="2"
+        redis_client, ScriptedStackOne(DOWN, DOWN, created(2), created(3)), TICKETQ_OUTAGE_AFTER="2"
     )
     jobs = [h.submit() for _ in range(4)]
     h.run(jobs[0])
@@ -513,7 +528,7 @@ def test_a_failed_probe_logs_the_providers_message_escaped(
 def test_an_adopted_tickets_id_is_logged_escaped(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    listed = [{"id": "t-9\n[forged] \x1b[2J", "title": TITLE}]
+    listed = [{"id": "t-9\n[forged] \x1b[2J", "title": TITLE, "created_at": just_now()}]
     h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408), listed=listed))
     job_id = h.submit()
     h.run(job_id)
@@ -524,3 +539,110 @@ def test_an_adopted_tickets_id_is_logged_escaped(
 
     (line,) = [line for line in said(caplog) if "adopted" in line]
     assert line.endswith("t-9\\n[forged] \\x1b[2J")
+
+
+def uncertain(h: Harness, body: dict[str, Any] | None = None) -> str:
+    """A job whose earlier attempt, a second ago, may have created its ticket."""
+    spec = JobSpec.model_validate({"account_id": "acct", "ticket": body or {"title": TITLE}})
+    job_id = h.store.create(spec, "bulk").job_id
+    h.redis.hset(job_key(job_id), "uncertain_since", time.time() - 1)
+    return job_id
+
+
+def listed_ticket(ticket_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": ticket_id, "title": TITLE, "created_at": just_now(), **fields}
+
+
+def test_two_uncertain_jobs_with_identical_bodies_adopt_one_ticket_each(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(listed=[listed_ticket("t-a"), listed_ticket("t-b")]))
+    jobs = [uncertain(h), uncertain(h)]
+
+    h.runner.run(jobs)
+
+    records = [h.store.get(job_id) for job_id in jobs]
+    assert all(r is not None and r.state == JobState.SUCCEEDED for r in records)
+    assert {r.ticket.id for r in records if r and r.ticket} == {"t-a", "t-b"}
+    assert h.store.owners_of("acct", ["t-a", "t-b"]) in (jobs, jobs[::-1])
+    assert h.api.sent == [] and h.api.list_calls == 1  # one listing for the delivery
+
+
+def test_two_uncertain_jobs_that_find_one_ticket_never_both_adopt_it(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(listed=[listed_ticket("t-a")]))
+    jobs = [uncertain(h), uncertain(h)]
+
+    h.runner.run(jobs)
+
+    records = [h.store.get(job_id) for job_id in jobs]
+    assert sorted(r.state for r in records if r) == [JobState.RETRYING, JobState.SUCCEEDED]
+    waiting = next(r for r in records if r and r.state == JobState.RETRYING)
+    assert waiting.uncertain_since is not None  # it looks again before sending
+    assert waiting.error is not None and waiting.error.kind == ErrorKind.AMBIGUOUS
+    assert h.api.sent == []
+
+
+def test_a_same_titled_ticket_with_other_content_is_never_adopted(
+    redis_client: redis.Redis,
+) -> None:
+    body = {"title": TITLE, "content": [{"plain": "card payments fail"}]}
+    theirs = listed_ticket("t-theirs", content=[{"plain": "the page is slow", "html": None}])
+    ours = listed_ticket("t-ours", content=[{"plain": None, "html": "<p>card  payments fail</p>"}])
+    h = Harness(redis_client, ScriptedStackOne(listed=[theirs, ours]))
+    job_id = uncertain(h, body)
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED
+    assert record.ticket is not None and record.ticket.id == "t-ours"
+
+
+def test_a_created_ticket_another_job_adopted_first_leaves_its_job_adopting_the_twin(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne(CREATED, listed=[listed_ticket("t-twin")]))
+    h.redis.set("ticketq:ticket:acct:t-1", "a-job-that-adopted-it")
+    job_id = h.submit()
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED
+    assert record.ticket is not None and record.ticket.id == "t-twin"
+    assert h.store.owners_of("acct", ["t-1", "t-twin"]) == ["a-job-that-adopted-it", job_id]
+    assert len(h.api.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "marked"),
+    [
+        ("tag", lambda job_id: {"tags": ["urgent", f"ticketq-{job_id}"]}),
+        ("custom_field:origin", lambda job_id: {"unified_custom_fields": {"origin": job_id}}),
+    ],
+)
+def test_a_marked_ticket_is_found_by_its_marker_alone_whatever_its_title(
+    redis_client: redis.Redis, setting: str, marked: Any
+) -> None:
+    h = Harness(
+        redis_client,
+        ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408)),
+        TICKETQ_MARK_TICKETS=setting,
+    )
+    spec = JobSpec.model_validate(
+        {"account_id": "acct", "ticket": {"title": TITLE, "tags": ["urgent"]}}
+    )
+    job_id = h.store.create(spec, "interactive").job_id
+    h.run(job_id)
+    sent = h.api.sent[0][1].model_dump(exclude_unset=True)
+    assert {k: sent[k] for k in marked(job_id)} == marked(job_id)
+    h.api.listed = [
+        listed_ticket("t-unmarked", tags=["urgent"], unified_custom_fields={"origin": "x"}),
+        listed_ticket("t-marked", title="Renamed by an agent", **marked(job_id)),
+    ]
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED
+    assert record.ticket is not None and record.ticket.id == "t-marked"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from worker.contract import ErrorKind, JobError, JobSpec, TicketIds
+from worker.contract import ErrorKind, JobError, JobSpec
+from worker.delivery.reconcile import Found
 from worker.delivery.retry import RetryPolicy, parse_retry_after
 from worker.limits.keyhealth import KeyRefusal
 from worker.limits.rate import Admission, Reason
@@ -24,6 +25,8 @@ from worker.store.jobs import Claim, Transition, failed, retrying, succeeded
 
 # StackOne documents Retry-After on every 429; if one ever comes without, wait this long.
 DEFAULT_429_PAUSE = 10.0
+# Ticket ids named in the error of a job only a person can reconcile.
+MAYBE_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class Decisions:
         self._auth_pause = settings.auth_pause
         self._longest_wait = settings.backoff_max
         self._on_ambiguous = settings.on_ambiguous
+        self._settle = settings.reconcile_settle
         # A bulk job waiting for its turn in the rate's bulk line is due again this long
         # before the turn (the scheduler looks once a scheduler_interval), and waits the
         # rest in its delivery; bulk deliveries wait no longer than that for the rate, so
@@ -165,21 +169,35 @@ class Decisions:
                 return Reconcile(job, job.uncertain_since)
         return self._ready(job)
 
-    def after_reconciling(
-        self, job: Job, found: TicketIds | Failure | None, moment: Moment
-    ) -> Decision:
-        """StackOne listed the job's ticket (adopt it), listed none (send again, no longer
-        uncertain), or could not be read (still uncertain: look again later)."""
-        if isinstance(found, TicketIds):
-            return Decision(job, succeeded(job.claim, job.spec, found, job.attempts))
-        if found is None:
-            return self._ready(replace(job, uncertain_since=None, settled=True))
-        error = found.to_error().model_copy(
-            update={"message": f"reconciling before sending again: {found.message}"}
-        )
-        asked = parse_retry_after(found.retry_after, moment.now)
-        delay = self._policy.delay_for(max(job.claim.attempts, 1), asked)
-        return Decision(job, self._wait(job, error, delay, moment))
+    def after_reconciling(self, job: Job, found: Found, moment: Moment) -> Decision:
+        """What the account's listing holds for an uncertain job: a ticket that is the
+        same as the job's (adopt it; the runner tries the next if another job takes it
+        first), tickets only a person can tell from it (fail ``uncertain``, naming them),
+        or none: wait out the listing's lag (``reconcile_settle`` after the attempt), then
+        send again. A listing that could not be read leaves the job uncertain, to look
+        again later."""
+        if isinstance(found, Failure):
+            error = found.to_error().model_copy(
+                update={"message": f"reconciling before sending again: {found.message}"}
+            )
+            asked = parse_retry_after(found.retry_after, moment.now)
+            delay = self._policy.delay_for(max(job.claim.attempts, 1), asked)
+            return Decision(job, self._wait(job, error, delay, moment))
+        if found.same:
+            return Decision(job, succeeded(job.claim, job.spec, found.same[0], job.attempts))
+        if found.maybe:
+            return Decision(job, self._park(job, _only_a_person(found.maybe)))
+        since = job.uncertain_since if job.uncertain_since is not None else moment.now
+        waited = moment.now - since
+        if waited < self._settle:
+            error = JobError(
+                kind=ErrorKind.AMBIGUOUS,
+                message="the ticket may exist but StackOne does not list it (yet): looking "
+                f"again, then sending again {_duration(self._settle)} after the attempt",
+            )
+            delay = min(self._settle - waited, max(waited, 1.0))
+            return Decision(job, self._wait(job, error, delay, moment))
+        return self._ready(replace(job, uncertain_since=None, settled=True))
 
     def not_admitted(
         self, job: Job, admission: Admission, refusal: KeyRefusal | None, moment: Moment
@@ -324,6 +342,16 @@ class Decisions:
         """A delivery waits in its worker slot for at most ``inprocess_max_delay`` in all,
         and not at all once the worker is stopping."""
         return not moment.stopping and moment.spent + delay <= self._inprocess_max_delay
+
+
+def _only_a_person(ticket_ids: tuple[str, ...]) -> str:
+    """Why a job with title-only candidates is left to a person, naming them."""
+    shown = ", ".join(ticket_ids[:MAYBE_SHOWN])
+    more = f" and {len(ticket_ids) - MAYBE_SHOWN} more" if len(ticket_ids) > MAYBE_SHOWN else ""
+    return (
+        f"StackOne lists {len(ticket_ids)} ticket(s) with the job's title but none of the "
+        f"other fields it set, so which (if any) is the job's cannot be told: {shown}{more}"
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ from typing import Protocol, assert_never
 
 from pydantic import ValidationError
 
-from worker.contract import ErrorKind, JobError, TicketCreate, TicketIds
+from worker.contract import ErrorKind, JobError, TicketCreate
 from worker.delivery.decisions import (
     Again,
     Decision,
@@ -37,7 +37,8 @@ from worker.delivery.decisions import (
     Reconcile,
 )
 from worker.delivery.loop import EventLoop
-from worker.delivery.reconcile import TicketLister, find_created
+from worker.delivery.matching import Marker
+from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, find_candidates
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason
@@ -61,6 +62,7 @@ log = logging.getLogger("ticketq.worker")  # outside text goes in through ``prin
 # tests look for these).
 ADOPTED = "adopted existing ticket"
 RESENT = "no ticket found since the uncertain attempt; sending again"
+CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
 
@@ -93,9 +95,12 @@ class JobRunner:
         self._key_health = key_health
         self._outage = outage
         self._stopping = stopping  # set on shutdown: no more waiting in the worker
+        self._marker = Marker.of(settings.mark_tickets)
+        self._began = 0.0
 
     def run(self, job_ids: Sequence[str]) -> None:
         started = time.monotonic()
+        self._began = time.time()  # every request of this delivery went out after this
         waiting = self._claimed(job_ids, started)
         while waiting:
             delay = min(wait for _, wait in waiting)
@@ -114,15 +119,19 @@ class JobRunner:
         """Claim the batch and decide each claimed job; returns those to send."""
         outcomes: list[Transition] = []
         ready: Waiting = []
+        lookups: list[Reconcile] = []
         for claim in self._store.claim_many(job_ids):
             job = self._job(claim, outcomes)
             if job is None:
                 continue
             decision = self._decisions.after_claiming(job, self._moment(time.monotonic() - started))
             if isinstance(decision, Reconcile):
-                decision = self._reconciled(decision, started)
+                lookups.append(decision)
+            else:
+                self._follow(decision, outcomes, ready)
+        for decision in self._reconciled(lookups, started):
             self._follow(decision, outcomes, ready)
-        self._record(outcomes)
+        self._record(outcomes, ready, started)
         return ready
 
     def _job(self, claim: Claim | NotClaimed, outcomes: list[Transition]) -> Job | None:
@@ -140,26 +149,51 @@ class JobRunner:
             return None
         return Job(claim, spec, claim.uncertain_since, failing_since=claim.failing_since)
 
-    def _reconciled(self, asked: Reconcile, started: float) -> Decision:
-        """Look among StackOne's tickets for the one an earlier attempt may have made."""
-        job = asked.job
+    def _reconciled(self, asked: list[Reconcile], started: float) -> list[Decision]:
+        """Look among StackOne's tickets for the ones earlier attempts may have made (one
+        listing per account) and decide each job; an adoption is recorded at once, so
+        that the ticket is this job's before any other job looks."""
+        if not asked:
+            return []
+        lookups = [Lookup(ask.job.claim.job_id, ask.job.spec, ask.since) for ask in asked]
+        pages = self._settings.reconcile_pages
         found = self._loop.run(
-            find_created(
-                self._api,
-                self._store,
-                job.claim.job_id,
-                job.spec,
-                asked.since,
-                self._settings.reconcile_pages,
+            find_candidates(self._api, self._store, lookups, pages, self._marker)
+        )
+        decisions = []
+        for ask in asked:
+            decision = self._settled(ask.job, found[ask.job.claim.job_id], started)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def _settled(self, job: Job, found: Found, started: float) -> Decision | None:
+        """The job's decision after reconciling; None once an adoption is recorded. A
+        ticket another job took first is struck off and the next candidate tried."""
+        job_id = printable(job.claim.job_id)
+        while True:
+            decision = self._decisions.after_reconciling(
+                job, found, self._moment(time.monotonic() - started)
             )
-        )
-        if isinstance(found, TicketIds):
-            log.info("job %s: %s %s", printable(job.claim.job_id), ADOPTED, printable(found.id))
-        elif found is None:
-            log.info("job %s: %s", printable(job.claim.job_id), RESENT)
-        return self._decisions.after_reconciling(
-            job, found, self._moment(time.monotonic() - started)
-        )
+            adoption = decision.step
+            if not isinstance(found, Candidates) or not isinstance(adoption, Transition):
+                break
+            if adoption.ticket is None:
+                break
+            result = self._store.apply([adoption])[0]
+            if result is not Recorded.TAKEN:
+                if result is Recorded.OK:
+                    log.info("job %s: %s %s", job_id, ADOPTED, printable(adoption.ticket.id))
+                else:
+                    _not_recorded(adoption, result)
+                return None
+            found = found.without(adoption.ticket.id)
+        if isinstance(found, Candidates):
+            if not found.complete:
+                log.warning("job %s: %s", job_id, CUT_SHORT)
+            if isinstance(decision.step, Again):
+                log.info("job %s: %s", job_id, RESENT)
+        return decision
 
     def _round(self, jobs: list[Job], started: float) -> Waiting:
         """Admit, send and decide once for these jobs; returns those to try again."""
@@ -186,7 +220,7 @@ class JobRunner:
             moment = self._moment(spent)
             for job, answer in zip(sent, answers, strict=True):
                 self._follow(self._decisions.answered(job, answer, moment), outcomes, again)
-        self._record(outcomes)
+        self._record(outcomes, again, started)
         # A delivery that has run for a while renews the leases of the jobs it keeps, so
         # that a round of slow answers never lets another worker take them over.
         return self._renewed(again) if time.monotonic() - started > LEASE_SLACK else again
@@ -199,8 +233,14 @@ class JobRunner:
         return self._key_health.refusal()
 
     async def _send(self, jobs: list[Job]) -> list[Answer]:
-        sends = (self._api.create_ticket(job.spec.account_id, job.spec.ticket) for job in jobs)
+        sends = (self._api.create_ticket(job.spec.account_id, self._body(job)) for job in jobs)
         return list(await asyncio.gather(*sends))
+
+    def _body(self, job: Job) -> TicketCreate:
+        """What is sent: the job's ticket, with its marker if tickets are marked."""
+        if self._marker is None:
+            return job.spec.ticket
+        return self._marker.apply(job.spec.ticket, job.claim.job_id)
 
     def _follow(self, decision: Decision, outcomes: list[Transition], again: Waiting) -> None:
         """Perform the decision's effects, then keep the job to record or to send again."""
@@ -239,20 +279,53 @@ class JobRunner:
             kept.append((job, delay))
         return kept
 
-    def _record(self, outcomes: list[Transition]) -> None:
-        if not outcomes:
-            return
-        for change, result in zip(outcomes, self._store.apply(outcomes), strict=True):
-            if result is Recorded.OK:
-                job_id = printable(change.claim.job_id)
-                log.debug("job %s %s", job_id, change.state)
-                if change.state == "failed" and change.error is not None:
-                    log.info("job %s failed: %s", job_id, printable(change.error.message))
-            else:
-                # Our lease ran out and another delivery took over; its outcome stands.
-                log.warning(
-                    "job %s: outcome %s not recorded: %s",
-                    printable(change.claim.job_id),
-                    change.state,
-                    result,
-                )
+    def _record(self, outcomes: list[Transition], again: Waiting, started: float) -> None:
+        """Record the outcomes (one pipeline). A created ticket that another job adopted
+        first (identical content: it took this one for its own) leaves this job looking
+        for its interchangeable twin, as if its answer had been lost."""
+        while outcomes:
+            taken = []
+            for change, result in zip(outcomes, self._store.apply(outcomes), strict=True):
+                if result is Recorded.OK:
+                    _recorded(change)
+                elif result is Recorded.TAKEN:
+                    taken.append(self._looking_again(change))
+                else:
+                    _not_recorded(change, result)
+            outcomes = []
+            for decision in self._reconciled(taken, started):
+                self._follow(decision, outcomes, again)
+
+    def _looking_again(self, change: Transition) -> Reconcile:
+        """A job whose created ticket is taken, to reconcile from the delivery's start."""
+        assert change.spec is not None  # a succeeded outcome always has its job's spec
+        log.warning(
+            "job %s: its ticket %s was adopted by another job; looking for its own",
+            printable(change.claim.job_id),
+            printable(change.ticket.id if change.ticket else ""),
+        )
+        job = Job(
+            change.claim,
+            change.spec,
+            uncertain_since=self._began,
+            attempts=change.attempts,
+            failing_since=change.claim.failing_since,
+        )
+        return Reconcile(job, self._began)
+
+
+def _recorded(change: Transition) -> None:
+    job_id = printable(change.claim.job_id)
+    log.debug("job %s %s", job_id, change.state)
+    if change.state == "failed" and change.error is not None:
+        log.info("job %s failed: %s", job_id, printable(change.error.message))
+
+
+def _not_recorded(change: Transition, result: Recorded) -> None:
+    """Our lease ran out and another delivery took over; its outcome stands."""
+    log.warning(
+        "job %s: outcome %s not recorded: %s",
+        printable(change.claim.job_id),
+        change.state,
+        result,
+    )

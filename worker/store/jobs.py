@@ -327,9 +327,12 @@ class JobStore:
     ) -> Recorded:
         return self.apply([failed(claim, spec, error, attempts)])[0]
 
-    def owner_of(self, account_id: str, ticket_id: str) -> str | None:
-        """The job that created or adopted this ticket, if ticketq knows one."""
-        return cast(str | None, self.redis.get(ticket_key(account_id, ticket_id)))
+    def owners_of(self, account_id: str, ticket_ids: Sequence[str]) -> list[str | None]:
+        """The job that created or adopted each ticket, if ticketq knows one."""
+        if not ticket_ids:
+            return []
+        keys = [ticket_key(account_id, ticket_id) for ticket_id in ticket_ids]
+        return cast(list[str | None], self.redis.mget(keys))
 
     def replay(self, job_id: str) -> Due | Kept:
         """A failed job back to ``queued`` and into the outbox; the caller sends it."""

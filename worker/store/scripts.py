@@ -42,6 +42,7 @@ class Recorded(StrEnum):
     LOST_LEASE = "lost_lease"  # another delivery took the job over
     SUCCEEDED = "succeeded"  # the job succeeded meanwhile (another delivery's outcome)
     FAILED = "failed"  # the job failed meanwhile
+    TAKEN = "taken"  # the ticket is another job's (it created or adopted it first)
 
 
 class RenewCode(StrEnum):

@@ -7,7 +7,9 @@
 -- ARGV[7] requests this delivery made that count as attempts,
 -- ARGV[8..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
--- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile).
+-- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
+-- RECORDED_TAKEN (a succeeded job's ticket is already another job's: nothing is written,
+-- the job stays running under its lease and its delivery goes on looking).
 if KEYS[7] ~= "" then
   redis.call("ZREM", KEYS[7], ARGV[1])
 end
@@ -24,6 +26,13 @@ if current[1] ~= STATE_RUNNING or current[2] ~= ARGV[1] then
   return RECORDED_LOST_LEASE
 end
 local job_id = ARGV[5]
+-- The ticket is claimed here, with the outcome, so that two jobs adopting one ticket at the
+-- same instant cannot both have it.
+if ARGV[2] == STATE_SUCCEEDED and KEYS[6] ~= "" then
+  if not redis.call("SET", KEYS[6], job_id, "NX") and redis.call("GET", KEYS[6]) ~= job_id then
+    return RECORDED_TAKEN
+  end
+end
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
 redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
@@ -50,9 +59,6 @@ if ARGV[2] == STATE_FAILED then
   return RECORDED_OK
 end
 local ttl = tonumber(ARGV[4])
-if KEYS[6] ~= "" then
-  redis.call("SET", KEYS[6], job_id)
-end
 if ttl > 0 then
   redis.call("EXPIRE", KEYS[1], ttl)
   for i = 3, 6 do
