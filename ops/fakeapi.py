@@ -13,22 +13,40 @@ for the body's title, the random error rate (500), the body (400 naming the fiel
 then is a ticket created and kept in memory, so it can be read back the way reconciliation
 reads StackOne.
 
+Reading back has two options, because reconciliation must cope with both on the real API.
+``list_lag_ms``: the listing shows a ticket only that long after its creation, as a
+provider's search index lags (a read by id is consistent and shows it at once).
+``list_style``: how a read (listing or by id) shows a ticket; ``verbatim`` (default) as
+sent; ``provider`` as a provider maps it back: content as HTML only (plain text escaped,
+newlines as ``<br>``, in a ``<p>``; items that had HTML keep it), assignees, reporters,
+tags and component_ids in reverse order, tags lowercased, the title stripped with inner
+whitespace collapsed, everything else (``unified_custom_fields`` too) as sent; ``sparse``
+only id, remote_id, title, created_at and updated_at, for a provider that maps back
+nothing else.
+
 The body is checked here on its own, against the spec's types, and deliberately does not
 import ``worker.contract``: the stand-in is there to catch what our own validation lets
 through, not to share its mistakes.
 
 The control API under ``/_fake`` has no auth; it scripts answers per ticket title, changes
-latency, rate limit, error rate and a simulated key refusal (``auth_failure``) live, and
-reports what arrived (``/_fake/stats``). ``auth_failure`` set to 401 or 403 answers every
-ticketing request (create, list, read) with that status in StackOne's error shape before
-any other check, as StackOne does once a key is revoked; ``null`` lifts it. It never
-reveals or changes the configured key itself.
+latency, rate limit, error rate, listing lag and style and a simulated key refusal
+(``auth_failure``) live, each checked as at start, and reports what arrived
+(``/_fake/stats``). ``auth_failure`` set to 401 or 403 answers every ticketing request
+(create, list, read) with that status in StackOne's error shape before any other check, as
+StackOne does once a key is revoked; ``null`` lifts it. It never reveals or changes the
+configured key itself. ``POST /_fake/tickets`` with ``{"account_id", "ticket": create
+body}`` creates a ticket as another user of the customer's tool would (no auth, rate limit
+or script; the body checked as a create's) and answers its ``id`` and ``remote_id``; such
+tickets are read back like ours but count only in the stats' ``created_elsewhere``, never
+in ``created`` or ``created_by_title``, which count what our client made.
 
 Scripted steps, in the order a step applies them:
 
 - ``delay_ms``: wait first, *then* answer as the rest of the step says; a step with only a
   delay behaves normally afterwards (random errors included). The ticket is therefore
   created at the end of the delay, even when the client gave up before: it appears late.
+- ``also_elsewhere`` (a create body): someone else creates that ticket in the same account
+  (as ``/_fake/tickets`` does) before the step answers, whatever the answer is.
 - ``status`` 400-599 (with optional ``message``, ``provider_errors``, ``data`` and
   ``retry_after``, sent verbatim as ``Retry-After``): answer that error, create nothing.
 - ``status`` 201: create normally, skipping the random error rate.
@@ -49,14 +67,16 @@ import hmac
 import json
 import math
 import random
+import re
 import signal
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from http import HTTPStatus
 from typing import Any
 
@@ -64,7 +84,7 @@ from aiohttp import web
 
 from ops.fakeapi_client import FakeApiOptions
 
-__all__ = ["FakeApiOptions", "Step", "make_app", "serve"]
+__all__ = ["FakeApiOptions", "Step", "check_options", "make_app", "serve"]
 
 TICKETS_PATH = "/unified/ticketing/tickets"
 RATE_WINDOW_SECONDS = 60.0
@@ -86,22 +106,21 @@ class Step:
     delay_ms: float = 0.0
     create_then_drop: bool = False
     create_then_hang_ms: float = 0.0
+    also_elsewhere: dict[str, Any] | None = None  # a create body someone else sends meanwhile
 
     @classmethod
     def parse(cls, raw: object) -> Step:
         """A step from its JSON form; a typo in a test's script fails loudly, not silently."""
         if not isinstance(raw, dict):
             raise ValueError("a step must be an object")
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown step keys: {', '.join(sorted(unknown))}")
+        _only(raw, [f.name for f in dataclasses.fields(cls)], "step keys")
         step = cls(**raw)
         if step.retry_after is not None and not isinstance(step.retry_after, str):
             raise ValueError("retry_after must be a string (sent verbatim as Retry-After)")
-        for name in ("delay_ms", "create_then_hang_ms"):
-            value = getattr(step, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number")
+        _non_negative("delay_ms", step.delay_ms)
+        _non_negative("create_then_hang_ms", step.create_then_hang_ms)
+        if step.also_elsewhere is not None:
+            _ticket_body(step.also_elsewhere, "also_elsewhere")
         if not isinstance(step.create_then_drop, bool):
             raise ValueError("create_then_drop must be a boolean")
         if step.status is not None and (
@@ -153,6 +172,7 @@ class _State:
         self.windows: dict[str, deque[float]] = {}
         self.requests = 0
         self.created = 0
+        self.created_elsewhere = 0
         self.dropped = 0
         self.by_status: Counter[int] = Counter()
         self.created_by_title: Counter[str] = Counter()
@@ -184,6 +204,22 @@ class _State:
         return None
 
     def create(self, account: str, body: dict[str, Any]) -> _Ticket:
+        """A ticket our client created: what ``created`` and ``created_by_title`` count."""
+        ticket = self._add(account, body)
+        self.created += 1
+        title = body.get("title")
+        if isinstance(title, str):
+            self.created_by_title[title] += 1
+        return ticket
+
+    def create_elsewhere(self, account: str, body: dict[str, Any]) -> _Ticket:
+        """A ticket another user of the customer's tool created: read back like ours, but
+        counted apart, so ``created`` still counts only what our client made (duplicates)."""
+        ticket = self._add(account, body)
+        self.created_elsewhere += 1
+        return ticket
+
+    def _add(self, account: str, body: dict[str, Any]) -> _Ticket:
         self._serial += 1
         created_ms = time.time_ns() // 1_000_000
         stamp = _iso(created_ms / 1000)
@@ -198,22 +234,25 @@ class _State:
         ticket = _Ticket(account, created_ms, record)
         self.tickets[record["id"]] = ticket
         self.order.append(ticket)
-        self.created += 1
-        title = body.get("title")
-        if isinstance(title, str):
-            self.created_by_title[title] += 1
         return ticket
+
+    def shown(self, ticket: _Ticket) -> dict[str, Any]:
+        """The ticket as a read (listing or by id) returns it, in the current ``list_style``."""
+        return _LIST_STYLES[self.options.list_style](ticket.record)
 
     def stats(self) -> dict[str, Any]:
         """What arrived, for tests to count duplicates and measure retry spacing.
 
         Every ticketing POST counts in ``requests`` and, if it has a title, adds its arrival
         time to ``requests_by_title``; ``by_status`` counts the answers sent and ``dropped``
-        the connections that ``create_then_drop`` aborted instead.
+        the connections that ``create_then_drop`` aborted instead. Tickets created by
+        someone else (``/_fake/tickets``, ``also_elsewhere``) count only in
+        ``created_elsewhere``.
         """
         return {
             "requests": self.requests,
             "created": self.created,
+            "created_elsewhere": self.created_elsewhere,
             "dropped": self.dropped,
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "created_by_title": dict(self.created_by_title),
@@ -345,6 +384,25 @@ _TICKET_FIELDS: dict[str, _Check] = {
     "unified_custom_fields": _mapping,
 }
 
+
+def _ticket_body(body: object, path: str = "") -> dict[str, Any]:
+    """``body`` if the spec accepts it as a create body, else ValueError naming each field
+    it refuses (under ``path``, where the body sits inside a control request)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"{path or 'request body'} must be a JSON object")
+    errors = _fields(path, body, _TICKET_FIELDS)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return body
+
+
+def _only(given: Iterable[str], known: Iterable[str], what: str) -> None:
+    """Refuse keys nobody reads: a typo in a test's control request fails loudly."""
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(sorted(unknown))}")
+
+
 _NOT_JSON = object()
 
 
@@ -357,12 +415,10 @@ def _load_json(raw: bytes) -> object:
 
 def _create(state: _State, account: str, body: object) -> web.Response:
     """Step 6 and 7: refuse a body the spec would refuse, else create the ticket."""
-    if not isinstance(body, dict):
-        return _error(400, "request body must be a JSON object")
-    errors = _fields("", body, _TICKET_FIELDS)
-    if errors:
-        return _error(400, "; ".join(errors))
-    ticket = state.create(account, body)
+    try:
+        ticket = state.create(account, _ticket_body(body))
+    except ValueError as exc:
+        return _error(400, str(exc))
     return web.json_response(
         {
             "statusCode": 201,
@@ -372,6 +428,54 @@ def _create(state: _State, account: str, body: object) -> web.Response:
         },
         status=201,
     )
+
+
+# --- how a read shows a ticket (``list_style``) ----------------------------------------------
+
+_REORDERED_FIELDS = ("assignees", "reporters", "tags", "component_ids")
+_SPARSE_FIELDS = ("id", "remote_id", "title", "created_at", "updated_at")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _as_sent(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+def _as_provider(record: dict[str, Any]) -> dict[str, Any]:
+    """The ticket as a provider maps it back: the same ticket in another form (HTML
+    content, lists reordered, title and tags normalised), so that reconciliation's matching
+    is tested against the normalisation it has to see through."""
+    shown = dict(record)
+    for name in _REORDERED_FIELDS:
+        if isinstance(shown.get(name), list):
+            shown[name] = shown[name][::-1]
+    if isinstance(shown.get("tags"), list):
+        shown["tags"] = [tag.lower() for tag in shown["tags"]]
+    if isinstance(shown["title"], str):
+        shown["title"] = " ".join(shown["title"].split())
+    if isinstance(shown.get("content"), list):
+        shown["content"] = [_as_html(item) for item in shown["content"]]
+    return shown
+
+
+def _as_html(item: dict[str, Any]) -> dict[str, Any]:
+    """A content item as providers store it, HTML only: plain text becomes a paragraph."""
+    html, plain = item.get("html"), item.get("plain")
+    if html is None and plain is not None:
+        html = "<p>" + _NEWLINE.sub("<br>", escape(plain)) + "</p>"
+    return {"plain": None, "html": html}
+
+
+def _sparse(record: dict[str, Any]) -> dict[str, Any]:
+    """A provider that maps back nothing but the title: matching can go on the title alone."""
+    return {name: record[name] for name in _SPARSE_FIELDS}
+
+
+_LIST_STYLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "verbatim": _as_sent,
+    "provider": _as_provider,
+    "sparse": _sparse,
+}
 
 
 # --- the ticketing routes --------------------------------------------------------------------
@@ -422,6 +526,8 @@ async def _play(
     """Answer as a scripted step says; None when the connection was dropped instead."""
     if step.delay_ms:
         await asyncio.sleep(step.delay_ms / 1000)
+    if step.also_elsewhere is not None:
+        state.create_elsewhere(account, step.also_elsewhere)
     if step.status is not None and step.is_error:
         return _error(
             step.status,
@@ -491,22 +597,18 @@ async def _get_ticket(request: web.Request) -> web.Response:
     ticket = state.tickets.get(request.match_info["id"])
     if ticket is None or ticket.account != admitted:
         return _error(404, "ticket not found")
-    return web.json_response({"data": ticket.record})
+    return web.json_response({"data": state.shown(ticket)})
 
 
-async def _list_tickets(request: web.Request) -> web.Response:
-    """Tickets of the account in creation order, ``filter[updated_after]`` strict, paged."""
-    state = request.app[_STATE]
-    admitted = await _admit(request, state)
-    if isinstance(admitted, web.Response):
-        return admitted
-    query = request.query
+def _listing_query(query: Mapping[str, str]) -> tuple[int, int, int]:
+    """``filter[updated_after]`` in epoch ms (-1 if absent), the page size and the index
+    to start from; ValueError saying what is wrong."""
     after_ms = -1
     if "filter[updated_after]" in query:
         try:
             after = datetime.fromisoformat(query["filter[updated_after]"])
         except ValueError:
-            return _error(400, "filter[updated_after] must be an ISO 8601 date-time")
+            raise ValueError("filter[updated_after] must be an ISO 8601 date-time") from None
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
         after_ms = math.floor(after.timestamp() * 1000)
@@ -514,17 +616,32 @@ async def _list_tickets(request: web.Request) -> web.Response:
         page_size = int(query.get("page_size", DEFAULT_PAGE_SIZE))
         start = int(query.get("next", 0))
     except ValueError:
-        return _error(400, "page_size and next must be integers")
+        raise ValueError("page_size and next must be integers") from None
     if page_size < 1 or start < 0:
-        return _error(400, "page_size must be positive and next a cursor from a previous page")
+        raise ValueError("page_size must be positive and next a cursor from a previous page")
+    return after_ms, page_size, start
+
+
+async def _list_tickets(request: web.Request) -> web.Response:
+    """Tickets of the account in creation order, ``filter[updated_after]`` strict, paged;
+    only those created at least ``list_lag_ms`` ago, as a provider's search index lags."""
+    state = request.app[_STATE]
+    admitted = await _admit(request, state)
+    if isinstance(admitted, web.Response):
+        return admitted
+    try:
+        after_ms, page_size, start = _listing_query(request.query)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    indexed_ms = time.time_ns() // 1_000_000 - state.options.list_lag_ms
     page: list[dict[str, Any]] = []
     for index in range(start, len(state.order)):
         ticket = state.order[index]
-        if ticket.account != admitted or ticket.created_ms <= after_ms:
+        if ticket.account != admitted or not after_ms < ticket.created_ms <= indexed_ms:
             continue
         if len(page) == page_size:
             return web.json_response({"data": page, "next": str(index)})
-        page.append(ticket.record)
+        page.append(state.shown(ticket))
     return web.json_response({"data": page, "next": None})
 
 
@@ -554,41 +671,99 @@ async def _script(request: web.Request) -> web.Response:
     return web.json_response({"title": title, "pending": len(queue)})
 
 
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a non-negative number")
+    return float(value)
+
+
+def _rpm_limit(name: str, value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or null")
+    return value
+
+
+def _fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number from 0 to 1")
+    return float(value)
+
+
+def _auth_failure(name: str, value: Any) -> Any:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value not in AUTH_FAILURES
+    ):
+        raise ValueError(f"{name} must be 401, 403 or null")
+    return value
+
+
+def _list_style(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or value not in _LIST_STYLES:
+        raise ValueError(f"{name} must be one of: {', '.join(_LIST_STYLES)}")
+    return value
+
+
+# The options ``/_fake/config`` may change (never the API key), each with its check.
+_LIVE_OPTIONS: dict[str, Callable[[str, Any], Any]] = {
+    "latency_ms": _non_negative,
+    "rpm_limit": _rpm_limit,
+    "error_rate": _fraction,
+    "auth_failure": _auth_failure,
+    "list_lag_ms": _non_negative,
+    "list_style": _list_style,
+}
+
+
+def check_options(options: FakeApiOptions) -> FakeApiOptions:
+    """A copy of ``options`` if ``/_fake/config`` would accept them, else ValueError: one
+    rule for the options a server starts with and those it is given live."""
+    checked = {name: check(name, getattr(options, name)) for name, check in _LIVE_OPTIONS.items()}
+    return dataclasses.replace(options, **checked)
+
+
 def _live_options(options: FakeApiOptions) -> dict[str, Any]:
-    """The options ``/_fake/config`` may change; never the API key."""
-    return {
-        "latency_ms": options.latency_ms,
-        "rpm_limit": options.rpm_limit,
-        "error_rate": options.error_rate,
-        "auth_failure": options.auth_failure,
-    }
+    return {name: getattr(options, name) for name in _LIVE_OPTIONS}
 
 
 async def _config(request: web.Request) -> web.Response:
+    """Change the options given, all or none: a request with one bad option changes nothing."""
     body = await _json_object(request)
     if isinstance(body, web.Response):
         return body
-    options = request.app[_STATE].options
-    unknown = set(body) - set(_live_options(options))
-    if unknown:
-        return _error(400, f"unknown options: {', '.join(sorted(unknown))}")
-    latency = body.get("latency_ms", options.latency_ms)
-    rpm = body.get("rpm_limit", options.rpm_limit)
-    rate = body.get("error_rate", options.error_rate)
-    refusal = body.get("auth_failure", options.auth_failure)
-    if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
-        return _error(400, "latency_ms must be a non-negative number")
-    if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
-        return _error(400, "rpm_limit must be a positive integer or null")
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        return _error(400, "error_rate must be a number from 0 to 1")
-    if refusal is not None and (
-        isinstance(refusal, bool) or not isinstance(refusal, int) or refusal not in AUTH_FAILURES
-    ):
-        return _error(400, "auth_failure must be 401, 403 or null")
-    options.latency_ms, options.rpm_limit, options.error_rate = float(latency), rpm, float(rate)
-    options.auth_failure = refusal
-    return web.json_response(_live_options(options))
+    state = request.app[_STATE]
+    try:
+        _only(body, _LIVE_OPTIONS, "options")
+        changes = {name: _LIVE_OPTIONS[name](name, value) for name, value in body.items()}
+    except ValueError as exc:
+        return _error(400, str(exc))
+    state.options = dataclasses.replace(state.options, **changes)
+    return web.json_response(_live_options(state.options))
+
+
+def _linked_account(options: FakeApiOptions, account: object) -> str:
+    if not isinstance(account, str) or not account:
+        raise ValueError("account_id must be a non-empty string")
+    if options.accounts is not None and account not in options.accounts:
+        raise ValueError("account_id is not one of the linked accounts")
+    return account
+
+
+async def _create_elsewhere(request: web.Request) -> web.Response:
+    """A ticket another user of the customer's tool creates, outside our client's traffic:
+    no auth, rate limit, script or request stats, but the body checked as a create's."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    state = request.app[_STATE]
+    try:
+        _only(body, ("account_id", "ticket"), "keys")
+        account = _linked_account(state.options, body.get("account_id"))
+        ticket = state.create_elsewhere(account, _ticket_body(body.get("ticket"), "ticket"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return web.json_response(
+        {"id": ticket.record["id"], "remote_id": ticket.record["remote_id"]}, status=201
+    )
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -606,14 +781,16 @@ async def _health(request: web.Request) -> web.Response:
 
 
 def make_app(options: FakeApiOptions) -> web.Application:
-    """The stand-in as an aiohttp application, on a copy of ``options`` it may change live."""
+    """The stand-in as an aiohttp application, on a copy of ``options`` it may change live;
+    ValueError if ``/_fake/config`` would refuse them."""
     app = web.Application()
-    app[_STATE] = _State(dataclasses.replace(options))
+    app[_STATE] = _State(check_options(options))
     app.router.add_post(TICKETS_PATH, _create_ticket)
     app.router.add_get(TICKETS_PATH, _list_tickets)
     app.router.add_get(TICKETS_PATH + "/{id}", _get_ticket)
     app.router.add_post("/_fake/script", _script)
     app.router.add_post("/_fake/config", _config)
+    app.router.add_post("/_fake/tickets", _create_elsewhere)
     app.router.add_get("/_fake/stats", _stats)
     app.router.add_post("/_fake/reset", _reset)
     app.router.add_get("/_fake/health", _health)

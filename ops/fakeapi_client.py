@@ -20,11 +20,13 @@ class _Unset(Enum):
 
 _UNSET = _Unset.UNSET
 
+ListStyle = Literal["verbatim", "provider", "sparse"]
+
 
 @dataclass
 class FakeApiOptions:
-    """How the stand-in behaves; ``/_fake/config`` changes ``latency_ms``, ``rpm_limit``,
-    ``error_rate`` and ``auth_failure`` while it runs."""
+    """How the stand-in behaves; ``/_fake/config`` changes all but ``api_key`` and
+    ``accounts`` while it runs."""
 
     api_key: str | None = None  # None: any non-empty username is accepted
     latency_ms: float = 0.0  # added to every ticketing request
@@ -32,6 +34,8 @@ class FakeApiOptions:
     error_rate: float = 0.0  # fraction of create requests answered 500 before creating
     accounts: frozenset[str] | None = None  # if set, other x-account-id values get 404
     auth_failure: int | None = None  # 401 or 403: refuse every request, as for a revoked key
+    list_lag_ms: float = 0.0  # listed only this long after creation; a read by id at once
+    list_style: str = "verbatim"  # a ListStyle: how reads show a ticket (see ops/fakeapi.py)
 
 
 class FakeApiControl:
@@ -49,11 +53,14 @@ class FakeApiControl:
         rpm_limit: int | _Unset | None = _UNSET,
         error_rate: float | _Unset = _UNSET,
         auth_failure: Literal[401, 403] | _Unset | None = _UNSET,
+        list_lag_ms: float | _Unset = _UNSET,
+        list_style: ListStyle | _Unset = _UNSET,
     ) -> dict[str, Any]:
         """Change the stand-in's live options; those not given stay as they are.
 
         ``auth_failure`` 401 or 403 makes every ticketing request fail with that status, as
-        for a revoked API key, until it is set back to ``None``. Returns the options now in
+        for a revoked API key, until it is set back to ``None``. ``list_lag_ms`` and
+        ``list_style`` shape what reconciliation reads back. Returns the options now in
         force (never the API key).
         """
         given = {
@@ -61,6 +68,8 @@ class FakeApiControl:
             "rpm_limit": rpm_limit,
             "error_rate": error_rate,
             "auth_failure": auth_failure,
+            "list_lag_ms": list_lag_ms,
+            "list_style": list_style,
         }
         response = self._http.post(
             "/config", json={name: value for name, value in given.items() if value is not _UNSET}
@@ -68,6 +77,15 @@ class FakeApiControl:
         response.raise_for_status()
         options: dict[str, Any] = response.json()
         return options
+
+    def create_elsewhere(self, account_id: str, ticket: dict[str, Any]) -> dict[str, Any]:
+        """Create ``ticket`` (a create body) in the account as another user of the customer's
+        tool would: listed like ours, counted in ``created_elsewhere``, never in ``created``.
+        Returns its ``id`` and ``remote_id``."""
+        response = self._http.post("/tickets", json={"account_id": account_id, "ticket": ticket})
+        response.raise_for_status()
+        created: dict[str, Any] = response.json()
+        return created
 
     def reset(self) -> None:
         self._post("/reset", {})

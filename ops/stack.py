@@ -89,6 +89,10 @@ class LocalStack:
             str(options.latency_ms),
             "--error-rate",
             str(options.error_rate),
+            "--list-lag-ms",
+            str(options.list_lag_ms),
+            "--list-style",
+            options.list_style,
         ]
         if options.rpm_limit is not None:
             command += ["--rpm", str(options.rpm_limit)]

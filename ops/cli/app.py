@@ -64,17 +64,30 @@ def fake_api(
     accounts: Annotated[
         str | None, typer.Option(help="Comma-separated account ids; others get 404.")
     ] = None,
+    list_lag_ms: Annotated[
+        float, typer.Option(help="A ticket is listed only this long after its creation.")
+    ] = 0.0,
+    list_style: Annotated[
+        str, typer.Option(help="How reads show a ticket: verbatim, provider or sparse.")
+    ] = "verbatim",
 ) -> None:
-    from ops.fakeapi import FakeApiOptions, serve
+    from ops.fakeapi import FakeApiOptions, check_options, serve
 
     key = load_settings().stackone_api_key
-    options = FakeApiOptions(
-        api_key=key.get_secret_value() if key else None,
-        latency_ms=latency_ms,
-        rpm_limit=rpm,
-        error_rate=error_rate,
-        accounts=frozenset(accounts.split(",")) if accounts else None,
-    )
+    try:
+        options = check_options(
+            FakeApiOptions(
+                api_key=key.get_secret_value() if key else None,
+                latency_ms=latency_ms,
+                rpm_limit=rpm,
+                error_rate=error_rate,
+                accounts=frozenset(accounts.split(",")) if accounts else None,
+                list_lag_ms=list_lag_ms,
+                list_style=list_style,
+            )
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     serve(host, port, options)
 
 

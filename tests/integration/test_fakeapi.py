@@ -96,9 +96,26 @@ def control(base_url: str) -> Iterator[httpx.Client]:
         client.post("/_fake/reset").raise_for_status()
         client.post(
             "/_fake/config",
-            json={"latency_ms": 0, "rpm_limit": None, "error_rate": 0, "auth_failure": None},
+            json={
+                "latency_ms": 0,
+                "rpm_limit": None,
+                "error_rate": 0,
+                "auth_failure": None,
+                "list_lag_ms": 0,
+                "list_style": "verbatim",
+            },
         ).raise_for_status()
         yield client
+
+
+@pytest.fixture
+def fake(base_url: str, control: httpx.Client) -> Iterator[FakeApiControl]:
+    """The control API through the client the demo and the tests use."""
+    client = FakeApiControl(base_url)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -352,6 +369,8 @@ def test_config_refuses_unknown_options_and_never_shows_the_key(control: httpx.C
         "rpm_limit": None,
         "error_rate": 0.0,
         "auth_failure": None,
+        "list_lag_ms": 0.0,
+        "list_style": "verbatim",
     }
     assert KEY not in current.text
 
@@ -594,6 +613,212 @@ def test_reset_forgets_tickets_scripts_and_stats_but_keeps_options(
     assert control.post("/_fake/config", json={}).json()["rpm_limit"] == 100
 
 
+# --- what reconciliation reads back: lag, tickets by someone else, provider styles ------------
+
+
+def _listed(api: httpx.Client) -> list[dict[str, Any]]:
+    response = api.get(TICKETS)
+    response.raise_for_status()
+    listed: list[dict[str, Any]] = response.json()["data"]
+    return listed
+
+
+def test_a_lagging_listing_hides_a_new_ticket_until_the_lag_has_passed(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    assert fake.configure(list_lag_ms=500)["list_lag_ms"] == 500
+    created = time.monotonic()
+    ticket_id = api.post(TICKETS, json={"title": "indexed late"}).json()["data"]["id"]
+
+    hidden = _listed(api)
+    while not _listed(api) and time.monotonic() < created + 3:
+        time.sleep(0.02)
+    shown_after = time.monotonic() - created
+
+    assert hidden == []
+    assert [t["id"] for t in _listed(api)] == [ticket_id]
+    assert shown_after >= 0.49  # creation times are whole milliseconds
+    assert fake.stats()["created_by_title"] == {"indexed late": 1}
+
+
+def test_a_read_by_id_shows_a_ticket_the_lagging_listing_still_hides(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    fake.configure(list_lag_ms=60_000)
+    ticket_id = api.post(TICKETS, json={"title": "t"}).json()["data"]["id"]
+
+    read = api.get(f"{TICKETS}/{ticket_id}")
+
+    assert _listed(api) == []
+    assert read.status_code == 200 and read.json()["data"]["title"] == "t"
+
+
+@pytest.mark.parametrize("value", [-1, "5", True, None, [1]])
+def test_list_lag_ms_accepts_only_a_non_negative_number(control: httpx.Client, value: Any) -> None:
+    response = control.post("/_fake/config", json={"list_lag_ms": value, "latency_ms": 5})
+
+    assert "list_lag_ms" in _assert_error_shape(response, 400)["message"]
+    current = control.post("/_fake/config", json={}).json()
+    assert current["list_lag_ms"] == 0 and current["latency_ms"] == 0  # nothing half-applied
+
+
+def test_a_ticket_created_elsewhere_is_read_back_but_not_counted_as_ours(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    fake.configure(rpm_limit=1, auth_failure=401)  # neither applies to someone else
+    theirs_body = {"title": "Printer broken", "content": [{"plain": "3rd floor"}]}
+    fake.script("Printer broken", {"status": 500})
+
+    theirs = fake.create_elsewhere(ACCOUNT, theirs_body)
+    fake.configure(rpm_limit=None, auth_failure=None)
+    scripted = api.post(TICKETS, json={"title": "Printer broken"})
+    ours = api.post(TICKETS, json={"title": "Printer broken"}).json()["data"]
+
+    assert set(theirs) == {"id", "remote_id"}
+    assert scripted.status_code == 500  # the script was left for our client's request
+    assert [t["id"] for t in _listed(api)] == [theirs["id"], ours["id"]]
+    assert api.get(f"{TICKETS}/{theirs['id']}").json()["data"]["content"] == [
+        {"plain": "3rd floor"}
+    ]
+    other_account = api.get(f"{TICKETS}/{theirs['id']}", headers={"x-account-id": OTHER_ACCOUNT})
+    _assert_error_shape(other_account, 404)
+    stats = fake.stats()
+    assert stats["created"] == 1 and stats["created_by_title"] == {"Printer broken": 1}
+    assert stats["created_elsewhere"] == 1
+    assert stats["requests"] == 2 and stats["by_status"] == {"201": 1, "500": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"account_id": ACCOUNT, "ticket": {"title": 5}}, "ticket.title"),
+        ({"account_id": ACCOUNT, "ticket": {"severity": "high"}}, "ticket.severity"),
+        ({"account_id": ACCOUNT, "ticket": ["x"]}, "ticket"),
+        ({"account_id": ACCOUNT}, "ticket"),
+        ({"ticket": {"title": "t"}}, "account_id"),
+        ({"account_id": 7, "ticket": {}}, "account_id"),
+        ({"account_id": "acct-9", "ticket": {}}, "account_id"),
+        ({"account_id": ACCOUNT, "ticket": {}, "tiket": {}}, "tiket"),
+    ],
+)
+def test_a_ticket_elsewhere_with_a_bad_body_is_refused_naming_the_field(
+    control: httpx.Client, body: dict[str, Any], named: str
+) -> None:
+    error = _assert_error_shape(control.post("/_fake/tickets", json=body), 400)
+
+    assert named in error["message"]
+    assert _stats(control)["created_elsewhere"] == 0
+
+
+def test_also_elsewhere_creates_someone_elses_ticket_before_the_step_answers(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    theirs = {"title": "Checkout is down", "content": [{"plain": "since 9:00, EU only"}]}
+    fake.script(
+        "Checkout is down",
+        {"create_then_drop": True, "also_elsewhere": theirs},
+        {"status": 408, "also_elsewhere": theirs},
+    )
+    ours = {"title": "Checkout is down", "content": [{"plain": "card payments fail"}]}
+
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        api.post(TICKETS, json=ours)
+    timed_out = api.post(TICKETS, json=ours)
+
+    assert timed_out.status_code == 408
+    listed = [(t["title"], t["content"][0]["plain"]) for t in _listed(api)]
+    assert listed == [
+        ("Checkout is down", "since 9:00, EU only"),
+        ("Checkout is down", "card payments fail"),
+        ("Checkout is down", "since 9:00, EU only"),
+    ]
+    stats = fake.stats()
+    assert stats["created_by_title"] == {"Checkout is down": 1}
+    assert stats["created_elsewhere"] == 2 and stats["dropped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "named"),
+    [
+        ({"also_elsewhere": {"title": 5}}, "also_elsewhere.title"),
+        ({"also_elsewhere": {"content": [{"text": "x"}]}}, "also_elsewhere.content[0].text"),
+        ({"also_elsewhere": ["title"]}, "also_elsewhere"),
+        ({"also_elsewere": {"title": "t"}}, "also_elsewere"),
+    ],
+)
+def test_a_step_with_a_bad_also_elsewhere_is_refused_naming_the_field(
+    control: httpx.Client, step: dict[str, Any], named: str
+) -> None:
+    response = control.post("/_fake/script", json={"title": "t", "responses": [step]})
+
+    assert named in _assert_error_shape(response, 400)["message"]
+
+
+def test_the_provider_style_shows_a_ticket_as_a_provider_maps_it_back(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    sent = {
+        "title": "  Checkout \t is   down\n",
+        "content": [
+            {"plain": "Cards <b>& wallets</b>\nfail\r\nsince 9:00"},
+            {"plain": "ignored", "html": "<ul><li>kept</li></ul>"},
+        ],
+        "assignees": ["user-1", "user-2"],
+        "reporters": ["user-3", "user-4"],
+        "tags": ["Payments", "EU-West"],
+        "component_ids": ["c-1", "c-2", "c-3"],
+        "priority": {"value": "high"},
+        "unified_custom_fields": {"Team": "Payments"},
+    }
+    ticket_id = api.post(TICKETS, json=sent).json()["data"]["id"]
+
+    assert fake.configure(list_style="provider")["list_style"] == "provider"
+    listed, read = _listed(api)[0], api.get(f"{TICKETS}/{ticket_id}").json()["data"]
+    fake.configure(list_style="verbatim")
+
+    assert listed == read
+    assert {name: listed[name] for name in sent} == {
+        "title": "Checkout is down",
+        "content": [
+            {
+                "plain": None,
+                "html": "<p>Cards &lt;b&gt;&amp; wallets&lt;/b&gt;<br>fail<br>since 9:00</p>",
+            },
+            {"plain": None, "html": "<ul><li>kept</li></ul>"},
+        ],
+        "assignees": ["user-2", "user-1"],
+        "reporters": ["user-4", "user-3"],
+        "tags": ["eu-west", "payments"],
+        "component_ids": ["c-3", "c-2", "c-1"],
+        "priority": {"value": "high"},
+        "unified_custom_fields": {"Team": "Payments"},
+    }
+    assert {name: _listed(api)[0][name] for name in sent} == sent  # the ticket is unchanged
+
+
+def test_the_sparse_style_shows_only_ids_title_and_times(
+    api: httpx.Client, fake: FakeApiControl
+) -> None:
+    ticket_id = api.post(TICKETS, json=DOCS_EXAMPLE).json()["data"]["id"]
+
+    fake.configure(list_style="sparse")
+    listed, read = _listed(api)[0], api.get(f"{TICKETS}/{ticket_id}").json()["data"]
+
+    assert listed == read
+    assert set(listed) == {"id", "remote_id", "title", "created_at", "updated_at"}
+    assert listed["id"] == ticket_id and listed["title"] == DOCS_EXAMPLE["title"]
+
+
+@pytest.mark.parametrize("value", ["Provider", "html", "", 1, None])
+def test_list_style_accepts_only_verbatim_provider_or_sparse(
+    control: httpx.Client, value: Any
+) -> None:
+    response = control.post("/_fake/config", json={"list_style": value})
+
+    assert "list_style" in _assert_error_shape(response, 400)["message"]
+    assert control.post("/_fake/config", json={}).json()["list_style"] == "verbatim"
+
+
 def test_health(control: httpx.Client) -> None:
     response = control.get("/_fake/health")
 
@@ -632,3 +857,22 @@ def test_serve_announces_itself_without_the_key_and_exits_cleanly_on_sigterm(
     assert out == ""
     assert "s3cret" not in line + err
     assert ("any non-empty API key" in err) == (api_key is None)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--list-style", "Provider"], "list_style"), (["--list-lag-ms", "-1"], "list_lag_ms")],
+)
+def test_the_command_refuses_a_bad_option_in_one_line_before_serving(
+    flags: list[str], named: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "fake-api", "--port", "0", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and named in result.stderr
