@@ -105,13 +105,23 @@ def replay(
     all_jobs: AllFlag = False,
     reason: ReasonFilter = None,
     account_id: AccountFilter = None,
+    send_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--send-anyway",
+            help="You checked the customer's tool and the ticket does not exist: send "
+            "without reconciling (for an uncertain job whose candidates are not its ticket).",
+        ),
+    ] = False,
 ) -> None:
     utf8(JOB_ID=job_ids, account_id=account_id)
     settings = load_settings()
     dead = _dead_letters(settings)
     with redis_errors():
         chosen = _chosen(dead, job_ids, all_jobs, Selection(account_id=account_id, reason=reason))
-        report = replay_failed(create_app(settings), dead, chosen, settings.bulk_batch)
+        report = replay_failed(
+            create_app(settings), dead, chosen, settings.bulk_batch, reconcile=not send_anyway
+        )
     if report.unsent is not None:
         say(
             f"warning: the replayed jobs are queued but could not be sent now "

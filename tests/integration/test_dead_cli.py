@@ -14,6 +14,7 @@ import pytest
 from ops.fakeapi_client import FakeApiControl
 from ops.stack import LocalStack, StackConfig
 from producers.client import JobHandle, Producer
+from tests.chaos.support import tickets_by_title
 from tests.integration.support import FAST_RETRIES, ticketq
 
 pytestmark = pytest.mark.integration
@@ -103,6 +104,33 @@ def test_replaying_an_uncertain_job_adopts_the_ticket_that_exists(
     assert record.state == "succeeded" and record.ticket is not None
     assert parking_api.created(title) == 1
     assert len(parking_api.arrivals(title)) == 1  # adopted, never sent again
+
+
+def test_an_uncertain_job_a_listing_cannot_tell_apart_is_left_to_a_person_who_may_send_it(
+    parking_stack: LocalStack, parking_api: FakeApiControl, title: str, account: str
+) -> None:
+    parking_api.script(title, {"create_then_drop": True})
+    producer = Producer(parking_stack.settings())
+    handle = producer.submit(account, {"title": title, "content": [{"plain": "card fails"}]})
+    assert handle.wait(timeout=30).state == "failed"
+    (ticket_id,) = tickets_by_title(parking_stack, account)[title]
+    parking_api.configure(list_style="sparse")  # a provider that lists titles only
+    try:
+        assert dead(parking_stack, "replay", handle.job_id).returncode == 0
+        record = handle.wait(timeout=30)
+        assert record.error is not None and record.error.kind == "uncertain"
+        assert f"cannot be told: {ticket_id}" in record.error.message
+        assert len(parking_api.arrivals(title)) == 1  # never a guess, never a second send
+
+        sent = dead(parking_stack, "replay", "--send-anyway", handle.job_id)
+    finally:
+        parking_api.configure(list_style="verbatim")
+
+    assert sent.returncode == 0, sent.stderr
+    record = handle.wait(timeout=30)
+    assert record.state == "succeeded" and record.ticket is not None
+    assert record.ticket.id != ticket_id  # the person said the first was not this job's
+    assert len(parking_api.arrivals(title)) == 2
 
 
 def test_purge_forgets_a_failed_job_after_confirmation(

@@ -143,6 +143,18 @@ def test_a_replay_whose_ticket_may_exist_reconciles_from_the_last_delivery(
     assert claim.reconcile_first and claim.uncertain_since == float(started)
 
 
+def test_a_replay_sent_anyway_by_a_person_who_looked_is_no_longer_uncertain(
+    store: JobStore, dead: DeadLetters
+) -> None:
+    job_id = failed(store, kind=ErrorKind.UNCERTAIN)
+
+    dead.requeue([job_id], reconcile=False)
+
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim)
+    assert not claim.reconcile_first and claim.uncertain_since is None
+
+
 def test_a_job_the_claim_made_poison_is_replayed_to_reconcile(redis_client: redis.Redis) -> None:
     store = JobStore(
         redis_client,
@@ -270,12 +282,12 @@ def failing_after(count: int, act: Any) -> Any:
     """``act`` for the first ``count`` calls, then Redis gone for every call after."""
     calls = 0
 
-    def patched(job_id: str) -> Any:
+    def patched(job_id: str, **options: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls > count:
             raise redis.ConnectionError("Connection refused")
-        return act(job_id)
+        return act(job_id, **options)
 
     return patched
 

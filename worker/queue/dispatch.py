@@ -65,13 +65,18 @@ def dispatch_stored(
 
 
 def replay_failed(
-    app: Celery, dead: DeadLetters, job_ids: Iterable[str], bulk_batch: int
+    app: Celery,
+    dead: DeadLetters,
+    job_ids: Iterable[str],
+    bulk_batch: int,
+    *,
+    reconcile: bool = True,
 ) -> Report:
-    """Failed jobs back on the queue, as a person asked. Requeued first, then sent: if
-    sending fails, they wait in the outbox and the scheduler sends them (the report says
-    so in ``unsent``). A Redis failure part way stops the requeueing; the report says how
-    far it got (``interrupted``)."""
-    requeued = dead.requeue(job_ids)
+    """Failed jobs back on the queue, as a person asked (``reconcile``: see
+    ``JobStore.replay``). Requeued first, then sent: if sending fails, they wait in the
+    outbox and the scheduler sends them (the report says so in ``unsent``). A Redis failure
+    part way stops the requeueing; the report says how far it got (``interrupted``)."""
+    requeued = dead.requeue(job_ids, reconcile=reconcile)
     unsent = dispatch_stored(app, dead.store, requeued.due, bulk_batch)
     return requeued.report(unsent)
 

@@ -98,10 +98,13 @@ class DeadLetters:
         """Every failed job id the selection admits, most recently failed first."""
         return list(self._matching(selection))
 
-    def requeue(self, job_ids: Iterable[str]) -> Requeued:
-        """Failed jobs back to ``queued`` and into the outbox; the caller sends them. A
-        Redis error stops it: what was requeued before is returned with the error."""
-        due, skipped, interrupted = _one_by_one(job_ids, self.store.replay)
+    def requeue(self, job_ids: Iterable[str], *, reconcile: bool = True) -> Requeued:
+        """Failed jobs back to ``queued`` and into the outbox; the caller sends them (see
+        ``JobStore.replay`` for ``reconcile``). A Redis error stops it: what was requeued
+        before is returned with the error."""
+        due, skipped, interrupted = _one_by_one(
+            job_ids, lambda job_id: self.store.replay(job_id, reconcile=reconcile)
+        )
         return Requeued(due, skipped, interrupted)
 
     def purge(self, job_ids: Iterable[str]) -> Report:

@@ -334,14 +334,16 @@ class JobStore:
         keys = [ticket_key(account_id, ticket_id) for ticket_id in ticket_ids]
         return cast(list[str | None], self.redis.mget(keys))
 
-    def replay(self, job_id: str) -> Due | Kept:
-        """A failed job back to ``queued`` and into the outbox; the caller sends it."""
+    def replay(self, job_id: str, *, reconcile: bool = True) -> Due | Kept:
+        """A failed job back to ``queued`` and into the outbox; the caller sends it. One
+        whose ticket may exist is reconciled first, unless ``reconcile`` is False (a person
+        looked and found none)."""
         now = time.time()
         answer = run_one(
             self.redis,
             REPLAY,
             [job_key(job_id), FAILED_INDEX, DUE_INDEX],
-            [stamp(now), stamp(now + self._requeue_after), job_id],
+            [stamp(now), stamp(now + self._requeue_after), job_id, "" if reconcile else "1"],
         )
         if DeadLetterCode(answer[0]) is DeadLetterCode.OK:
             return Due(job_id=job_id, lane=answer[1])

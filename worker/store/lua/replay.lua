@@ -1,7 +1,8 @@
 -- Put a failed job back on the way to the queue, for a person who decided to try it again.
 -- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] due index
 -- ARGV[1] now, ARGV[2] when the scheduler sends it if its message is never confirmed sent,
--- ARGV[3] job id
+-- ARGV[3] job id, ARGV[4] "1": the person checked that its ticket does not exist (send
+-- without reconciling), else ""
 -- Returns {DEAD_OK, lane}, or {DEAD_MISSING}, {DEAD_NOT_FAILED, state},
 -- {DEAD_HAS_TICKET, ticket id}.
 local job = redis.call("HMGET", KEYS[1], "state", "ticket_id", "error", "uncertain_since",
@@ -27,8 +28,11 @@ redis.call("HSET", KEYS[1], "state", STATE_QUEUED, "attempts", "0", "updated_at"
 redis.call("HDEL", KEYS[1], "lost_attempts", "finished_at", "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 -- The ticket may exist (parked as uncertain, a worker lost mid-request, or an earlier
--- ambiguous attempt): the runner looks for it before sending, whatever the policy says.
-if kind == KIND_UNCERTAIN or kind == KIND_POISON or job[4] then
+-- ambiguous attempt): the runner looks for it before sending, whatever the policy says,
+-- unless a person has looked and found none.
+if ARGV[4] == "1" then
+  redis.call("HDEL", KEYS[1], "uncertain_since", "reconcile_first")
+elseif kind == KIND_UNCERTAIN or kind == KIND_POISON or job[4] then
   redis.call("HSET", KEYS[1], "uncertain_since", job[4] or job[5] or job[6],
     "reconcile_first", "1")
 end
