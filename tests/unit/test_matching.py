@@ -47,6 +47,9 @@ def test_a_ticket_listed_with_every_field_as_sent_is_the_same() -> None:
         ("assignees", ["u-2", "u-1"]),
         ("tags", ["p1", "payments", "added-by-a-trigger"]),
         ("priority", {"id": "pr-2", "value": "high", "source_value": "High"}),
+        ("priority", {"id": None, "value": "High"}),  # the listing maps the value only
+        ("priority", {"id": "pr-2"}),
+        ("priority", None),
         ("component_ids", ["c-2", "c-1"]),
     ],
 )
@@ -66,6 +69,8 @@ def test_a_field_as_a_provider_stores_it_still_matches(name: str, as_listed: Any
         ("creator_id", "u-9"),
         ("tags", ["payments"]),
         ("priority", {"id": "pr-1", "value": "low"}),
+        ("priority", {"value": "low"}),
+        ("priority", {"id": "pr-1"}),
         ("project_id", "proj-2"),
         ("component_ids", ["c-1"]),
     ],

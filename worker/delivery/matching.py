@@ -63,6 +63,7 @@ class _Field:
     normal: Callable[[Any], Normal | None]  # None: not set (or not carried)
     never_defaulted: bool = False  # a provider never fills it in when the job did not
     subset: bool = False  # the provider may add to what the job sent
+    by_part: bool = False  # "kind:value" parts, compared only where both sides have the kind
 
 
 def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) -> Verdict:
@@ -81,9 +82,11 @@ def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) ->
             continue
         if theirs is None:
             continue
-        if not _agrees(field, ours, theirs):
+        agrees = _agrees(field, ours, theirs)
+        if agrees is False:
             return Verdict.OTHER
-        compared.append(field.name)
+        if agrees:
+            compared.append(field.name)
     if not compared:
         return Verdict.OTHER
     beyond_title = [name for name in compared if name != "title"]
@@ -93,10 +96,21 @@ def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) ->
     return Verdict.SAME
 
 
-def _agrees(field: _Field, ours: Normal, theirs: Normal) -> bool:
-    if field.subset and isinstance(ours, frozenset) and isinstance(theirs, frozenset):
+def _agrees(field: _Field, ours: Normal, theirs: Normal) -> bool | None:
+    """Whether the two sides agree; None when they have nothing in common to compare."""
+    if isinstance(ours, str) or isinstance(theirs, str):
+        return ours == theirs
+    if field.by_part:
+        mine, listed = _parts(ours), _parts(theirs)
+        common = mine.keys() & listed.keys()
+        return all(mine[kind] == listed[kind] for kind in common) if common else None
+    if field.subset:
         return ours <= theirs
     return ours == theirs
+
+
+def _parts(parts: frozenset[str]) -> dict[str, str]:
+    return dict(part.split(":", 1) for part in parts)
 
 
 # --- normalising ---------------------------------------------------------------------------
@@ -131,15 +145,14 @@ def _tags(value: Any) -> frozenset[str] | None:
     return _ids(value, fold=True)
 
 
-def _priority(value: Any) -> str | None:
-    """The priority's id if it has one, else its unified value."""
+def _priority(value: Any) -> frozenset[str] | None:
+    """The priority as the parts it has: its id and its unified value (a listing may
+    carry one and not the other)."""
     if not isinstance(value, Mapping):
-        return _text(value)
-    given = _id(value.get("id"))
-    if given is not None:
-        return f"id:{given}"
-    level = _text(value.get("value"))
-    return f"value:{level.casefold()}" if level else None
+        return None
+    given, level = _id(value.get("id")), _text(value.get("value"))
+    parts = {f"id:{given}" if given else "", f"value:{level.casefold()}" if level else ""}
+    return frozenset(parts - {""}) or None
 
 
 def _content(value: Any) -> str | None:
@@ -206,7 +219,7 @@ FIELDS = (
     _Field("reporters", _ids),
     _Field("creator_id", _id),
     _Field("tags", _tags, subset=True),
-    _Field("priority", _priority),
+    _Field("priority", _priority, by_part=True),
     _Field("project_id", _id),
     _Field("component_ids", _ids),
     _Field("organization_id", _id),
