@@ -4,8 +4,9 @@ Each scenario starts its own stack (private redis-server with AOF, the StackOne 
 and ``celery worker`` processes) with the short timings of ``support.CHAOS_ENV``, strikes
 while work is in flight, and checks the product promise: every accepted job becomes
 exactly one ticket or one explained failure. Each scenario adds a row to a table printed
-at the end of the session: what was broken, what was submitted, created, duplicated and
-lost, and the command that runs it again.
+at the end of the session: what was broken, what was submitted, created (by ticketq, and by
+someone else where a scenario has such tickets), duplicated, adopted wrongly and lost, and
+the command that runs it again.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         "ok",
         "failed",
         "tickets",
+        "by others",
         "dups",
+        "wrong",
         "lost",
         "adopted/uncertain",
         "secs",
@@ -79,7 +82,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             str(row.succeeded),
             str(row.failed),
             str(row.tickets),
+            _optional(row.elsewhere),
             str(row.duplicates),
+            _optional(row.wrong),
             str(row.lost),
             row.adopted_uncertain,
             f"{row.seconds:.1f}",
@@ -93,6 +98,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for cells in [header, tuple("-" * w for w in widths), *lines]:  # a Markdown table
         padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
         terminalreporter.write_line("| " + " | ".join(padded) + " |")
+
+
+def _optional(count: int | None) -> str:
+    return "-" if count is None else str(count)
 
 
 @pytest.fixture

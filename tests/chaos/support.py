@@ -142,6 +142,15 @@ def tickets_by_title(stack: LocalStack, account: str = ACCOUNT) -> dict[str, lis
     Read back through the ticketing API itself, the way reconciliation reads StackOne.
     """
     found: dict[str, list[str]] = {}
+    for ticket in listed_tickets(stack, account):
+        found.setdefault(str(ticket["title"]), []).append(str(ticket["id"]))
+    return found
+
+
+def listed_tickets(stack: LocalStack, account: str = ACCOUNT) -> list[dict[str, Any]]:
+    """Every ticket the stand-in lists for the account, oldest first, as its current
+    ``list_style`` and ``list_lag_ms`` show them."""
+    found: list[dict[str, Any]] = []
     cursor: str | None = None
     with httpx.Client(
         base_url=stack.fake_api_url,
@@ -154,8 +163,7 @@ def tickets_by_title(stack: LocalStack, account: str = ACCOUNT) -> dict[str, lis
             response = client.get(TICKETS_PATH, params=params)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
-            for ticket in body["data"]:
-                found.setdefault(str(ticket["title"]), []).append(str(ticket["id"]))
+            found.extend(body["data"])
             cursor = body["next"]
             if cursor is None:
                 return found
@@ -204,6 +212,10 @@ class Row:
     seconds: float
     nodeid: str
     result: str = field(default="?")
+    # Reconciliation's scenarios also count tickets someone else created in the customer's
+    # tool and jobs holding a ticket they did not create; None where a scenario has none.
+    elsewhere: int | None = None
+    wrong: int | None = None
 
     @classmethod
     def of(
@@ -217,6 +229,8 @@ class Row:
         adopted_uncertain: str,
         seconds: float,
         nodeid: str,
+        elsewhere: int | None = None,
+        wrong: int | None = None,
     ) -> Row:
         count = Counter(r.state for r in found.values())
         return cls(
@@ -231,4 +245,6 @@ class Row:
             adopted_uncertain=adopted_uncertain,
             seconds=seconds,
             nodeid=nodeid,
+            elsewhere=elsewhere,
+            wrong=wrong,
         )
