@@ -115,6 +115,10 @@ def replay(
     ] = False,
 ) -> None:
     utf8(JOB_ID=job_ids, account_id=account_id)
+    if send_anyway and all_jobs:
+        # A person checks particular jobs' candidates; a blanket "send anyway" would risk
+        # a duplicate for every job whose ticket may exist.
+        raise fail("--send-anyway takes the JOB_IDs you checked, not --all")
     settings = load_settings()
     dead = _dead_letters(settings)
     with redis_errors():

@@ -22,9 +22,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def parking_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Workers that park an ambiguous outcome as ``uncertain`` instead of reconciling it."""
+    """Workers that park an ambiguous outcome as ``uncertain`` instead of reconciling it
+    (a replay still reconciles: candidates a person must tell apart are named after 2 s)."""
     run_dir: Path = tmp_path_factory.mktemp("parking-stack")
-    settings_env = {**FAST_RETRIES, "TICKETQ_ON_AMBIGUOUS": "park"}
+    settings_env = {
+        **FAST_RETRIES,
+        "TICKETQ_ON_AMBIGUOUS": "park",
+        "TICKETQ_RECONCILE_SETTLE": "2",
+    }
     with LocalStack(StackConfig(run_dir=run_dir, settings_env=settings_env)) as running:
         yield running
 
@@ -122,6 +127,12 @@ def test_an_uncertain_job_a_listing_cannot_tell_apart_is_left_to_a_person_who_ma
         assert f"cannot be told: {ticket_id}" in record.error.message
         assert len(parking_api.arrivals(title)) == 1  # never a guess, never a second send
 
+        blanket = dead(parking_stack, "replay", "--send-anyway", "--all")
+        assert blanket.returncode == 2 and blanket.stdout == ""
+        assert (
+            blanket.stderr.strip()
+            == "error: --send-anyway takes the JOB_IDs you checked, not --all"
+        )
         sent = dead(parking_stack, "replay", "--send-anyway", handle.job_id)
     finally:
         parking_api.configure(list_style="verbatim")

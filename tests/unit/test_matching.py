@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from worker.contract import TicketCreate
 from worker.delivery.matching import Marker, Verdict, html_text, judge
@@ -26,6 +28,8 @@ FULL: dict[str, Any] = {
     "priority": {"id": "pr-2", "value": "high"},
     "project_id": "proj-1",
     "component_ids": ["c-1", "c-2"],
+    "collections": ["col-1"],
+    "unified_custom_fields": {"email": "alice@a.example", "seats": 3},
 }
 
 
@@ -51,6 +55,8 @@ def test_a_ticket_listed_with_every_field_as_sent_is_the_same() -> None:
         ("priority", {"id": "pr-2"}),
         ("priority", None),
         ("component_ids", ["c-2", "c-1"]),
+        ("unified_custom_fields", {"email": " alice@a.example ", "seats": "3", "x": None}),
+        ("reporters", [{"id": "u-3", "name": "Ann"}]),
     ],
 )
 def test_a_field_as_a_provider_stores_it_still_matches(name: str, as_listed: Any) -> None:
@@ -73,6 +79,9 @@ def test_a_field_as_a_provider_stores_it_still_matches(name: str, as_listed: Any
         ("priority", {"id": "pr-1"}),
         ("project_id", "proj-2"),
         ("component_ids", ["c-1"]),
+        ("collections", ["col-2"]),
+        ("unified_custom_fields", {"email": "bob@b.example"}),
+        ("unified_custom_fields", {"seats": 4}),
     ],
 )
 def test_a_field_both_sides_carry_that_differs_makes_another_ticket(
@@ -89,6 +98,66 @@ def test_fields_the_listing_does_not_carry_are_not_held_against_it() -> None:
     listed = {"title": FULL["title"], "content": FULL["content"]}
 
     assert verdict(FULL, listed) is Verdict.SAME
+
+
+def test_numeric_ids_from_a_provider_compare_as_their_decimal_text() -> None:
+    sent = {"title": "t", "assignees": ["1"], "creator_id": "7"}
+
+    assert verdict(sent, {"title": "t", "assignees": [1], "creator_id": 7}) is Verdict.SAME
+    assert verdict(sent, {"title": "t", "assignees": [2], "creator_id": 7}) is Verdict.OTHER
+
+
+def test_custom_fields_alone_tell_form_submissions_with_one_title_apart() -> None:
+    sent = {"title": "Contact form", "unified_custom_fields": {"email": "alice@a.example"}}
+    bob = {"title": "Contact form", "unified_custom_fields": {"email": "bob@b.example"}}
+
+    assert verdict(sent, bob) is Verdict.OTHER
+    assert verdict(sent, {"title": "Contact form"}) is Verdict.MAYBE
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        {"assignees": [{"name": "no id"}]},
+        {"priority": "high"},
+        {"content": [["not", "an", "item"]]},
+        {"unified_custom_fields": ["not", "a", "mapping"]},
+    ],
+)
+def test_a_field_carried_in_a_shape_that_cannot_be_read_is_never_proof(
+    unreadable: dict[str, Any],
+) -> None:
+    assert verdict(FULL, FULL | unreadable) is Verdict.MAYBE
+
+
+def test_content_listed_as_a_bare_string_is_read_as_plain_text() -> None:
+    sent = {"title": "t", "content": [{"plain": "card fails"}]}
+
+    assert verdict(sent, {"title": "t", "content": "card  fails"}) is Verdict.SAME
+    assert verdict({"title": "t"}, {"title": "t", "content": "someone's text"}) is Verdict.OTHER
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+KEYS = st.sampled_from([*FULL, "created_at", "id"])
+MARKUP = st.text(alphabet="<![]&;>/p x", max_size=12)
+CONTENT = st.lists(st.fixed_dictionaries({"plain": st.none() | MARKUP, "html": MARKUP}))
+
+
+@settings(max_examples=400, deadline=None)
+@example(listed={"title": "Checkout is down", "content": [{"plain": None, "html": "<![ x"}]})
+@given(listed=st.dictionaries(KEYS, JSON | MARKUP | CONTENT))
+def test_any_json_a_listing_holds_gets_a_verdict_and_never_an_exception(
+    listed: dict[str, Any],
+) -> None:
+    ticket = TicketCreate.model_validate(FULL)
+
+    assert judge(ticket, listed, ATTEMPT) in Verdict
+    assert Marker().judge(listed, "job-1") in (*Verdict, None)
+    assert Marker(custom_field="email").judge(listed, "job-1") in (*Verdict, None)
 
 
 def test_a_listing_with_the_title_alone_leaves_it_to_a_person() -> None:
@@ -127,14 +196,29 @@ def test_a_listing_with_nothing_to_compare_is_another_ticket() -> None:
     assert verdict({"content": [{"plain": "x"}]}, {"title": "Something"}) is Verdict.OTHER
 
 
-def test_html_is_read_as_its_text() -> None:
-    assert html_text("<p>a &amp; b</p><ul><li>one</li><li>two</li></ul>").split() == [
-        "a",
-        "&",
-        "b",
-        "one",
-        "two",
-    ]
+@pytest.mark.parametrize(
+    ("fragment", "text"),
+    [
+        ("<p>a &amp; b</p><ul><li>one</li></ul>", "a & bone"),
+        ("<p>5 &amp;lt; 6 and ?a=1&amp;region=eu</p>", "5 &lt; 6 and ?a=1&region=eu"),
+        # Python's parser raises on these; tags (and what looks like one) are cut out
+        ("<p>a <![ broken</p>", "a "),
+        ("<p>x <![]</p>", "x "),
+    ],
+)
+def test_html_is_read_as_its_text_with_entities_read_once(fragment: str, text: str) -> None:
+    assert html_text(fragment) == text
+
+
+def test_text_quoting_html_matches_the_providers_html_of_it() -> None:
+    plain = "The invoice shows &amp; instead of & (5 &lt; 6)\nsee ?orgId=1&region=eu"
+    as_html = "<p>The invoice shows &amp;amp; instead of &amp; (5 &amp;lt; 6)<br>see "
+    as_html += "?orgId=1&amp;region=eu</p>"
+
+    sent = {"title": "t", "content": [{"plain": plain}]}
+    listed = {"title": "t", "content": [{"plain": None, "html": as_html}]}
+
+    assert verdict(sent, listed) is Verdict.SAME
 
 
 @pytest.mark.parametrize(

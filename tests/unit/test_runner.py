@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -646,3 +646,18 @@ def test_a_marked_ticket_is_found_by_its_marker_alone_whatever_its_title(
 
     assert record.state == JobState.SUCCEEDED
     assert record.ticket is not None and record.ticket.id == "t-marked"
+
+
+def test_of_tickets_identical_to_the_job_the_earliest_created_is_adopted(
+    redis_client: redis.Redis,
+) -> None:
+    earlier = (datetime.now(UTC) - timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    later = listed_ticket("t-later")
+    h = Harness(redis_client, ScriptedStackOne(listed=[later, listed_ticket("t-own")]))
+    h.api.listed[1]["created_at"] = earlier
+    job_id = h.submit()
+    h.redis.hset(job_key(job_id), "uncertain_since", time.time() - 31)
+
+    record = h.run(job_id)
+
+    assert record.ticket is not None and record.ticket.id == "t-own"

@@ -172,10 +172,10 @@ class Decisions:
     def after_reconciling(self, job: Job, found: Found, moment: Moment) -> Decision:
         """What the account's listing holds for an uncertain job: a ticket that is the
         same as the job's (adopt it; the runner tries the next if another job takes it
-        first), tickets only a person can tell from it (fail ``uncertain``, naming them),
-        or none: wait out the listing's lag (``reconcile_settle`` after the attempt), then
-        send again. A listing that could not be read leaves the job uncertain, to look
-        again later."""
+        first); else, until ``reconcile_settle`` after the attempt, look again later (the
+        listing lags); then tickets only a person can tell from the job's fail it
+        ``uncertain``, naming them, and no candidate at all sends it again. A listing that
+        could not be read leaves the job uncertain, to look again later."""
         if isinstance(found, Failure):
             error = found.to_error().model_copy(
                 update={"message": f"reconciling before sending again: {found.message}"}
@@ -185,18 +185,20 @@ class Decisions:
             return Decision(job, self._wait(job, error, delay, moment))
         if found.same:
             return Decision(job, succeeded(job.claim, job.spec, found.same[0], job.attempts))
-        if found.maybe:
-            return Decision(job, self._park(job, _only_a_person(found.maybe)))
         since = job.uncertain_since if job.uncertain_since is not None else moment.now
         waited = moment.now - since
         if waited < self._settle:
+            # Its own ticket may not be listed yet: look again before any other step.
+            then = "asking a person" if found.maybe else "sending again"
             error = JobError(
                 kind=ErrorKind.AMBIGUOUS,
                 message="the ticket may exist but StackOne does not list it (yet): looking "
-                f"again, then sending again {_duration(self._settle)} after the attempt",
+                f"again, then {then} {_duration(self._settle)} after the attempt",
             )
             delay = min(self._settle - waited, max(waited, 1.0))
             return Decision(job, self._wait(job, error, delay, moment))
+        if found.maybe:
+            return Decision(job, self._park(job, _only_a_person(found.maybe)))
         return self._ready(replace(job, uncertain_since=None, settled=True))
 
     def not_admitted(

@@ -29,9 +29,10 @@ all falls back to the comparison above.
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -52,7 +53,7 @@ class Verdict(StrEnum):
     OTHER = "other"
 
 
-Normal = str | frozenset[str]
+Normal = str | frozenset[str] | dict[str, str]  # a dict: parts compared where both have them
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,26 @@ class _Field:
     normal: Callable[[Any], Normal | None]  # None: not set (or not carried)
     never_defaulted: bool = False  # a provider never fills it in when the job did not
     subset: bool = False  # the provider may add to what the job sent
-    by_part: bool = False  # "kind:value" parts, compared only where both sides have the kind
 
 
 def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) -> Verdict:
     """Whether ``listed`` is the ticket ``ticket`` would have made, if it was created at
-    ``not_before`` or later (Unix seconds; the attempt's start less the skew allowance)."""
-    created = _timestamp(listed.get("created_at"))
+    ``not_before`` or later (Unix seconds; the attempt's start less the skew allowance).
+    Never raises, whatever JSON the listing holds: it is someone else's data."""
+    created = created_at(listed)
     if created is not None and created < not_before:
         return Verdict.OTHER
     sent = ticket.model_dump(exclude_unset=True)
     compared: list[str] = []
+    unsure = created is None
     for field in FIELDS:
-        ours, theirs = field.normal(sent.get(field.name)), field.normal(listed.get(field.name))
+        raw = listed.get(field.name)
+        ours, theirs = field.normal(sent.get(field.name)), field.normal(raw)
+        if theirs is None and _present(raw):
+            unsure = True  # carried in a shape we cannot read: no proof either way
+            continue
         if ours is None:
-            if field.never_defaulted and theirs:
+            if field.never_defaulted and theirs is not None:
                 return Verdict.OTHER
             continue
         if theirs is None:
@@ -89,33 +95,32 @@ def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) ->
             compared.append(field.name)
     if not compared:
         return Verdict.OTHER
-    beyond_title = [name for name in compared if name != "title"]
-    set_beyond_title = [f.name for f in FIELDS if f.name != "title" and f.normal(sent.get(f.name))]
-    if created is None or (set_beyond_title and not beyond_title):
+    set_beyond_title = any(
+        f.name != "title" and f.normal(sent.get(f.name)) is not None for f in FIELDS
+    )
+    if unsure or (set_beyond_title and compared == ["title"]):
         return Verdict.MAYBE
     return Verdict.SAME
 
 
 def _agrees(field: _Field, ours: Normal, theirs: Normal) -> bool | None:
-    """Whether the two sides agree; None when they have nothing in common to compare."""
-    if isinstance(ours, str) or isinstance(theirs, str):
-        return ours == theirs
-    if field.by_part:
-        mine, listed = _parts(ours), _parts(theirs)
-        common = mine.keys() & listed.keys()
-        return all(mine[kind] == listed[kind] for kind in common) if common else None
-    if field.subset:
+    """Whether the two sides agree; None when they have no part in common to compare."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        common = ours.keys() & theirs.keys()
+        return all(ours[part] == theirs[part] for part in common) if common else None
+    if field.subset and isinstance(ours, frozenset) and isinstance(theirs, frozenset):
         return ours <= theirs
     return ours == theirs
 
 
-def _parts(parts: frozenset[str]) -> dict[str, str]:
-    return dict(part.split(":", 1) for part in parts)
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
 
 
 # --- normalising ---------------------------------------------------------------------------
 
 _SPACE = re.compile(r"\s+")
+_TAG = re.compile(r"<[^>]*>")
 
 
 def _text(value: Any) -> str | None:
@@ -127,80 +132,102 @@ def _text(value: Any) -> str | None:
 
 
 def _id(value: Any) -> str | None:
-    """An id as sent (a string) or as listed (a string, or an object with an ``id``)."""
+    """An id as sent (a string) or as listed (a string, a number, or an object with an
+    ``id``)."""
     if isinstance(value, Mapping):
         value = value.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return _text(value)
 
 
 def _ids(value: Any, *, fold: bool = False) -> frozenset[str] | None:
-    """A list of ids in any order; a single id (``component_ids`` in the spec) as a list."""
-    items: Iterable[Any] = value if isinstance(value, list) else [value]
-    found = {_id(item) for item in items if item is not None}
-    ids = frozenset(i.casefold() if fold else i for i in found if i is not None)
-    return ids or None
+    """A list of ids in any order; a single id (``component_ids`` in the spec) as a list.
+    None if any item is not an id: a list read in part proves nothing."""
+    items: list[Any] = value if isinstance(value, list) else [value]
+    found = [_id(item) for item in items if item is not None]
+    if not found or None in found:
+        return None
+    return frozenset(i.casefold() if fold else i for i in found if i is not None)
 
 
 def _tags(value: Any) -> frozenset[str] | None:
     return _ids(value, fold=True)
 
 
-def _priority(value: Any) -> frozenset[str] | None:
+def _priority(value: Any) -> dict[str, str] | None:
     """The priority as the parts it has: its id and its unified value (a listing may
     carry one and not the other)."""
     if not isinstance(value, Mapping):
         return None
     given, level = _id(value.get("id")), _text(value.get("value"))
-    parts = {f"id:{given}" if given else "", f"value:{level.casefold()}" if level else ""}
-    return frozenset(parts - {""}) or None
+    parts = {"id": given, "value": level.casefold() if level else None}
+    return {part: text for part, text in parts.items() if text} or None
+
+
+def _custom_fields(value: Any) -> dict[str, str] | None:
+    """Unified custom fields by name; each compared where both sides have it."""
+    if not isinstance(value, Mapping):
+        return None
+    fields = {str(name): _free(field) for name, field in value.items() if _present(field)}
+    return fields or None
+
+
+def _free(value: Any) -> str:
+    """A free JSON value as comparable text: strings as text, anything else as JSON."""
+    if isinstance(value, str):
+        return _text(value) or ""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _content(value: Any) -> str | None:
-    """The content's text: plain where an item has it, else its HTML read as text. A
-    provider that keeps only HTML (or only plain text) still compares equal."""
+    """The content's text: plain where an item has it, else its HTML read as text, with
+    all whitespace left out (providers move it about when they convert). A provider that
+    keeps only HTML (or only plain text) still compares equal."""
+    if isinstance(value, str):
+        value = [{"plain": value}]
     if not isinstance(value, list):
         return None
     parts: list[str] = []
     for item in value:
         if not isinstance(item, Mapping):
-            continue
+            return None
         plain, marked_up = item.get("plain"), item.get("html")
         if isinstance(plain, str) and plain.strip():
             parts.append(plain)
         elif isinstance(marked_up, str):
             parts.append(html_text(marked_up))
-    return _text(" ".join(parts))
+    text = "".join("".join(parts).split())
+    return unicodedata.normalize("NFC", text) or None
 
 
 class _TextOf(HTMLParser):
-    """The text of an HTML fragment; block elements and line breaks become spaces."""
-
-    BREAKS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "td", "th", "h1", "h2", "h3"})
+    """The text of an HTML fragment: its tags left out (the comparison ignores whitespace,
+    so where a block or line break was does not matter)."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+        super().__init__(convert_charrefs=True)  # entities read once, here
         self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.BREAKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        self.handle_starttag(tag, [])
 
     def handle_data(self, data: str) -> None:
         self.parts.append(data)
 
 
 def html_text(fragment: str) -> str:
+    """The text of an HTML fragment. Python's parser gives up on some malformed markup
+    (``<![``) by raising; then tags are simply cut out."""
     reader = _TextOf()
-    reader.feed(fragment)
-    reader.close()
-    return html.unescape("".join(reader.parts))
+    try:
+        reader.feed(fragment)
+        reader.close()
+    except (AssertionError, ValueError):
+        return html.unescape(_TAG.sub("", fragment))
+    return "".join(reader.parts)
 
 
-def _timestamp(value: Any) -> float | None:
-    """StackOne's ``created_at`` (ISO 8601, ``Z`` or an offset) as Unix seconds."""
+def created_at(listed: Mapping[str, Any]) -> float | None:
+    """A listed ticket's ``created_at`` (ISO 8601, ``Z`` or an offset) as Unix seconds."""
+    value = listed.get("created_at")
     if not isinstance(value, str):
         return None
     try:
@@ -219,10 +246,12 @@ FIELDS = (
     _Field("reporters", _ids),
     _Field("creator_id", _id),
     _Field("tags", _tags, subset=True),
-    _Field("priority", _priority, by_part=True),
+    _Field("priority", _priority),
     _Field("project_id", _id),
     _Field("component_ids", _ids),
+    _Field("collections", _ids),
     _Field("organization_id", _id),
+    _Field("unified_custom_fields", _custom_fields),
 )
 
 

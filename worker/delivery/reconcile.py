@@ -16,6 +16,7 @@ tickets updated in the window (``complete`` is then False).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
 from worker.contract import JobSpec, TicketIds
-from worker.delivery.matching import CLOCK_SKEW_SECONDS, Marker, Verdict, judge
+from worker.delivery.matching import CLOCK_SKEW_SECONDS, Marker, Verdict, created_at, judge
 from worker.stackone.answers import Failure, TicketPage, as_id
 from worker.store.jobs import JobStore
 
@@ -104,21 +105,35 @@ def _owners(
 def _sort(
     job: Lookup, listing: _Listing, owners: Mapping[str, str | None], marker: Marker | None
 ) -> Candidates:
-    """The job's candidates among the listed tickets no other job owns."""
-    same: list[TicketIds] = []
+    """The job's candidates among the listed tickets no other job owns, the earliest
+    created first (the job's own, when a twin with identical content came later)."""
+    same: list[tuple[float, TicketIds]] = []
     maybe: list[str] = []
     for ticket in listing.tickets:
         ticket_id = as_id(ticket.get("id"))
         if ticket_id is None or owners.get(ticket_id) not in (None, job.job_id):
             continue
-        verdict = marker.judge(ticket, job.job_id) if marker else None
-        if verdict is None:
-            verdict = judge(job.spec.ticket, ticket, job.since - CLOCK_SKEW_SECONDS)
+        verdict = _verdict(job, ticket, marker)
         if verdict is Verdict.SAME:
-            same.append(TicketIds(id=ticket_id, remote_id=as_id(ticket.get("remote_id"))))
+            ids = TicketIds(id=ticket_id, remote_id=as_id(ticket.get("remote_id")))
+            same.append((created_at(ticket) or math.inf, ids))
         elif verdict is Verdict.MAYBE:
             maybe.append(ticket_id)
-    return Candidates(tuple(same), tuple(maybe), listing.complete)
+    same.sort(key=lambda found: found[0])
+    return Candidates(tuple(ids for _, ids in same), tuple(maybe), listing.complete)
+
+
+def _verdict(job: Lookup, ticket: dict[str, Any], marker: Marker | None) -> Verdict:
+    """The marker decides where the listing shows it; a ticket without it is compared on
+    its contents but, with marking on, is at most a candidate for a person (an unmarked
+    ticket with identical contents may be someone else's)."""
+    marked = marker.judge(ticket, job.job_id) if marker else None
+    if marked is not None:
+        return marked
+    verdict = judge(job.spec.ticket, ticket, job.since - CLOCK_SKEW_SECONDS)
+    if marker is not None and verdict is Verdict.SAME:
+        return Verdict.MAYBE
+    return verdict
 
 
 async def _list(

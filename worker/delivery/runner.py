@@ -297,7 +297,9 @@ class JobRunner:
                 self._follow(decision, outcomes, again)
 
     def _looking_again(self, change: Transition) -> Reconcile:
-        """A job whose created ticket is taken, to reconcile from the delivery's start."""
+        """A job whose created ticket is taken, to reconcile. The twin it looks for is the
+        ticket of the job that took its own, whose attempt may have begun up to the
+        settle time before this delivery did."""
         assert change.spec is not None  # a succeeded outcome always has its job's spec
         log.warning(
             "job %s: its ticket %s was adopted by another job; looking for its own",
@@ -311,7 +313,7 @@ class JobRunner:
             attempts=change.attempts,
             failing_since=change.claim.failing_since,
         )
-        return Reconcile(job, self._began)
+        return Reconcile(job, self._began - self._settings.reconcile_settle)
 
 
 def _recorded(change: Transition) -> None:
