@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import Limiter, Reason, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
-from worker.store.jobs import Claim, JobStore
+from worker.store.jobs import Claim, JobStore, NotClaimed
 from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
 from worker.store.limits import LimitStore
 from worker.text import printable
@@ -249,6 +250,57 @@ def test_a_job_that_loses_its_worker_every_time_ends_failed_as_poison(
     assert record.error is not None and record.error.kind == ErrorKind.POISON
     assert h.api.sent == []
     assert h.store.failed_ids() == [job_id]
+
+
+class Meanwhile(ScriptedStackOne):
+    """Answers as scripted; while the ``during``-th request waits for its answer,
+    ``meanwhile`` runs (what another worker does in that time)."""
+
+    def __init__(self, *outcomes: Answer, during: int, meanwhile: Callable[[], None]) -> None:
+        super().__init__(*outcomes)
+        self.during = during
+        self.meanwhile = meanwhile
+
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer:
+        answer = await super().create_ticket(account_id, ticket)
+        if len(self.sent) == self.during:
+            self.meanwhile()
+        return answer
+
+
+def test_a_job_whose_lease_ran_out_while_it_waited_its_turn_is_dropped_not_sent(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delivery's waiting jobs take their turns one after another, each after the answers
+    of the turns before it: a StackOne slow to answer can outlast a waiting job's lease, and
+    another worker's scheduler hands the job to a delivery that sends it. Sending it here
+    as well could make a second ticket (and its outcome would be refused: lost_lease)."""
+    monkeypatch.setattr("worker.delivery.runner.LEASE_SLACK", 0)  # as if it had run long
+    other_worker = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+    taken: list[Claim | NotClaimed] = []
+
+    def lease_runs_out_and_another_delivery_takes_it() -> None:
+        redis_client.hset(job_key(second), "lease_until", 0)
+        taken.append(other_worker.claim(second))
+
+    api = Meanwhile(
+        failure(ErrorKind.RETRYABLE, 503, retry_after="0.1"),
+        failure(ErrorKind.RETRYABLE, 503, retry_after="0.3"),
+        CREATED,
+        CREATED,
+        during=3,  # the first job's second request, while the second job waits its turn
+        meanwhile=lease_runs_out_and_another_delivery_takes_it,
+    )
+    h = Harness(redis_client, api, TICKETQ_INPROCESS_MAX_DELAY="1", TICKETQ_BACKOFF_BASE="0.01")
+    first, second = h.submit(), h.submit()
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        h.runner.run([first, second])
+
+    assert len(taken) == 1 and isinstance(taken[0], Claim)
+    assert len(api.sent) == 3  # the second job only once, before it was taken over
+    assert h.redis.hget(job_key(second), "lease_token") == taken[0].token
+    assert "lease lost to another delivery" in caplog.text and "not recorded" not in caplog.text
 
 
 @pytest.mark.parametrize("stored", ['{"account_id": "acct", "ticket": {"sumary": "x"}}', "{}"])

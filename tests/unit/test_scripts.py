@@ -5,12 +5,15 @@ forgets it."""
 from __future__ import annotations
 
 import re
+import time
 from importlib.resources import files
+from typing import Any, cast
 
 import pytest
 import redis
 
-from worker.contract import JobState
+from worker.contract import ErrorKind, JobError, JobSpec, JobState
+from worker.store.jobs import Claim, JobStore, retrying, spec_from_claim
 from worker.store.keys import DUE_INDEX, FAILED_INDEX, QUEUES, job_key
 from worker.store.scripts import (
     ADMIT,
@@ -177,3 +180,104 @@ def test_only_the_calls_whose_script_redis_forgot_are_sent_again(
 
     assert answers[0][0] == ClaimCode.OK
     assert redis_client.hget(job, "deliveries") == "1"
+
+
+class ReadInTwoParts:
+    """A pipeline that Redis reads in two parts, serving another worker's SCRIPT LOAD of
+    ``script`` in between: Redis serves other connections between the reads of a long
+    pipeline. At a worker's start no one has run claim.lua or transition.lua yet, so every
+    thread's first pipeline meets NOSCRIPT, and the first thread to load the script does so
+    while another's pipeline is being read."""
+
+    def __init__(self, client: redis.Redis, script: Script) -> None:
+        self._client = client
+        self._script = script
+        self._calls: list[tuple[Any, ...]] = []
+
+    def __enter__(self) -> ReadInTwoParts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def evalsha(self, *args: Any) -> None:
+        self._calls.append(args)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        half = len(self._calls) // 2
+        first = self._send(self._calls[:half], raise_on_error)
+        if not self._client.script_exists(self._script.sha)[0]:
+            self._client.script_load(self._script.text)  # another worker, between two reads
+        return first + self._send(self._calls[half:], raise_on_error)
+
+    def _send(self, calls: list[tuple[Any, ...]], raise_on_error: bool) -> list[Any]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                pipe.evalsha(*args)
+            return list(pipe.execute(raise_on_error=raise_on_error))
+
+
+class AnotherWorkerLoads:
+    """A Redis client whose every pipeline is read in two parts (``ReadInTwoParts``)."""
+
+    def __init__(self, client: redis.Redis, script: Script) -> None:
+        self._client = client
+        self._script = script
+
+    def pipeline(self, transaction: bool = False) -> ReadInTwoParts:
+        return ReadInTwoParts(self._client, self._script)
+
+    def script_load(self, text: str) -> str:
+        return self._client.script_load(text)
+
+
+def starting_worker_store(redis_client: redis.Redis, script: Script) -> JobStore:
+    """The job store of a worker whose pipelines of ``script`` meet another worker loading it."""
+    client = cast(redis.Redis, AnotherWorkerLoads(redis_client, script))
+    return JobStore(client, succeeded_ttl=60, lease_seconds=60)
+
+
+def bulk_jobs(redis_client: redis.Redis, count: int) -> list[str]:
+    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+    spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "t"}})
+    return [stored.job_id for stored in store.create_many([spec] * count, "bulk")]
+
+
+def test_a_batch_claimed_while_another_worker_loads_claim_lua_is_claimed_once_per_job(
+    redis_client: redis.Redis,
+) -> None:
+    """The calls Redis read before the script was loaded met NOSCRIPT and ran nothing; the
+    rest ran. Sending the whole pipeline again (as the registry did before 659b27c) claimed
+    those a second time, answering "leased" to their own delivery: left unsent until their
+    leases ran out, then taken over as uncertain."""
+    job_ids = bulk_jobs(redis_client, 6)
+    redis_client.script_flush()  # no worker has claimed anything yet
+
+    claims = starting_worker_store(redis_client, CLAIM).claim_many(job_ids)
+
+    assert [isinstance(claim, Claim) for claim in claims] == [True] * 6
+    assert [redis_client.hget(job_key(job_id), "deliveries") for job_id in job_ids] == ["1"] * 6
+
+
+def test_outcomes_recorded_while_another_worker_loads_transition_lua_are_recorded_once(
+    redis_client: redis.Redis,
+) -> None:
+    """Issue 10's `outcome retrying not recorded: lost_lease` for 8 jobs within a second of
+    a worker's start: the outcomes Redis read after another thread loaded transition.lua
+    were recorded, and sending the whole pipeline again (as the registry did before
+    659b27c) found them no longer running under the delivery's lease."""
+    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+    claims = store.claim_many(bulk_jobs(redis_client, 8))
+    redis_client.script_flush()  # no worker has recorded an outcome yet
+    error = JobError(kind=ErrorKind.RETRYABLE, message="waiting for the rate limit")
+    due_at = time.time() + 60
+    outcomes = [
+        retrying(claim, spec_from_claim(claim), error, due_at=due_at, attempts=0)
+        for claim in claims
+        if isinstance(claim, Claim)
+    ]
+
+    recorded = starting_worker_store(redis_client, TRANSITION).apply(outcomes)
+
+    assert recorded == [Recorded.OK] * 8
+    assert {redis_client.hget(job_key(c.claim.job_id), "state") for c in outcomes} == {"retrying"}

@@ -198,6 +198,10 @@ class JobRunner:
     def _round(self, jobs: list[Job], started: float) -> Waiting:
         """Admit, send and decide once for these jobs; returns those to try again."""
         spent = time.monotonic() - started
+        if spent > LEASE_SLACK:
+            # Renewed before they are sent: a job that waited its turn behind other jobs'
+            # slow answers may have outlived its lease, and another delivery sends it now.
+            jobs = self._renewed(jobs)
         admissions = self._limiter.admit_many(
             [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs],
             bulk_hold=self._decisions.bulk_hold(self._moment(spent)),
@@ -221,9 +225,7 @@ class JobRunner:
             for job, answer in zip(sent, answers, strict=True):
                 self._follow(self._decisions.answered(job, answer, moment), outcomes, again)
         self._record(outcomes, again, started)
-        # A delivery that has run for a while renews the leases of the jobs it keeps, so
-        # that a round of slow answers never lets another worker take them over.
-        return self._renewed(again) if time.monotonic() - started > LEASE_SLACK else again
+        return again
 
     def _refusal(self, admissions: list[Admission]) -> KeyRefusal | None:
         """StackOne's last word on the key, if the key held any job back."""
@@ -267,16 +269,17 @@ class JobRunner:
             case _:
                 assert_never(effect)
 
-    def _renewed(self, again: Waiting) -> Waiting:
-        """Jobs going round again keep their lease, unless another delivery took it."""
+    def _renewed(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose leases this delivery still holds, each renewed for one more
+        request and wait; a job another delivery took over is dropped unsent."""
         kept = []
-        for job, delay in again:
+        for job in jobs:
             try:
                 self._store.renew(job.claim)
             except LeaseLost:
                 log.warning("job %s: lease lost to another delivery", printable(job.claim.job_id))
                 continue
-            kept.append((job, delay))
+            kept.append(job)
         return kept
 
     def _record(self, outcomes: list[Transition], again: Waiting, started: float) -> None:

@@ -163,9 +163,11 @@ def run_each(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
 
     redis-py's own pipelined scripts ask Redis whether each script is loaded before every
     pipeline, a second round trip each time; here they are sent as EVALSHA straight away.
-    A call Redis answers NOSCRIPT (it lost its scripts in a restart) ran nothing: its
-    script is loaded and that call alone is sent again. The calls that did run are not,
-    so a pipeline that mixes a script loaded meanwhile with a missing one runs each once.
+    A call Redis answers NOSCRIPT (it lost its scripts in a restart, or no one has run
+    that script yet) ran nothing: its script is loaded and that call alone is sent again.
+    The calls that did run are not, so each runs once even when another connection loaded
+    the script while Redis was still reading this pipeline, as happens at every worker's
+    start (sending the whole pipeline again recorded outcomes twice and claimed jobs twice).
     """
     answers = _pipeline(client, calls)
     lost = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
