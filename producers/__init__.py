@@ -11,12 +11,14 @@ connects to nothing; a ``Producer`` does that when it is made.
 
 from producers.client import (
     BatchHandle,
+    BatchNotFound,
     BrokerError,
     BrokerUnavailable,
     InvalidJob,
     JobHandle,
     JobNotFound,
     Producer,
+    Rejected,
     submit,
     submit_many,
 )
@@ -25,6 +27,7 @@ from worker.settings import Settings
 
 __all__ = [
     "BatchHandle",
+    "BatchNotFound",
     "BrokerError",
     "BrokerUnavailable",
     "ErrorKind",
@@ -35,6 +38,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "Producer",
+    "Rejected",
     "Settings",
     "TicketCreate",
     "TicketIds",

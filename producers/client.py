@@ -25,12 +25,17 @@ from worker.contract import JobRecord, JobSpec, JobState, TicketCreate
 from worker.queue.app import create_app
 from worker.queue.dispatch import dispatch, dispatch_stored
 from worker.settings import Settings, get_settings
+from worker.store.batches import Batches
 from worker.store.jobs import Due, JobStore
 from worker.validation import MAX_ERRORS, bounded, describe_validation_error
 
 
 class InvalidJob(ValueError):
     """The job was refused before it was queued; the message names the offending field."""
+
+
+class BatchNotFound(LookupError):
+    """No batch has this id (never made, or expired with its jobs)."""
 
 
 class JobNotFound(LookupError):
@@ -91,12 +96,22 @@ class JobHandle:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A ticket ``submit_many(..., skip_invalid=True)`` left out: its index and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class BatchHandle:
-    """A bulk submission: its id, every job's id (in input order), and its progress."""
+    """A bulk submission: its id, every job's id (in input order), what was left out, and
+    its progress. ``Producer.batch(batch_id)`` reopens one later."""
 
     batch_id: str
     job_ids: list[str]
     store: JobStore
+    rejects: tuple[Rejected, ...] = ()
 
     @broker_errors()
     def progress(self) -> Counter[str]:
@@ -110,13 +125,18 @@ class BatchHandle:
         deadline = time.monotonic() + timeout
         while True:
             counts = self.progress()
-            if counts[JobState.SUCCEEDED] + counts[JobState.FAILED] == len(self.job_ids):
+            if _all_final(counts):
                 return counts
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"batch {self.batch_id} not finished after {timeout}s: {dict(counts)}"
                 )
             time.sleep(poll)
+
+
+def _all_final(counts: Counter[str]) -> bool:
+    """Every job succeeded, failed or was cancelled (or its record is gone)."""
+    return all(name == "missing" or JobState(name).is_final for name in counts)
 
 
 class Producer:
@@ -179,17 +199,29 @@ class Producer:
             raise InvalidJob(describe_validation_error(exc)) from None
 
     @broker_errors()
+    def batch(self, batch_id: str) -> BatchHandle:
+        """Reopen a batch by its id (``BatchNotFound`` once it has expired with its jobs)."""
+        batches = Batches(self.store)
+        if batches.info(batch_id) is None:
+            raise BatchNotFound(batch_id)
+        return BatchHandle(batch_id, batches.job_ids(batch_id), self.store)
+
+    @broker_errors()
     def submit_many(
         self,
         account_id: str,
         tickets: Sequence[TicketCreate | Mapping[str, Any]],
         refs: Sequence[str] | None = None,
         idempotency_keys: Sequence[str] | None = None,
+        *,
+        skip_invalid: bool = False,
     ) -> BatchHandle:
         """Queue many tickets in the bulk lane, behind interactive jobs.
 
         Every ticket is validated first; if any is invalid, nothing is queued and
-        ``InvalidJob`` names each bad one by index (``tickets[3].priority.value: ...``).
+        ``InvalidJob`` names each bad one by index (``tickets[3].priority.value: ...``);
+        with ``skip_invalid`` the valid ones are queued and the handle's ``rejects`` say
+        which were left out and why.
         Redis failing while the batch is stored raises and leaves none of it; once it is
         stored, the call returns even if its messages cannot be sent now (a warning is
         logged; a worker sends them after ``TICKETQ_REQUEUE_AFTER``).
@@ -200,8 +232,8 @@ class Producer:
                 raise InvalidJob(f"{name} has {len(values)} items for {len(tickets)} tickets")
         batch_id = uuid.uuid4().hex
         specs: list[JobSpec] = []
-        problems: list[str] = []
-        invalid = 0
+        positions: list[int] = []
+        rejects: list[Rejected] = []
         for index, ticket in enumerate(tickets):
             try:
                 specs.append(
@@ -215,18 +247,30 @@ class Producer:
                         batch_id=batch_id,
                     )
                 )
+                positions.append(index)
             except InvalidJob as exc:
-                invalid += 1
-                if len(problems) < MAX_ERRORS:
-                    problems.append(f"tickets[{index}]: {exc}")
-        if invalid:
-            raise InvalidJob(bounded(problems, invalid, " invalid tickets"))
-        stored = self.store.create_many(specs, "bulk")
+                rejects.append(Rejected(index, str(exc)))
+        if rejects and not skip_invalid:
+            problems = [f"tickets[{r.index}]: {r.reason}" for r in rejects[:MAX_ERRORS]]
+            raise InvalidJob(bounded(problems, len(rejects), " invalid tickets"))
+        stored = self.store.create_many(specs, "bulk", positions)
         # Stored whole, each job with its outbox entry: the batch is accepted. A send that
         # fails now is logged, and a worker's scheduler sends them after requeue_after.
         new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
+        self._record_batch(batch_id, account_id, len(tickets), len(new), len(rejects))
         dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
-        return BatchHandle(batch_id, [s.job_id for s in stored], self.store)
+        return BatchHandle(batch_id, [s.job_id for s in stored], self.store, tuple(rejects))
+
+    def _record_batch(
+        self, batch_id: str, account_id: str, rows: int, accepted: int, rejected: int
+    ) -> None:
+        """The batch's record, for ``ticketq batch`` and ``Producer.batch``."""
+        batches = Batches(self.store)
+        batches.open(batch_id, at=time.time(), account_id=account_id, source=None)
+        known = rows - accepted - rejected
+        batches.count(
+            batch_id, rows=rows, accepted=accepted, already_known=known, rejected=rejected
+        )
 
     @broker_errors()
     def get(self, job_id: str) -> JobRecord | None:
@@ -256,9 +300,13 @@ def submit_many(
     tickets: Sequence[TicketCreate | Mapping[str, Any]],
     refs: Sequence[str] | None = None,
     idempotency_keys: Sequence[str] | None = None,
+    *,
+    skip_invalid: bool = False,
 ) -> BatchHandle:
     """Queue many tickets in the bulk lane with the process-wide settings."""
-    return default_producer().submit_many(account_id, tickets, refs, idempotency_keys)
+    return default_producer().submit_many(
+        account_id, tickets, refs, idempotency_keys, skip_invalid=skip_invalid
+    )
 
 
 def submit(

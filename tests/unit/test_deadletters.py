@@ -215,7 +215,7 @@ def test_purge_deletes_the_job_and_every_index_that_names_it(
     assert redis_client.zscore(FAILED_INDEX, job_id) is None
     assert not redis_client.exists(ref_key("acct-1", "r"))
     assert not redis_client.exists(idempotency_key("acct-1", "k"))
-    assert not redis_client.sismember(batch_key("b"), job_id)
+    assert redis_client.zscore(batch_key("b"), job_id) is None
     assert store.create(job_spec, "interactive").is_new  # the key is free again
 
 
@@ -228,7 +228,7 @@ def test_purge_leaves_an_index_that_names_a_newer_job(
     dead.purge([old])
 
     assert redis_client.get(ref_key("acct-1", "r")) == newer
-    assert redis_client.smembers(batch_key("b")) == {newer}
+    assert redis_client.zrange(batch_key("b"), 0, -1) == [newer]
 
 
 def test_purge_refuses_jobs_that_are_not_failed(store: JobStore, dead: DeadLetters) -> None:

@@ -24,6 +24,7 @@ UNUSABLE_ENV = {"TICKETQ_VISIBILITY_TIMEOUT": "10", "STACKONE_API_KEY": ""}
 
 PRODUCERS_API = [
     "BatchHandle",
+    "BatchNotFound",
     "BrokerError",
     "BrokerUnavailable",
     "ErrorKind",
@@ -34,6 +35,7 @@ PRODUCERS_API = [
     "JobRecord",
     "JobState",
     "Producer",
+    "Rejected",
     "Settings",
     "TicketCreate",
     "TicketIds",

@@ -17,6 +17,7 @@ from worker.store.jobs import Claim, JobStore, retrying, spec_from_claim
 from worker.store.keys import DUE_INDEX, FAILED_INDEX, QUEUES, job_key
 from worker.store.scripts import (
     ADMIT,
+    CANCEL,
     CLAIM,
     CREATE,
     DUE,
@@ -29,6 +30,7 @@ from worker.store.scripts import (
     TRANSITION,
     UNCREATE,
     Call,
+    CancelCode,
     ClaimCode,
     DeadLetterCode,
     Recorded,
@@ -101,21 +103,22 @@ def every_script_once() -> list[Call]:
     """A call of each script that touches nothing: a job that does not exist, no requests."""
     job = job_key("missing")
     return [
-        Call(CREATE, [DUE_INDEX, ""], ["1", "1", "interactive", ""]),
+        Call(CREATE, [DUE_INDEX, ""], ["1", "1", "interactive", "", "0"]),
         Call(SENT, [DUE_INDEX], ["ticketq:job:", "1"]),
         Call(CLAIM, [job, DUE_INDEX, FAILED_INDEX], ["1", "2", "token", "missing", 3]),
         Call(RENEW, [job, DUE_INDEX], ["token", "1", "2", "missing"]),
         Call(
             TRANSITION,
-            [job, FAILED_INDEX, "", "", DUE_INDEX, "", ""],
+            [job, FAILED_INDEX, "", "", DUE_INDEX, "", "", "", ""],
             ["token", "failed", "1", "0", "missing", "", "0"],
         ),
         Call(DUE, [DUE_INDEX, *QUEUES.values()], ["1", "2", 10, "ticketq:job:"]),
+        Call(CANCEL, [job, DUE_INDEX, "", "", "", ""], ["1", "missing", "0"]),
         Call(REPLAY, [job, FAILED_INDEX, DUE_INDEX], ["1", "2", "missing"]),
         Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
         Call(ADMIT, ["s", "p", "rp", "r", "pr", "l"], [1000, 0, 1000, 1000, 0]),
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
-        Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1"]),
+        Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
     ]
 
 
@@ -125,17 +128,18 @@ def test_every_script_loads_and_runs_in_one_pipeline(redis_client: redis.Redis) 
 
     answers = run(redis_client, calls)
 
-    assert answers[:8] == [
+    assert answers[:9] == [
         [],
         0,
         [ClaimCode.MISSING],
         RenewCode.LOST_LEASE,
         Recorded.MISSING,
         [],
+        [CancelCode.MISSING],
         [DeadLetterCode.MISSING],
         [DeadLetterCode.MISSING],
     ]
-    assert answers[8] == [] and answers[9] > 0 and answers[10] == 0
+    assert answers[9] == [] and answers[10] > 0 and answers[11] == 0
     assert all(redis_client.script_exists(*(script.sha for script in SCRIPTS)))
 
 
@@ -148,7 +152,7 @@ def test_scripts_redis_forgot_are_loaded_again_and_each_call_runs_once(
     create = Call(
         CREATE,
         [DUE_INDEX, "", job, "", ""],
-        ["1", "1", "interactive", "", "j-1", "acct", "{}", "", ""],
+        ["1", "1", "interactive", "", "0", "j-1", "acct", "{}", "", "", "0"],
     )
 
     answers = run(redis_client, [create, Call(PAUSE, ["ticketq:test:pause"], [60_000])])

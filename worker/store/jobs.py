@@ -36,6 +36,7 @@ from worker.store.keys import (
     FAILED_INDEX,
     JOB_PREFIX,
     QUEUES,
+    batch_info_key,
     batch_key,
     idempotency_key,
     inflight_key,
@@ -44,6 +45,7 @@ from worker.store.keys import (
     ticket_key,
 )
 from worker.store.scripts import (
+    CANCEL,
     CLAIM,
     CREATE,
     DUE,
@@ -54,6 +56,7 @@ from worker.store.scripts import (
     TRANSITION,
     UNCREATE,
     Call,
+    CancelCode,
     ClaimCode,
     DeadLetterCode,
     Recorded,
@@ -64,6 +67,8 @@ from worker.store.scripts import (
 )
 
 __all__ = [
+    "CancelCode",
+    "Cancelled",
     "Claim",
     "ClaimCode",
     "DeadLetterCode",
@@ -137,6 +142,15 @@ class FailedJob:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    """What a cancel did to one job: ``code`` OK, or why not (and the final state it found)."""
+
+    job_id: str
+    code: CancelCode
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Kept:
     """A replay or purge left the job as it was: why, and what it found (a state, a ticket)."""
 
@@ -162,6 +176,11 @@ class JobStore:
         self._requeue_after = requeue_after
         self._max_lost_attempts = max_lost_attempts
 
+    @property
+    def succeeded_ttl(self) -> int:
+        """Seconds a finished job's record is kept (0: for good); batches live as long."""
+        return self._succeeded_ttl
+
     @classmethod
     def from_settings(cls, settings: Settings, *, ride_out_restarts: bool = True) -> JobStore:
         return cls(
@@ -176,18 +195,25 @@ class JobStore:
         """Store a new queued job, or return the job an idempotency key already names."""
         return self.create_many([spec], lane)[0]
 
-    def create_many(self, specs: Sequence[JobSpec], lane: Lane) -> list[Stored]:
+    def create_many(
+        self, specs: Sequence[JobSpec], lane: Lane, positions: Sequence[int] | None = None
+    ) -> list[Stored]:
         """Store many jobs in one round trip: all of them, or none.
 
         Jobs sharing a batch go to the script together, up to ``CREATE_CHUNK`` a call, so an
         import sends few arguments per job and Redis is never held for long by one call. If
         a call fails (Redis at maxmemory, say), the jobs the other calls stored are taken
         back before its error is raised: a caller who retries makes no duplicates, and no
-        worker creates a ticket for a batch reported as failed."""
+        worker creates a ticket for a batch reported as failed. ``positions``: each job's
+        row in its batch's input (default: its index here), the batch's order for export."""
         now = time.time()
         header = [stamp(now + self._requeue_after), stamp(now), lane]
+        where = list(positions) if positions is not None else list(range(len(specs)))
         chunks = _chunks(range(len(specs)), lambda p: specs[p].batch_id)
-        calls = [Call(CREATE, *_create_call([specs[p] for p in chunk], header)) for chunk in chunks]
+        calls = [
+            Call(CREATE, *self._create_call([(specs[p], where[p]) for p in chunk], header))
+            for chunk in chunks
+        ]
         answers = run_each(self.redis, calls)
         failure = next((answer for answer in answers if isinstance(answer, Exception)), None)
         by_position = {
@@ -201,18 +227,35 @@ class JobStore:
             raise failure
         return [_stored(by_position[p]) for p in range(len(specs))]
 
+    def _create_call(
+        self, rows: Sequence[tuple[JobSpec, int]], header: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Keys and arguments of one create.lua call; the specs share one batch."""
+        batch_id = rows[0][0].batch_id
+        keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
+        args = [*header, batch_id or "", str(self._succeeded_ttl)]
+        for spec, position in rows:
+            job_id = uuid.uuid4().hex
+            keys += _job_keys(job_id, spec)
+            spec_json = spec.model_dump_json(exclude_unset=True)
+            ref, idem = spec.ref or "", spec.idempotency_key or ""
+            args += (job_id, spec.account_id, spec_json, ref, idem, str(position))
+        return keys, args
+
     def _take_back(self, answered: list[tuple[JobSpec, list[Any]]], failure: Exception) -> None:
         """Delete the jobs a failed create_many stored, newest first, so a ref given twice
-        names again what it named before the batch; if that fails too, ``failure`` says so."""
-        created = [(spec, job) for spec, job in reversed(answered) if _stored(job).is_new]
+        names again what it named before the batch, and take the known jobs' rows out of
+        the batch; if that fails too, ``failure`` says so."""
+        undo = [(s, job) for s, job in reversed(answered) if _stored(job).is_new or s.batch_id]
         calls = [
             Call(UNCREATE, *_uncreate_call(chunk))
-            for chunk in _chunks(created, lambda pair: pair[0].batch_id)
+            for chunk in _chunks(undo, lambda pair: pair[0].batch_id)
         ]
         try:
             run(self.redis, calls)
         except redis.RedisError as exc:
-            failure.add_note(f"{len(created)} jobs of this batch may remain stored: {exc}")
+            new = sum(_stored(job).is_new for _, job in undo)
+            failure.add_note(f"{new} jobs of this batch may remain stored: {exc}")
 
     def confirm_sent(self, job_ids: list[str]) -> None:
         """Their messages are on the queue: the scheduler looks again only if nobody has
@@ -354,6 +397,23 @@ class JobStore:
         answer = run_one(self.redis, PURGE, self._purge_keys(job_id), [job_id])
         return None if DeadLetterCode(answer[0]) is DeadLetterCode.OK else _kept(answer)
 
+    def cancel_many(self, job_ids: Sequence[str]) -> list[Cancelled]:
+        """Cancel jobs nobody is attempting (two round trips: their index names, then one
+        cancel.lua each); one in flight finishes, a final one stays as it is."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(job_key(job_id), "account_id", "ref", "idempotency_key", "batch_id")
+            names = cast(list[list[str | None]], pipe.execute())
+        now = stamp(time.time())
+        calls = [
+            Call(CANCEL, _cancel_keys(job_id, *fields), [now, job_id, str(self._succeeded_ttl)])
+            for job_id, fields in zip(job_ids, names, strict=True)
+        ]
+        return [
+            Cancelled(job_id, CancelCode(answer[0]), answer[1] if len(answer) > 1 else "")
+            for job_id, answer in zip(job_ids, run(self.redis, calls), strict=True)
+        ]
+
     def _purge_keys(self, job_id: str) -> list[str]:
         """The job's index keys, read first; the fields they come from never change."""
         account, ref, idem, batch = cast(
@@ -381,6 +441,7 @@ class JobStore:
             DUE_INDEX,
             ticket_key(account, change.ticket.id) if spec and change.ticket else "",
             inflight_key(account) if spec else "",
+            *_batch_keys(spec.batch_id if spec else None),
         ]
         fields = dict(change.fields)
         if change.ticket is not None:
@@ -469,29 +530,40 @@ def _chunks(items: Iterable[T], batch_of: Callable[[T], str | None]) -> list[lis
     ]
 
 
-def _create_call(specs: Sequence[JobSpec], header: list[str]) -> tuple[list[str], list[str]]:
-    """Keys and arguments of one create.lua call; the specs share one batch."""
-    batch_id = specs[0].batch_id
-    keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
-    args = [*header, batch_id or ""]
-    for spec in specs:
-        job_id = uuid.uuid4().hex
-        keys += _job_keys(job_id, spec)
-        spec_json = spec.model_dump_json(exclude_unset=True)
-        args += (job_id, spec.account_id, spec_json, spec.ref or "", spec.idempotency_key or "")
-    return keys, args
-
-
 def _uncreate_call(created: Sequence[tuple[JobSpec, list[Any]]]) -> tuple[list[str], list[str]]:
     """Keys and arguments of one uncreate.lua call: the jobs share one batch, newest first."""
     batch_id = created[0][0].batch_id
     keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
     args: list[str] = []
     for spec, answer in created:
-        job_id, previous_ref, previous_ttl = _created(answer)
-        keys += _job_keys(job_id, spec)
-        args += (job_id, previous_ref, str(previous_ttl))
+        if _stored(answer).is_new:
+            job_id, previous_ref, previous_ttl = _created(answer)
+            keys += _job_keys(job_id, spec)
+            args += (job_id, previous_ref, str(previous_ttl), "1")
+        else:  # a known job's row: it only leaves the batch
+            keys += [job_key(answer[0]), "", ""]
+            args += (answer[0], "", "-1", "0")
     return keys, args
+
+
+def _cancel_keys(
+    job_id: str, account: str | None, ref: str | None, idem: str | None, batch: str | None
+) -> list[str]:
+    """cancel.lua's keys: the job, the due index, its idempotency and ref keys, its batch."""
+    if account is None:
+        return [job_key(job_id), DUE_INDEX, "", "", "", ""]
+    return [
+        job_key(job_id),
+        DUE_INDEX,
+        idempotency_key(account, idem) if idem else "",
+        ref_key(account, ref) if ref else "",
+        *_batch_keys(batch),
+    ]
+
+
+def _batch_keys(batch_id: str | None) -> list[str]:
+    """A batch's members and its record, or two empty names for a job of no batch."""
+    return [batch_key(batch_id), batch_info_key(batch_id)] if batch_id else ["", ""]
 
 
 def _job_keys(job_id: str, spec: JobSpec) -> list[str]:

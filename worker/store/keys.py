@@ -14,6 +14,9 @@ PREFIX = "ticketq"
 JOB_PREFIX = f"{PREFIX}:job:"
 FAILED_INDEX = f"{PREFIX}:failed"
 DUE_INDEX = f"{PREFIX}:due"
+# Batches by when they were opened (a sorted set), for ``ticketq batches``; an entry whose
+# batch has expired is dropped when listing.
+BATCH_INDEX = f"{PREFIX}:batches"
 # The deployment's random salt for API key fingerprints (worker/store/salt.py); kept for
 # good: a new one renames every key's limiter and key-health state.
 KEY_SALT = f"{PREFIX}:keysalt"
@@ -39,7 +42,13 @@ def idempotency_key(account_id: str, key: str) -> str:
 
 
 def batch_key(batch_id: str) -> str:
+    """A batch's jobs (a sorted set), scored by their rows' positions in the input."""
     return f"{PREFIX}:batch:{segment(batch_id)}"
+
+
+def batch_info_key(batch_id: str) -> str:
+    """What a batch was (a hash): when it was opened, its account, its source, its counts."""
+    return f"{PREFIX}:batchinfo:{segment(batch_id)}"
 
 
 def ticket_key(account_id: str, ticket_id: str) -> str:

@@ -45,6 +45,15 @@ class Recorded(StrEnum):
     TAKEN = "taken"  # the ticket is another job's (it created or adopted it first)
 
 
+class CancelCode(StrEnum):
+    """cancel.lua: the job is cancelled (OK), or why not."""
+
+    OK = "ok"
+    MISSING = "missing"
+    IN_FLIGHT = "in_flight"  # a delivery is attempting it: it finishes
+    FINAL = "final"  # detail: the state it ended in
+
+
 class RenewCode(StrEnum):
     """renew.lua: the lease is extended (OK), or another delivery took the job over."""
 
@@ -134,11 +143,25 @@ CLAIM = Script("claim.lua", STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
 TRANSITION = Script("transition.lua", STATE=JobState, RECORDED=Recorded)
 DUE = Script("due.lua", STATE=JobState)
+CANCEL = Script("cancel.lua", STATE=JobState, CANCEL=CancelCode)
 REPLAY = Script("replay.lua", STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
 PURGE = Script("purge.lua", STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", REASON=Reason)
 PAUSE = Script("pause.lua")
-SCRIPTS = (CREATE, SENT, CLAIM, RENEW, TRANSITION, DUE, REPLAY, PURGE, ADMIT, PAUSE, UNCREATE)
+SCRIPTS = (
+    CREATE,
+    SENT,
+    CLAIM,
+    RENEW,
+    TRANSITION,
+    DUE,
+    CANCEL,
+    REPLAY,
+    PURGE,
+    ADMIT,
+    PAUSE,
+    UNCREATE,
+)
 
 
 class Call(NamedTuple):

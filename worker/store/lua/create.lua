@@ -1,10 +1,12 @@
 -- Create job records, each atomically with its indexes; many per call, because a bulk
 -- import pays for every argument it sends.
--- KEYS[1] due index, KEYS[2] batch set or ""; then per job: job hash, idempotency key or "",
--- ref key or ""
+-- KEYS[1] due index, KEYS[2] batch (sorted set) or ""; then per job: job hash, idempotency
+-- key or "", ref key or ""
 -- ARGV[1] when to send a job again if its message is never confirmed sent, ARGV[2] now,
--- ARGV[3] lane, ARGV[4] batch id or ""; then per job: job id, account id, spec, ref or "",
--- idempotency key or ""
+-- ARGV[3] lane, ARGV[4] batch id or "", ARGV[5] seconds the batch lives unless a job of it
+-- moves (0: for good); then per job: job id, account id, spec, ref or "", idempotency key
+-- or "", its row's position in the batch's input
+-- A row whose idempotency key names a job already is that job's row in this batch too.
 -- Returns per job {job_id, 1, the job its ref key named before or "", that key's TTL in ms
 -- (negative: none)} when created (uncreate.lua takes it back with these), {existing_job_id,
 -- 0} when its idempotency key was seen before (also earlier in this same call).
@@ -12,10 +14,13 @@ local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local answers = {}
 for n = 0, (#KEYS - 2) / 3 - 1 do
   local job, idem, ref = KEYS[3 + 3 * n], KEYS[4 + 3 * n], KEYS[5 + 3 * n]
-  local job_id, account, spec = ARGV[5 + 5 * n], ARGV[6 + 5 * n], ARGV[7 + 5 * n]
-  local ref_value, idem_value = ARGV[8 + 5 * n], ARGV[9 + 5 * n]
+  local job_id, account, spec = ARGV[6 + 6 * n], ARGV[7 + 6 * n], ARGV[8 + 6 * n]
+  local ref_value, idem_value, position = ARGV[9 + 6 * n], ARGV[10 + 6 * n], ARGV[11 + 6 * n]
   local existing = idem ~= "" and redis.call("GET", idem)
   if existing then
+    if KEYS[2] ~= "" then
+      redis.call("ZADD", KEYS[2], position, existing)
+    end
     answers[#answers + 1] = {existing, 0}
   else
     if idem ~= "" then
@@ -34,12 +39,15 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
       redis.call("HSET", job, "idempotency_key", idem_value)
     end
     if KEYS[2] ~= "" then
-      redis.call("SADD", KEYS[2], job_id)
+      redis.call("ZADD", KEYS[2], position, job_id)
       redis.call("HSET", job, "batch_id", batch_id)
     end
     -- The outbox: until the producer confirms the message went out, the scheduler sends it.
     redis.call("ZADD", KEYS[1], resend_at, job_id)
     answers[#answers + 1] = {job_id, 1, previous_ref, previous_ttl}
   end
+end
+if KEYS[2] ~= "" and tonumber(ARGV[5]) > 0 then
+  redis.call("EXPIRE", KEYS[2], ARGV[5])
 end
 return answers

@@ -1,6 +1,6 @@
 -- Delete a failed job and the indexes that still name it.
 -- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] due index, KEYS[4] ref key or "",
--- KEYS[5] idempotency key or "", KEYS[6] batch set or ""
+-- KEYS[5] idempotency key or "", KEYS[6] batch (sorted set) or ""
 -- ARGV[1] job id
 -- Returns {DEAD_OK}, or {DEAD_MISSING} (its stray index entries removed),
 -- {DEAD_NOT_FAILED, state}.
@@ -23,6 +23,6 @@ for i = 4, 5 do
   end
 end
 if KEYS[6] ~= "" then
-  redis.call("SREM", KEYS[6], ARGV[1])
+  redis.call("ZREM", KEYS[6], ARGV[1])
 end
 return {DEAD_OK}

@@ -1,7 +1,9 @@
 -- Move a running job to its next state, only for the holder of the current lease.
 -- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] ref key or "", KEYS[4] idempotency key
 -- or "", KEYS[5] due index, KEYS[6] ticket index key or "", KEYS[7] the account's in-flight
--- set or "" (the lease token leaves it: the request is answered)
+-- set or "" (the lease token leaves it: the request is answered), KEYS[8] and KEYS[9] the
+-- job's batch (members, record) or "" (they live ARGV[4] seconds more: a batch expires
+-- that long after the last move of any of its jobs)
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
 -- ARGV[7] requests this delivery made that count as attempts,
@@ -34,6 +36,10 @@ if ARGV[2] == STATE_SUCCEEDED and KEYS[6] ~= "" then
   end
 end
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
+if KEYS[8] ~= "" and tonumber(ARGV[4]) > 0 then
+  redis.call("EXPIRE", KEYS[8], ARGV[4])
+  redis.call("EXPIRE", KEYS[9], ARGV[4])
+end
 redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))

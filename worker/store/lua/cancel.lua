@@ -1,0 +1,38 @@
+-- Cancel a job nobody is attempting, for a person who queued it by mistake: queued or
+-- retrying -> cancelled, a final state, so no claim ever sends it. Its idempotency key is
+-- released (it made no ticket: the same row imported again is queued anew); its record
+-- expires like a succeeded one.
+-- KEYS[1] job hash, KEYS[2] due index, KEYS[3] idempotency key or "", KEYS[4] ref key or "",
+-- KEYS[5] and KEYS[6] its batch (members, record) or ""
+-- ARGV[1] now, ARGV[2] job id, ARGV[3] ttl seconds of the record (0: keep)
+-- Returns {CANCEL_OK}, {CANCEL_MISSING}, {CANCEL_IN_FLIGHT} (a delivery holds it: it
+-- finishes), {CANCEL_FINAL, state}.
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then
+  return {CANCEL_MISSING}
+end
+if is_final(state) then
+  return {CANCEL_FINAL, state}
+end
+if state == STATE_RUNNING then
+  return {CANCEL_IN_FLIGHT}
+end
+redis.call("HSET", KEYS[1], "state", STATE_CANCELLED, "updated_at", ARGV[1], "finished_at",
+  ARGV[1])
+redis.call("HDEL", KEYS[1], "next_attempt_at", "reconcile_first", "failing_since")
+redis.call("ZREM", KEYS[2], ARGV[2])
+if KEYS[3] ~= "" and redis.call("GET", KEYS[3]) == ARGV[2] then
+  redis.call("DEL", KEYS[3])
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call("EXPIRE", KEYS[1], ttl)
+  if KEYS[4] ~= "" and redis.call("GET", KEYS[4]) == ARGV[2] then
+    redis.call("EXPIRE", KEYS[4], ttl)
+  end
+  if KEYS[5] ~= "" then
+    redis.call("EXPIRE", KEYS[5], ttl)
+    redis.call("EXPIRE", KEYS[6], ttl)
+  end
+end
+return {CANCEL_OK}
