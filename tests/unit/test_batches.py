@@ -19,6 +19,7 @@ from worker.store.jobs import (
     JobStore,
     NotClaimed,
     Recorded,
+    retrying,
 )
 from worker.store.keys import (
     BATCH_INDEX,
@@ -343,21 +344,21 @@ def test_cancel_ends_jobs_nobody_is_attempting_and_says_why_it_left_the_others(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
     job_spec = spec()
-    queued, retrying, running, done = (s.job_id for s in store.create_many([job_spec] * 4, "bulk"))
-    retried(store, retrying, job_spec)
+    queued, waiting, running, done = (s.job_id for s in store.create_many([job_spec] * 4, "bulk"))
+    retried(store, waiting, job_spec)
     claimed(store, running)
     succeeded(store, done, job_spec)
 
-    answers = store.cancel_many([queued, retrying, running, done, "nope"])
+    answers = store.cancel_many([queued, waiting, running, done, "nope"])
 
     assert answers == [
         Cancelled(queued, CancelCode.OK),
-        Cancelled(retrying, CancelCode.OK),
+        Cancelled(waiting, CancelCode.OK),
         Cancelled(running, CancelCode.IN_FLIGHT),
         Cancelled(done, CancelCode.FINAL, "succeeded"),
         Cancelled("nope", CancelCode.MISSING),
     ]
-    for job_id in (queued, retrying):
+    for job_id in (queued, waiting):
         record = store.get(job_id)
         assert record is not None and record.state is JobState.CANCELLED
         assert record.finished_at is not None and record.next_attempt_at is None
@@ -416,3 +417,28 @@ def test_an_outcome_for_a_job_cancelled_meanwhile_is_not_recorded(store: JobStor
 
 def test_cancelling_nothing_asks_nothing(store: JobStore) -> None:
     assert store.cancel_many([]) == []
+
+
+def test_a_cancelled_job_whose_last_attempt_may_have_made_its_ticket_keeps_its_key(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """Its ticket may exist (a timeout after sending): the same row imported again must
+    find this job, not queue a second ticket."""
+    job_spec = spec(idempotency_key="k")
+    job_id = store.create(job_spec, "bulk").job_id
+    error = JobError(kind=ErrorKind.AMBIGUOUS, message="read timeout")
+    uncertain = retrying(
+        claimed(store, job_id),
+        job_spec,
+        error,
+        due_at=time.time() + 60,
+        attempts=1,
+        uncertain_since=time.time(),
+    )
+    assert store.apply([uncertain]) == [Recorded.OK]
+
+    assert store.cancel_many([job_id]) == [Cancelled(job_id, CancelCode.OK)]
+
+    again = store.create(job_spec, "bulk")
+    assert (again.job_id, again.is_new) == (job_id, False)
+    assert 0 < redis_client.ttl(idempotency_key("acct-1", "k")) <= TTL
