@@ -1,5 +1,6 @@
 """The ``ticketq`` command: run workers, the stand-in API and the demo; the job commands
-(``ops/cli/jobs.py``) and the dead letters (``ops/cli/dead.py``) join it here.
+(``ops/cli/jobs.py``), the batch commands (``ops/cli/batches.py``) and the dead letters
+(``ops/cli/dead.py``) join it here.
 
 Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
 Redis, a bad setting) ends with a one-line message and a non-zero exit, never a traceback;
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from ops.cli.batches import batches_app
 from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
 from ops.cli.jobs import jobs_app
@@ -24,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(jobs_app)
+app.add_typer(batches_app)
 app.add_typer(dead_app, name="dead")
 
 

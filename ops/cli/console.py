@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import typer
 from pydantic import ValidationError
@@ -73,3 +74,10 @@ def wide_console(min_width: int) -> Console:
     """``out``, or, without a terminal (a pipe, CI logs), where rich assumes 80 columns, a
     console wide enough for a table of ids."""
     return out if out.is_terminal else Console(width=max(out.width, min_width))
+
+
+def utc_time(moment: float | None) -> str:
+    """A Unix time as people read it, in UTC; "" for none."""
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

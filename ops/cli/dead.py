@@ -23,6 +23,7 @@ from ops.cli.console import (
     redis_errors,
     safe,
     say,
+    utc_time,
     wide_console,
 )
 from worker.contract import ErrorKind, JobRecord
@@ -87,16 +88,10 @@ def _print_table(records: list[JobRecord]) -> None:
             error.status if error and error.status is not None else "",
             message,
             record.attempts,
-            _time(record.finished_at),
+            utc_time(record.finished_at),
         )
         table.add_row(*(safe(cell) for cell in cells))
     wide_console(200).print(table, highlight=False)
-
-
-def _time(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dead_app.command(help="Send failed jobs again; one whose ticket may exist is reconciled first.")

@@ -246,7 +246,7 @@ class JobStore:
         """Delete the jobs a failed create_many stored, newest first, so a ref given twice
         names again what it named before the batch, and take the known jobs' rows out of
         the batch; if that fails too, ``failure`` says so."""
-        undo = [(s, job) for s, job in reversed(answered) if _stored(job).is_new or s.batch_id]
+        undo = [(s, job) for s, job in reversed(answered) if _stored(job).is_new or _joined(job)]
         calls = [
             Call(UNCREATE, *_uncreate_call(chunk))
             for chunk in _chunks(undo, lambda pair: pair[0].batch_id)
@@ -540,7 +540,7 @@ def _uncreate_call(created: Sequence[tuple[JobSpec, list[Any]]]) -> tuple[list[s
             job_id, previous_ref, previous_ttl = _created(answer)
             keys += _job_keys(job_id, spec)
             args += (job_id, previous_ref, str(previous_ttl), "1")
-        else:  # a known job's row: it only leaves the batch
+        else:  # a known job this call put in the batch: it only leaves the batch
             keys += [job_key(answer[0]), "", ""]
             args += (answer[0], "", "-1", "0")
     return keys, args
@@ -583,6 +583,12 @@ def _job_keys(job_id: str, spec: JobSpec) -> list[str]:
 def _stored(answer: list[Any]) -> Stored:
     """create.lua: {job_id, 1, ...} when created, {existing_job_id, 0} when the key named one."""
     return Stored(job_id=answer[0], is_new=bool(int(answer[1])))
+
+
+def _joined(answer: list[Any]) -> bool:
+    """create.lua, for a row whose key named a known job: {existing_job_id, 0, 1 if this row
+    put the job in the batch, 0 if it was there already (from an earlier row)}."""
+    return not _stored(answer).is_new and len(answer) > 2 and bool(int(answer[2]))
 
 
 def _created(answer: list[Any]) -> tuple[str, str, int]:

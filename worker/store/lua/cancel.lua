@@ -1,13 +1,16 @@
 -- Cancel a job nobody is attempting, for a person who queued it by mistake: queued or
 -- retrying -> cancelled, a final state, so no claim ever sends it. Its idempotency key is
--- released (it made no ticket: the same row imported again is queued anew); its record
--- expires like a succeeded one.
+-- released (it made no ticket: the same row imported again is queued anew), unless an
+-- earlier attempt may have made its ticket (uncertain_since): then the key keeps naming
+-- this job, so the row imported again makes no second ticket. Its record expires like a
+-- succeeded one.
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] idempotency key or "", KEYS[4] ref key or "",
 -- KEYS[5] and KEYS[6] its batch (members, record) or ""
 -- ARGV[1] now, ARGV[2] job id, ARGV[3] ttl seconds of the record (0: keep)
 -- Returns {CANCEL_OK}, {CANCEL_MISSING}, {CANCEL_IN_FLIGHT} (a delivery holds it: it
 -- finishes), {CANCEL_FINAL, state}.
-local state = redis.call("HGET", KEYS[1], "state")
+local job = redis.call("HMGET", KEYS[1], "state", "uncertain_since")
+local state, uncertain = job[1], job[2]
 if not state then
   return {CANCEL_MISSING}
 end
@@ -21,14 +24,17 @@ redis.call("HSET", KEYS[1], "state", STATE_CANCELLED, "updated_at", ARGV[1], "fi
   ARGV[1])
 redis.call("HDEL", KEYS[1], "next_attempt_at", "reconcile_first", "failing_since")
 redis.call("ZREM", KEYS[2], ARGV[2])
-if KEYS[3] ~= "" and redis.call("GET", KEYS[3]) == ARGV[2] then
+if KEYS[3] ~= "" and not uncertain and redis.call("GET", KEYS[3]) == ARGV[2] then
   redis.call("DEL", KEYS[3])
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call("EXPIRE", KEYS[1], ttl)
-  if KEYS[4] ~= "" and redis.call("GET", KEYS[4]) == ARGV[2] then
-    redis.call("EXPIRE", KEYS[4], ttl)
+  for i = 3, 4 do
+    -- an index that names a newer job (or was released above) is not this job's to keep
+    if KEYS[i] ~= "" and redis.call("GET", KEYS[i]) == ARGV[2] then
+      redis.call("EXPIRE", KEYS[i], ttl)
+    end
   end
   if KEYS[5] ~= "" then
     redis.call("EXPIRE", KEYS[5], ttl)

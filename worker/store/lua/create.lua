@@ -6,10 +6,12 @@
 -- ARGV[3] lane, ARGV[4] batch id or "", ARGV[5] seconds the batch lives unless a job of it
 -- moves (0: for good); then per job: job id, account id, spec, ref or "", idempotency key
 -- or "", its row's position in the batch's input
--- A row whose idempotency key names a job already is that job's row in this batch too.
+-- A row whose idempotency key names a job already is that job's row in this batch too,
+-- unless the job is in the batch already: it keeps the row that made it (or joined first).
 -- Returns per job {job_id, 1, the job its ref key named before or "", that key's TTL in ms
 -- (negative: none)} when created (uncreate.lua takes it back with these), {existing_job_id,
--- 0} when its idempotency key was seen before (also earlier in this same call).
+-- 0, 1 if this row put it in the batch else 0} when its idempotency key was seen before
+-- (also earlier in this same call).
 local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local answers = {}
 for n = 0, (#KEYS - 2) / 3 - 1 do
@@ -18,10 +20,11 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
   local ref_value, idem_value, position = ARGV[9 + 6 * n], ARGV[10 + 6 * n], ARGV[11 + 6 * n]
   local existing = idem ~= "" and redis.call("GET", idem)
   if existing then
+    local joined = 0
     if KEYS[2] ~= "" then
-      redis.call("ZADD", KEYS[2], position, existing)
+      joined = redis.call("ZADD", KEYS[2], "NX", position, existing)
     end
-    answers[#answers + 1] = {existing, 0}
+    answers[#answers + 1] = {existing, 0, joined}
   else
     if idem ~= "" then
       redis.call("SET", idem, job_id)

@@ -7,7 +7,7 @@
 -- hash, idempotency key or "", ref key or ""
 -- ARGV per job: job id, the job its ref key named before or "", that key's TTL in ms
 -- (negative: none), "1" if create.lua made it ("0": a row its idempotency key named an
--- existing job for, which only leaves the batch)
+-- existing job for, which create.lua put in the batch; it only leaves the batch)
 -- Returns how many jobs were taken back.
 local taken = 0
 for n = 0, (#KEYS - 2) / 3 - 1 do
