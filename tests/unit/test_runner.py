@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -713,3 +713,44 @@ def test_of_tickets_identical_to_the_job_the_earliest_created_is_adopted(
     record = h.run(job_id)
 
     assert record.ticket is not None and record.ticket.id == "t-own"
+
+
+class CancelledInFlight(ScriptedStackOne):
+    """A person cancels the job while its request is with StackOne."""
+
+    def __init__(self, store: JobStore, *outcomes: Answer) -> None:
+        super().__init__(*outcomes)
+        self.store = store
+        self.said: list[str] = []
+
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer:
+        (job_id,) = cast(list[str], self.store.redis.zrange(DUE_INDEX, 0, 0))
+        self.said = [str(done.code) for done in self.store.cancel_many([job_id])]
+        return await super().create_ticket(account_id, ticket)
+
+
+def test_a_job_cancelled_in_flight_is_cancelled_when_its_attempt_is_handed_back(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne())
+    h.api = h.runner._api = CancelledInFlight(h.store, failure(ErrorKind.RETRYABLE, 503))
+    job_id = h.submit()
+
+    record = h.run(job_id)
+
+    assert h.api.said == ["in_flight"]
+    assert record.state == JobState.CANCELLED and len(h.api.sent) == 1
+    assert h.due_at(job_id) is None  # never sent again
+
+
+def test_a_job_cancelled_in_flight_that_succeeds_keeps_its_ticket(
+    redis_client: redis.Redis,
+) -> None:
+    h = Harness(redis_client, ScriptedStackOne())
+    h.api = h.runner._api = CancelledInFlight(h.store, CREATED)
+    job_id = h.submit()
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED and record.ticket == CREATED.ticket
+    assert h.redis.hget(job_key(job_id), "cancel_asked") is None

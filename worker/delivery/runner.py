@@ -62,6 +62,7 @@ log = logging.getLogger("ticketq.worker")  # outside text goes in through ``prin
 # tests look for these).
 ADOPTED = "adopted existing ticket"
 RESENT = "no ticket found since the uncertain attempt; sending again"
+CANCELLED = "cancelled as asked while it was in flight, once handed back unsent"
 CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
@@ -287,17 +288,27 @@ class JobRunner:
         first (identical content: it took this one for its own) leaves this job looking
         for its interchangeable twin, as if its answer had been lost."""
         while outcomes:
-            taken = []
+            taken, cancelling = [], []
             for change, result in zip(outcomes, self._store.apply(outcomes), strict=True):
                 if result is Recorded.OK:
                     _recorded(change)
                 elif result is Recorded.TAKEN:
                     taken.append(self._looking_again(change))
+                elif result is Recorded.CANCEL_ASKED:
+                    cancelling.append(change.claim.job_id)
                 else:
                     _not_recorded(change, result)
+            self._cancel(cancelling)
             outcomes = []
             for decision in self._reconciled(taken, started):
                 self._follow(decision, outcomes, again)
+
+    def _cancel(self, job_ids: list[str]) -> None:
+        """Jobs a person cancelled while they were in flight, now handed back unsent."""
+        if not job_ids:
+            return
+        for done in self._store.cancel_many(job_ids):
+            log.info("job %s: %s (%s)", printable(done.job_id), CANCELLED, done.code)
 
     def _looking_again(self, change: Transition) -> Reconcile:
         """A job whose created ticket is taken, to reconcile. The twin it looks for is the

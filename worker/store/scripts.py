@@ -43,6 +43,7 @@ class Recorded(StrEnum):
     SUCCEEDED = "succeeded"  # the job succeeded meanwhile (another delivery's outcome)
     FAILED = "failed"  # the job failed meanwhile
     TAKEN = "taken"  # the ticket is another job's (it created or adopted it first)
+    CANCEL_ASKED = "cancel_asked"  # recorded as retrying; a person asked to cancel it
 
 
 class CancelCode(StrEnum):

@@ -7,8 +7,9 @@
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] idempotency key or "", KEYS[4] ref key or "",
 -- KEYS[5] and KEYS[6] its batch (members, record) or ""
 -- ARGV[1] now, ARGV[2] job id, ARGV[3] ttl seconds of the record (0: keep)
--- Returns {CANCEL_OK}, {CANCEL_MISSING}, {CANCEL_IN_FLIGHT} (a delivery holds it: it
--- finishes), {CANCEL_FINAL, state}.
+-- Returns {CANCEL_OK}, {CANCEL_MISSING}, {CANCEL_IN_FLIGHT} (a delivery holds it: its
+-- attempt finishes; if it is handed back to retry, transition.lua answers
+-- RECORDED_CANCEL_ASKED and its delivery cancels it then), {CANCEL_FINAL, state}.
 local job = redis.call("HMGET", KEYS[1], "state", "uncertain_since")
 local state, uncertain = job[1], job[2]
 if not state then
@@ -18,11 +19,13 @@ if is_final(state) then
   return {CANCEL_FINAL, state}
 end
 if state == STATE_RUNNING then
+  redis.call("HSET", KEYS[1], "cancel_asked", ARGV[1])
   return {CANCEL_IN_FLIGHT}
 end
 redis.call("HSET", KEYS[1], "state", STATE_CANCELLED, "updated_at", ARGV[1], "finished_at",
   ARGV[1])
-redis.call("HDEL", KEYS[1], "next_attempt_at", "reconcile_first", "failing_since")
+redis.call("HDEL", KEYS[1], "next_attempt_at", "reconcile_first", "failing_since",
+  "cancel_asked")
 redis.call("ZREM", KEYS[2], ARGV[2])
 if KEYS[3] ~= "" and not uncertain and redis.call("GET", KEYS[3]) == ARGV[2] then
   redis.call("DEL", KEYS[3])

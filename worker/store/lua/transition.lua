@@ -10,6 +10,8 @@
 -- ARGV[8..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
+-- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
+-- in flight: its delivery cancels it now, with cancel.lua),
 -- RECORDED_TAKEN (a succeeded job's ticket is already another job's: nothing is written,
 -- the job stays running under its lease and its delivery goes on looking).
 if KEYS[7] ~= "" then
@@ -54,11 +56,14 @@ end
 if ARGV[2] == STATE_RETRYING then
   redis.call("HSET", KEYS[1], "next_attempt_at", ARGV[6])
   redis.call("ZADD", KEYS[5], ARGV[6], job_id)
+  if redis.call("HEXISTS", KEYS[1], "cancel_asked") == 1 then
+    return RECORDED_CANCEL_ASKED
+  end
   return RECORDED_OK
 end
 redis.call("ZREM", KEYS[5], job_id)
 -- A final job no longer retries: a replay starts its retry budget afresh.
-redis.call("HDEL", KEYS[1], "reconcile_first", "failing_since")
+redis.call("HDEL", KEYS[1], "reconcile_first", "failing_since", "cancel_asked")
 redis.call("HSET", KEYS[1], "finished_at", ARGV[3])
 if ARGV[2] == STATE_FAILED then
   redis.call("ZADD", KEYS[2], ARGV[3], job_id)
