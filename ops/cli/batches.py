@@ -560,7 +560,8 @@ def _cancel(store: JobStore, pages: Iterable[list[str]], every_job: bool) -> Tal
 def _outcome(answer: Cancelled) -> str:
     return {
         CancelCode.OK: "cancelled",
-        CancelCode.IN_FLIGHT: "in flight, not cancelled: it finishes",
+        CancelCode.IN_FLIGHT: "in flight: its attempt finishes; cancelled then unless it "
+        "made the ticket",
         CancelCode.FINAL: f"already final ({answer.detail})",
         CancelCode.MISSING: "not found",
     }[answer.code]

@@ -46,6 +46,7 @@ SUMMARY_KEYS = {
     "rate",
 }
 STATES = ["queued", "running", "retrying", "succeeded", "failed", "cancelled", "missing"]
+IN_FLIGHT = "its attempt finishes; cancelled then unless it made the ticket"
 CANCEL_SUMMARY = re.compile(
     r"^cancelled (\d+), in flight (\d+), already final (\d+)( \([^)]*\))?, not found (\d+)$",
     re.MULTILINE,
@@ -304,10 +305,11 @@ def test_a_slow_batch_cancelled_half_way_ends_part_succeeded_part_cancelled_neve
     assert summary is not None, result.stdout
     cancelled, in_flight = int(summary[1]), int(summary[2])
     assert cancelled >= 10 and (result.returncode == 1) == (in_flight > 0)
-    assert result.stdout.count("in flight, not cancelled: it finishes") == in_flight
+    assert result.stdout.count(f"in flight: {IN_FLIGHT}") == in_flight
     counts = batch.wait(timeout=60)
-    assert counts[JobState.CANCELLED] == cancelled
-    assert counts[JobState.SUCCEEDED] + cancelled == 40
+    # A job in flight is cancelled too if its delivery hands it back (held by the rate).
+    assert cancelled <= counts[JobState.CANCELLED] <= cancelled + in_flight
+    assert counts[JobState.SUCCEEDED] + counts[JobState.CANCELLED] == 40
     created = {t: slow_api.created(t) for t in titles}
     assert sum(created.values()) == counts[JobState.SUCCEEDED]
     states = [producer.get(job_id) for job_id in batch.job_ids]
