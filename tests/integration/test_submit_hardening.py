@@ -47,8 +47,8 @@ def batch_sets_in(client: redis.Redis) -> list[str]:
 
 
 def taken_back(client: redis.Redis) -> int:
-    """Jobs removed from a batch set since ``near_maxmemory``: one SREM each."""
-    stats = client.info("commandstats").get("cmdstat_srem", {})
+    """Jobs removed from a batch set since ``near_maxmemory``: one ZREM each."""
+    stats = client.info("commandstats").get("cmdstat_zrem", {})
     return int(stats.get("calls", 0))
 
 
