@@ -1,5 +1,6 @@
 """The ``ticketq`` command: run workers, the stand-in API and the demo; the job commands
-(``ops/cli/jobs.py``) and the dead letters (``ops/cli/dead.py``) join it here.
+(``ops/cli/jobs.py``), the file import (``ops/cli/imports.py``) and the dead letters
+(``ops/cli/dead.py``) join it here.
 
 Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
 Redis, a bad setting) ends with a one-line message and a non-zero exit, never a traceback;
@@ -15,6 +16,7 @@ import typer
 
 from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
+from ops.cli.imports import imports_app
 from ops.cli.jobs import jobs_app
 from worker.store.keys import QUEUES
 
@@ -24,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(jobs_app)
+app.add_typer(imports_app)
 app.add_typer(dead_app, name="dead")
 
 
