@@ -253,23 +253,27 @@ class Producer:
         if rejects and not skip_invalid:
             problems = [f"tickets[{r.index}]: {r.reason}" for r in rejects[:MAX_ERRORS]]
             raise InvalidJob(bounded(problems, len(rejects), " invalid tickets"))
-        stored = self.queue_bulk(specs, positions)
+        stored = self.store_bulk(specs, positions)
         accepted = sum(s.is_new for s in stored)
         self._record_batch(batch_id, account_id, len(tickets), accepted, len(rejects))
+        self.send_stored(stored)
         return BatchHandle(batch_id, [s.job_id for s in stored], self.store, tuple(rejects))
 
     @broker_errors()
-    def queue_bulk(
+    def store_bulk(
         self, jobs: Sequence[JobSpec | NewJob], positions: Sequence[int]
     ) -> list[Stored]:
-        """Store validated jobs in the bulk lane, all or none (``JobStore.create_many``), then
-        send the new ones: what ``submit_many`` and a file import do with each chunk.
-        Stored whole, each job with its outbox entry, they are accepted: a send that fails
-        now is logged, and a worker's scheduler sends them after requeue_after."""
-        stored = self.store.create_many(jobs, "bulk", positions)
+        """Store validated jobs in the bulk lane, all or none (``JobStore.create_many``).
+        Stored whole, each with its outbox entry, they are accepted: ``send_stored`` sends
+        them, and if it never does, a worker's scheduler does after requeue_after."""
+        return self.store.create_many(jobs, "bulk", positions)
+
+    def send_stored(self, stored: Sequence[Stored]) -> None:
+        """Put the new jobs among those ``store_bulk`` stored on the queue. A send that
+        fails is logged, not raised: the jobs are accepted, and a worker's scheduler sends
+        them after requeue_after."""
         new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
         dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
-        return stored
 
     def _record_batch(
         self, batch_id: str, account_id: str, rows: int, accepted: int, rejected: int

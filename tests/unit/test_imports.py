@@ -79,14 +79,14 @@ def test_a_row_s_idempotency_key_is_its_own_else_the_file_s_hash_and_its_line(
         {"ticket": {"title": "two"}, "idempotency_key": "mine-2"},
         {"title": "three"},
     )
-    prefix = "import:" + hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    prefix = "import-" + hashlib.sha256(path.read_bytes()).hexdigest()[:24]
 
     report = import_file(producer, path, "jsonl", OPTIONS)
 
     assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (report.rows, report.accepted, report.already_known, report.rejected) == (3, 3, 0, 0)
     keys = idempotency_keys(producer, batches, report.batch_id)
-    assert keys == [f"{prefix}:1", "mine-2", f"{prefix}:3"]
+    assert keys == [f"{prefix}-1", "mine-2", f"{prefix}-3"]
 
 
 def test_the_same_file_imported_again_queues_nothing_and_every_row_is_already_known(

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import redis
 
@@ -101,11 +101,11 @@ class Stored:
     is_new: bool  # False when the idempotency key named an existing job
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(NamedTuple):
     """A validated job as ``create.lua`` takes it: its spec as JSON, and the fields its index
     keys are named by. A bulk import serializes each job once, while validating, and keeps
-    it in this form (a temp file holds them) until it is stored."""
+    it in this form (a temp file holds them) until it is stored; a tuple, because it is
+    pickled and read back 200,000 times an import (a dataclass takes four times longer)."""
 
     account_id: str
     spec_json: str
