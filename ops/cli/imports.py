@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated, TextIO, cast
 
 import typer
@@ -262,23 +264,38 @@ class _Rate(ProgressColumn):
 
 
 class _Bars:
-    """One bar per stage of the import; remembers how many rows were queued."""
+    """One bar per stage of the import, and where a Ctrl-C takes effect: at the next
+    report (every 1,000 rows validated, every chunk queued), not wherever it lands.
+    Pydantic turns a KeyboardInterrupt raised in its serializer into a validation error,
+    which would make a bad row of it and go on; and a chunk is then stored whole or not at
+    all, so the count of rows queued is exact. A second Ctrl-C stops at once (a read
+    from standard input may be waiting)."""
 
     def __init__(self) -> None:
         self.queued = 0
+        self._interrupted = False
         self._bars = _progress(TextColumn("{task.description:<10}"))
         self._tasks: dict[Stage, TaskID] = {}
 
     def __enter__(self) -> _Bars:
+        self._default = signal.signal(signal.SIGINT, self._interrupt)
         self._bars.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._bars.stop()
+        signal.signal(signal.SIGINT, self._default)
+
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+        self._interrupted = True
 
     def show(self, stage: Stage, done: int, total: int | None) -> None:
         if stage is Stage.QUEUEING:
             self.queued = done
+        if self._interrupted:
+            raise KeyboardInterrupt
         unit, scale = _UNITS[stage]
         shown = None if total is None else total * scale
         if stage not in self._tasks:

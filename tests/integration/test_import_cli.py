@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from ops.fakeapi_client import FakeApiControl
+from ops.redis_server import RedisServer
 from ops.stack import LocalStack
 from producers.client import Producer
 from tests.integration.support import ticketq
+from worker.store.keys import BATCH_INDEX, JOB_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +341,40 @@ def test_a_file_that_cannot_be_opened_or_a_bad_option_is_one_line_and_exit_2(
     assert result.stderr.startswith(said.format(tmp=tmp_path))
     assert len(result.stderr.splitlines()) == 1
     assert (tmp_path / "t.csv").read_text() == "title\nA\n"
+
+
+def test_a_ctrl_c_part_way_says_how_many_rows_were_queued_and_the_same_command_finishes(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Against a Redis of its own with no worker (20,000 jobs would hold up the shared
+    stack's bulk lane for minutes): Ctrl-C once the batch is opened."""
+    path = tmp_path / "tickets.jsonl"
+    path.write_text("".join(f'{{"title": "ticket {n}"}}\n' for n in range(20_000)))
+    command = [sys.executable, "-m", "ops.cli.app", "import", str(path), "--account-id", "a"]
+    env = {**os.environ, "TICKETQ_REDIS_URL": redis_server.url}
+    running = subprocess.Popen(
+        command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while not redis_client.zcard(BATCH_INDEX) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=30)
+
+    assert running.returncode == 130 and out == "", err
+    said = re.fullmatch(
+        r"error: interrupted after ([\d,]+) rows were queued; run the same command again to "
+        r"queue the rest \(rows already queued are not queued twice\)\n",
+        err,
+    )
+    assert said is not None, err
+    queued = int(said[1].replace(",", ""))
+    assert 0 < queued < 20_000 and queued % 2_000 == 0  # whole chunks
+    assert len(list(redis_client.scan_iter(f"{JOB_PREFIX}*"))) == queued
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == (
+        f"rows 20,000: accepted {20_000 - queued:,}, already known {queued:,}, rejected 0"
+    )
