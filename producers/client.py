@@ -26,7 +26,7 @@ from worker.queue.app import create_app
 from worker.queue.dispatch import dispatch, dispatch_stored
 from worker.settings import Settings, get_settings
 from worker.store.batches import Batches
-from worker.store.jobs import Due, JobStore
+from worker.store.jobs import Due, JobStore, NewJob, Stored
 from worker.validation import MAX_ERRORS, bounded, describe_validation_error
 
 
@@ -253,13 +253,27 @@ class Producer:
         if rejects and not skip_invalid:
             problems = [f"tickets[{r.index}]: {r.reason}" for r in rejects[:MAX_ERRORS]]
             raise InvalidJob(bounded(problems, len(rejects), " invalid tickets"))
-        stored = self.store.create_many(specs, "bulk", positions)
-        # Stored whole, each job with its outbox entry: the batch is accepted. A send that
-        # fails now is logged, and a worker's scheduler sends them after requeue_after.
-        new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
-        self._record_batch(batch_id, account_id, len(tickets), len(new), len(rejects))
-        dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
+        stored = self.store_bulk(specs, positions)
+        accepted = sum(s.is_new for s in stored)
+        self._record_batch(batch_id, account_id, len(tickets), accepted, len(rejects))
+        self.send_stored(stored)
         return BatchHandle(batch_id, [s.job_id for s in stored], self.store, tuple(rejects))
+
+    @broker_errors()
+    def store_bulk(
+        self, jobs: Sequence[JobSpec | NewJob], positions: Sequence[int]
+    ) -> list[Stored]:
+        """Store validated jobs in the bulk lane, all or none (``JobStore.create_many``).
+        Stored whole, each with its outbox entry, they are accepted: ``send_stored`` sends
+        them, and if it never does, a worker's scheduler does after requeue_after."""
+        return self.store.create_many(jobs, "bulk", positions)
+
+    def send_stored(self, stored: Sequence[Stored]) -> None:
+        """Put the new jobs among those ``store_bulk`` stored on the queue. A send that
+        fails is logged, not raised: the jobs are accepted, and a worker's scheduler sends
+        them after requeue_after."""
+        new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
+        dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
 
     def _record_batch(
         self, batch_id: str, account_id: str, rows: int, accepted: int, rejected: int

@@ -23,7 +23,7 @@ from ops.bench import report, scenarios
 from ops.bench.report import Row
 from ops.bench.scenarios import Bench, Options
 
-ALL = ("single", "bulk", "enqueue", "limited", "interactive", "memory")
+ALL = ("single", "bulk", "enqueue", "import", "limited", "interactive", "memory")
 DOC = Path("docs/performance.md")
 
 
@@ -34,10 +34,13 @@ class Sizes:
     enqueue: int
     soak: int
     repeat: int
+    import_rows: int = 200_000  # the rows of each file `ticketq import` reads
 
 
 FULL = Sizes(tickets=10_000, import_tickets=5_000, enqueue=20_000, soak=100_000, repeat=3)
-QUICK = Sizes(tickets=1_000, import_tickets=300, enqueue=4_000, soak=2_000, repeat=1)
+QUICK = Sizes(
+    tickets=1_000, import_tickets=300, enqueue=4_000, soak=2_000, repeat=1, import_rows=20_000
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,6 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--import-tickets", type=int, help="tickets in the rate-limited import")
     parser.add_argument("--enqueue", type=int, help="lines in the JSONL file to enqueue")
+    parser.add_argument("--import-rows", type=int, help="rows of each file `ticketq import` reads")
     parser.add_argument("--soak", type=int, help="tickets worked off in the memory soak")
     parser.add_argument("--repeat", type=int, help="runs of single, bulk, enqueue (median)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the stand-in's latency")
@@ -86,6 +90,7 @@ def sizes(args: argparse.Namespace) -> Sizes:
         enqueue=args.enqueue or (4 * args.tickets if args.tickets else base.enqueue),
         soak=args.soak or base.soak,
         repeat=args.repeat or base.repeat,
+        import_rows=args.import_rows or base.import_rows,
     )
 
 
@@ -149,7 +154,8 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
         f"processes x {options.concurrency} threads; baseline 1 process x "
         f"{options.baseline_concurrency} threads; {size.tickets:,} tickets per single/bulk run, "
         f"{size.repeat} run(s); import {size.import_tickets:,} tickets at {options.rpm}/min; "
-        f"enqueue {size.enqueue:,} lines; soak {size.soak:,} tickets"
+        f"enqueue {size.enqueue:,} lines; import {size.import_rows:,} rows a file; "
+        f"soak {size.soak:,} tickets"
     )
     console.print(f"[bold]ticketq bench[/]: {settings}\nlogs in {run_dir}", highlight=False)
     rows: list[Row] = []
@@ -172,6 +178,11 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
                     ours.append(scenarios.enqueue_ticketq(bench, path, size.enqueue))
                     theirs.append(scenarios.enqueue_baseline(bench, path, size.enqueue))
                 rows += [report.combine(ours), report.combine(theirs)]
+            if "import" in args.chosen:
+                console.rule(f"import ({size.import_rows:,} rows, JSONL and CSV)")
+                for name in ("tickets.jsonl", "tickets.csv"):
+                    path = scenarios.write_import_file(run_dir / name, size.import_rows)
+                    rows.append(scenarios.import_cli(bench, path, size.import_rows))
             if "limited" in args.chosen:
                 console.rule(f"limited import ({size.import_tickets:,} at {args.rpm}/min)")
                 limited = scenarios.limited_ticketq(bench) + scenarios.limited_baseline(bench)

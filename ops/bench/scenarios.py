@@ -8,8 +8,13 @@ never inherits another's queues, limits or warm caches.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +45,7 @@ CONTROL_ATTEMPTS = 3  # broadcasts to workers before a phase gives up
 POLL_WINDOW = 2_000  # job states read per poll: the oldest pending ones
 FINAL_BASELINE = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 OUT_OF_THE_WAY = {"TICKETQ_RATE_LIMIT": "1000000/min", "TICKETQ_ACCOUNT_CONCURRENCY": "0"}
-SCENARIOS = ("single", "bulk", "limited", "enqueue", "memory")
+SCENARIOS = ("single", "bulk", "limited", "enqueue", "import", "memory")
 T = TypeVar("T")
 BODY = "p99 checkout latency has been above 2 s for 10 minutes in eu-west-1. " * 3
 
@@ -810,6 +815,58 @@ def _producer_settings(bench: Bench) -> Any:
     from worker.settings import Settings
 
     return Settings(redis_url=bench.redis.url)
+
+
+# --- scenario: `ticketq import` of a large file -------------------------------------------
+
+
+def write_import_file(path: Path, count: int) -> Path:
+    """The bench's tickets as a file ``ticketq import`` reads: JSONL bodies, or CSV with the
+    same fields in columns (by the path's extension)."""
+    with path.open("w", newline="") as out:
+        if path.suffix == ".jsonl":
+            out.writelines(json.dumps(ticket("import", n)) + "\n" for n in range(count))
+            return path
+        writer = csv.writer(out)
+        writer.writerow(["title", "description", "priority", "tags"])
+        for n in range(count):
+            body = ticket("import", n)
+            plain = body["content"][0]["plain"]
+            writer.writerow([body["title"], plain, "high", ";".join(body["tags"])])
+    return path
+
+
+def import_cli(bench: Bench, path: Path, count: int) -> Row:
+    """``ticketq import FILE`` run as a person runs it, as its own process, no worker
+    running: the whole command's wall time (start-up included) and that process's own CPU
+    and peak RSS, from ``wait4`` (not sampled, so no peak is missed)."""
+    bench.flush()
+    env = {**os.environ, "TICKETQ_REDIS_URL": bench.redis.url}
+    command = [sys.executable, "-m", "ops.cli.app", "import", str(path), "--account-id", ACCOUNT]
+    redis_cpu = CpuMeter({"redis": lambda: [bench.redis_pid]})
+    redis_cpu.start()
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        said = output.read().decode(errors="replace")
+    redis_cpu.stop()
+    if process.returncode != 0 or f"accepted {count:,}," not in said:
+        raise RuntimeError(f"ticketq import {path.name} failed ({process.returncode}): {said}")
+    return Row(
+        scenario=f"import ({path.suffix.lstrip('.')})",
+        system="ticketq",
+        tickets=count,
+        tickets_per_s=count / elapsed,
+        producer_cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000 / count,
+        redis_cpu_ms=redis_cpu.ms_per_item("redis", count),
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        notes=f"`ticketq import` of a {path.stat().st_size / 1e6:,.0f} MB file: "
+        f"{elapsed:.1f} s in all; peak RSS and producer CPU are that process's",
+    )
 
 
 # --- scenario: memory over a soak ----------------------------------------------------------

@@ -1,5 +1,6 @@
 """The ``ticketq`` command: run workers, the stand-in API and the demo; the job commands
-(``ops/cli/jobs.py``), the batch commands (``ops/cli/batches.py``) and the dead letters
+(``ops/cli/jobs.py``), the file import (``ops/cli/imports.py``), the batch commands
+(``ops/cli/batches.py``) and the dead letters
 (``ops/cli/dead.py``) join it here.
 
 Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
@@ -17,6 +18,7 @@ import typer
 from ops.cli.batches import batches_app
 from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
+from ops.cli.imports import imports_app
 from ops.cli.jobs import jobs_app
 from worker.store.keys import QUEUES
 
@@ -27,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(jobs_app)
 app.add_typer(batches_app)
+app.add_typer(imports_app)
 app.add_typer(dead_app, name="dead")
 
 

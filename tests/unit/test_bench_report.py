@@ -120,6 +120,8 @@ def test_targets_compare_ticketq_rows_with_the_issue() -> None:
         Row("bulk", "ticketq", tickets_per_s=1500, worker_cpu_ms=0.5),
         Row("limited import", "ticketq", pct_limit=98.5, http_429=0),
         Row("interactive", "ticketq", p99_s=2.5),
+        Row("import (jsonl)", "ticketq", tickets_per_s=12_000, peak_rss_mb=80),
+        Row("import (csv)", "ticketq", tickets_per_s=12_000, peak_rss_mb=160),
     ]
     verdicts = {t.what: t.verdict for t in targets(rows, rss_growth_mb=1.0)}
     assert verdicts == {
@@ -132,6 +134,8 @@ def test_targets_compare_ticketq_rows_with_the_issue() -> None:
         "worker CPU, bulk jobs": "met",
         "worker CPU, bulk jobs, queued first": "not measured",
         "enqueue from JSONL, validated": "not measured",
+        "`ticketq import` of a JSONL file": "met",
+        "`ticketq import` of a CSV file": "short",
         "rate-limited import": "met",
         "interactive ticket during the import": "short",
         "worker RSS across the soak": "met",

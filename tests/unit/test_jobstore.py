@@ -18,8 +18,10 @@ from worker.store.jobs import (
     Due,
     JobStore,
     LeaseLost,
+    NewJob,
     NotClaimed,
     Recorded,
+    Stored,
     spec_from_claim,
 )
 from worker.store.keys import (
@@ -82,6 +84,18 @@ def test_find_by_ref_returns_the_latest_job_with_that_ref(store: JobStore) -> No
     found = store.find("acct-1", "r")
     assert found is not None and found.job_id == latest.job_id
     assert store.find("acct-1", "other") is None
+
+
+def test_a_job_serialized_beforehand_is_stored_as_its_spec_would_be(store: JobStore) -> None:
+    job_spec = spec(ref="r-1", idempotency_key="k-1", batch_id="b-1")
+
+    (created,) = store.create_many([NewJob.of(job_spec)], "bulk", positions=[7])
+
+    claim = store.claim(created.job_id)
+    assert isinstance(claim, Claim) and spec_from_claim(claim) == job_spec
+    assert store.create(job_spec, "bulk") == Stored(created.job_id, is_new=False)
+    found = store.find("acct-1", "r-1")
+    assert found is not None and found.job_id == created.job_id
 
 
 def test_refs_with_separators_cannot_collide() -> None:
