@@ -7,11 +7,12 @@ sent, so a worker never sees a message without a record.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from worker.settings import Settings, get_settings
 from worker.store.batches import Batches
 from worker.store.jobs import Due, JobStore, NewJob, Stored
 from worker.validation import MAX_ERRORS, bounded, describe_validation_error
+
+log = logging.getLogger("ticketq.producer")
 
 
 class InvalidJob(ValueError):
@@ -253,9 +256,7 @@ class Producer:
         if rejects and not skip_invalid:
             problems = [f"tickets[{r.index}]: {r.reason}" for r in rejects[:MAX_ERRORS]]
             raise InvalidJob(bounded(problems, len(rejects), " invalid tickets"))
-        stored = self.store_bulk(specs, positions)
-        accepted = sum(s.is_new for s in stored)
-        self._record_batch(batch_id, account_id, len(tickets), accepted, len(rejects))
+        stored = self._store_batch(batch_id, account_id, specs, positions, rejected=len(rejects))
         self.send_stored(stored)
         return BatchHandle(batch_id, [s.job_id for s in stored], self.store, tuple(rejects))
 
@@ -275,16 +276,34 @@ class Producer:
         new = [Due(s.job_id, "bulk") for s in stored if s.is_new]
         dispatch_stored(self._app, self.store, new, self.settings.bulk_batch)
 
-    def _record_batch(
-        self, batch_id: str, account_id: str, rows: int, accepted: int, rejected: int
-    ) -> None:
-        """The batch's record, for ``ticketq batch`` and ``Producer.batch``."""
+    def _store_batch(
+        self,
+        batch_id: str,
+        account_id: str,
+        specs: list[JobSpec],
+        positions: list[int],
+        *,
+        rejected: int,
+    ) -> list[Stored]:
+        """Store a batch whole with its record (``ticketq batch``, ``Producer.batch``): the
+        record first, so an accepted batch always has one, and dropped if the jobs could not
+        be stored. Once they are, the counts are bookkeeping: failing to write them (Redis
+        full) is logged, and the batch stands."""
         batches = Batches(self.store)
         batches.open(batch_id, at=time.time(), account_id=account_id, source=None)
-        known = rows - accepted - rejected
-        batches.count(
-            batch_id, rows=rows, accepted=accepted, already_known=known, rejected=rejected
-        )
+        try:
+            stored = self.store_bulk(specs, positions)
+        except BrokerError:
+            with suppress(redis.RedisError):
+                batches.forget(batch_id)
+            raise
+        accepted = sum(s.is_new for s in stored)
+        counts = {"accepted": accepted, "already_known": len(stored) - accepted}
+        try:
+            batches.count(batch_id, rows=len(specs) + rejected, rejected=rejected, **counts)
+        except redis.RedisError as exc:
+            log.warning("batch %s stored, but not its counts: %s", batch_id, exc)
+        return stored
 
     @broker_errors()
     def get(self, job_id: str) -> JobRecord | None:

@@ -100,6 +100,13 @@ class Batches:
             pipe.zadd(BATCH_INDEX, {batch_id: at})
             pipe.execute()
 
+    def forget(self, batch_id: str) -> None:
+        """Drop the record of a batch that was not stored after all."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(batch_info_key(batch_id))
+            pipe.zrem(BATCH_INDEX, batch_id)
+            pipe.execute()
+
     def count(self, batch_id: str, **added: int) -> None:
         """Add to a batch's counts (``rows``, ``accepted``, ``already_known``, ``rejected``)."""
         unknown = set(added) - set(COUNTS)
