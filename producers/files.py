@@ -73,6 +73,9 @@ _KNOWN_COLUMNS = (
 )
 _CUSTOM = "custom."  # custom.<name>
 
+# A rejects file's first columns (CSV) or keys beside "row" (JSONL).
+REJECT_COLUMNS = ("line", "reason")
+
 
 class FileProblem(ValueError):
     """The file as a whole cannot be read (no header, an unknown column, not CSV/JSONL...):
@@ -164,7 +167,7 @@ class RejectWriter:
             if columns is None:
                 raise ValueError("a CSV rejects file needs the input's columns")
             self._csv = csv.writer(stream)
-            self._csv.writerow(["line", "reason", *columns])
+            self._csv.writerow([*REJECT_COLUMNS, *columns])
 
     def write(self, bad: BadRow) -> None:
         reason = printable(bad.reason)
@@ -274,7 +277,10 @@ def _not_json(text: str, exc: ValidationError) -> str:
 
 
 def _json_fields(number: int, value: Any) -> Row | BadRow:
-    """A body is the ticket; an object with a "ticket" key is an envelope."""
+    """A body is the ticket; an object with a "ticket" key is an envelope; a line of a
+    rejects file (``line``, ``reason``, ``row``) is its row, so it can be imported again."""
+    if isinstance(value, dict) and value.keys() == {*REJECT_COLUMNS, "row"}:
+        value = value["row"]
     raw = JsonLine(value)
     if not isinstance(value, dict):
         return BadRow(number, f"expected a JSON object, not {_json_kind(value)}", raw)
@@ -351,9 +357,11 @@ def _csv_rows(stream: BinaryIO) -> Rows:
     feed = _Feed(stream)
     reader = csv.reader(feed, strict=True)
     header = _header(feed, reader)
-    puts = [_column(index, name.strip()) for index, name in enumerate(header)]
+    skipped = _rejects_columns(header)
+    puts = [_column(index, name.strip()) for index, name in enumerate(header) if index >= skipped]
     known = [put for put in puts if put is not None]  # all of them: the header was checked
-    return Rows(_csv_records(feed, reader, known, len(header)), tuple(header))
+    records = _csv_records(feed, reader, known, len(header), skipped)
+    return Rows(records, tuple(header[skipped:]))
 
 
 def _header(feed: _Feed, reader: Iterator[list[str]]) -> list[str]:
@@ -367,7 +375,7 @@ def _header(feed: _Feed, reader: Iterator[list[str]]) -> list[str]:
         raise FileProblem(f"line {line}: the header row cannot be read: {problem}")
     if not "".join(cells).strip():
         raise FileProblem(f"line {line}: the header row is empty; it must name the columns")
-    problems = _header_problems([cell.strip() for cell in cells])
+    problems = _header_problems([cell.strip() for cell in cells][_rejects_columns(cells) :])
     if problems:
         raise FileProblem(f"line {line}: {'; '.join(problems)}")
     return cells
@@ -410,6 +418,12 @@ def _not_utf8_record(feed: _Feed, line: int) -> str | None:
     return _not_utf8(exc, f"line {bad_line}, " if bad_line != line else "")
 
 
+def _rejects_columns(header: Sequence[str]) -> int:
+    """How many leading columns to pass over: 2 for a rejects file (``line``, ``reason``,
+    then the input's columns), so that its rows, once fixed, can be imported as they are."""
+    return 2 if [name.strip() for name in header[:2]] == list(REJECT_COLUMNS) else 0
+
+
 def _header_problems(names: list[str]) -> list[str]:
     problems = [f"column {index} has no name" for index, name in enumerate(names, 1) if not name]
     named = [name for name in names if name]
@@ -431,10 +445,15 @@ def _suggested(name: str) -> str:
 
 
 def _csv_records(
-    feed: _Feed, reader: Iterator[list[str]], puts: list[tuple[int, _Put, str]], width: int
+    feed: _Feed,
+    reader: Iterator[list[str]],
+    puts: list[tuple[int, _Put, str]],
+    width: int,
+    skipped: int,
 ) -> Iterator[Row | BadRow]:
     """One row per record; a record with nothing in it (a blank line, a row of empty cells)
-    is skipped, as JSONL skips blank lines."""
+    is skipped, as JSONL skips blank lines. A rejects file's ``line`` and ``reason`` cells
+    (``skipped``) are left out of what a row keeps to be rejected again."""
     while True:
         line, cells = _record(feed, reader)
         if cells is None:
@@ -442,15 +461,15 @@ def _csv_records(
         if isinstance(cells, str):
             yield BadRow(line, cells, (_escaped(feed.data).rstrip("\r\n"),))
         elif (problem := _not_utf8_record(feed, line)) is not None:
-            yield BadRow(line, problem, tuple(map(_writable, cells)))
+            yield BadRow(line, problem, tuple(map(_writable, cells[skipped:])))
         elif len(cells) != width:
             if "".join(cells).strip():
                 reason = f"{len(cells)} cells where the header has {width} columns"
-                yield BadRow(line, reason, tuple(cells))
+                yield BadRow(line, reason, tuple(cells[skipped:]))
         else:
             fields = _fields(cells, puts)
             if len(fields) > 1 or fields["ticket"]:
-                yield Row(line, fields, tuple(cells))
+                yield Row(line, fields, tuple(cells[skipped:]))
 
 
 def _writable(cell: str) -> str:

@@ -534,3 +534,25 @@ def test_jsonl_rejects_hold_the_original_object_or_the_original_text(tmp_path: P
 def test_a_csv_rejects_file_needs_the_inputs_columns(tmp_path: Path) -> None:
     with (tmp_path / "rejects.csv").open("w") as out, pytest.raises(ValueError):
         RejectWriter(out, "csv", None)
+
+
+def test_a_fixed_csv_rejects_file_imports_as_it_is_and_its_rejects_do_not_stack(
+    tmp_path: Path,
+) -> None:
+    content = b'line,reason,title,priority\n7,"priority.value: urgent",Fixed,high\n9,x,Still,bad\n'
+
+    with opened(tmp_path, content, "csv") as rows:
+        assert rows.columns == ("title", "priority")
+        read_back = list(rows)
+
+    assert [(row.line, row.fields) for row in read_back if isinstance(row, Row)] == [
+        (2, {"ticket": {"title": "Fixed", "priority": {"value": "high"}}}),
+        (3, {"ticket": {"title": "Still", "priority": {"value": "bad"}}}),
+    ]
+    assert read_back[1].raw == ("Still", "bad")  # rejected again: its own cells, once
+
+
+def test_a_fixed_jsonl_rejects_line_imports_its_row(tmp_path: Path) -> None:
+    content = b'{"line": 4, "reason": "title: too long", "row": {"ticket": {"title": "ok"}}}\n'
+
+    assert good(tmp_path, content, "jsonl") == [(1, {"ticket": {"title": "ok"}})]
