@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -425,12 +426,18 @@ def _rejects_columns(header: Sequence[str]) -> int:
 
 
 def _header_problems(names: list[str]) -> list[str]:
-    problems = [f"column {index} has no name" for index, name in enumerate(names, 1) if not name]
-    named = [name for name in names if name]
-    twice = [name for name in dict.fromkeys(named) if named.count(name) > 1]
+    unnamed = [str(index) for index, name in enumerate(names, 1) if not name]
+    problems = []
+    if unnamed:
+        which = "column " if len(unnamed) == 1 else "columns "
+        problems.append(
+            which + _listed(unnamed, str) + (" has" if len(unnamed) == 1 else " have") + " no name"
+        )
+    counted = Counter(name for name in names if name)
+    twice = [name for name, seen in counted.items() if seen > 1]
     if twice:
         problems.append(f"column {_listed(twice)} appears more than once")
-    unknown = [name for name in dict.fromkeys(named) if _column(0, name) is None]
+    unknown = [name for name in counted if _column(0, name) is None]
     if unknown:
         problems.append(f"unknown column {_listed(unknown, _suggested)}")
     return problems

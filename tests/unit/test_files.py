@@ -346,7 +346,7 @@ def test_quoted_newlines_keep_the_line_where_each_record_starts_past_a_bom_and_c
         (b"\xef\xbb\xbf", "line 1: no header row: the file is empty"),
         (b"\nA,b\n", "line 1: the header row is empty; it must name the columns"),
         (b" , \nA,b\n", "line 1: the header row is empty; it must name the columns"),
-        (b"title,,tags,\n", "line 1: column 2 has no name; column 4 has no name"),
+        (b"title,,tags,\n", "line 1: columns 2, 4 have no name"),
         (b"title, tags,title,tags\n", "line 1: column 'title', 'tags' appears more than once"),
         (b"titel,description\n", "line 1: unknown column 'titel' (did you mean 'title'?)"),
         (
@@ -556,3 +556,19 @@ def test_a_fixed_jsonl_rejects_line_imports_its_row(tmp_path: Path) -> None:
     content = b'{"line": 4, "reason": "title: too long", "row": {"ticket": {"title": "ok"}}}\n'
 
     assert good(tmp_path, content, "jsonl") == [(1, {"ticket": {"title": "ok"}})]
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (b"title" + b"," * 200_000, "line 1: columns 2, 3, 4, 5, 6, and 199,995 more have no name"),
+        (
+            b"title," + b",".join(b"z%d" % n for n in range(80_000)),
+            "line 1: unknown column 'z0', 'z1', 'z2', 'z3', 'z4', and 79,995 more",
+        ),
+    ],
+)
+def test_a_header_of_many_bad_columns_is_one_short_line(
+    tmp_path: Path, header: bytes, said: str
+) -> None:
+    assert problem(tmp_path, header + b"\n", "csv") == said
