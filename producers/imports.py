@@ -240,9 +240,12 @@ def _validated(
         rows = read_rows(stream, fmt)
         writer = RejectWriter(hooks.rejects, fmt, rows.columns) if hooks.rejects else None
         prefix = f"import-{sha256[:KEY_HASH_CHARS]}"
+        first_with: dict[tuple[str, str], int] = {}  # the line each given key was first on
         for item in rows:
             checked.rows += 1
             job = item if isinstance(item, BadRow) else _job(item, options, prefix, batch_id)
+            if not isinstance(job, BadRow):
+                job = _first_with_its_key(item, job, first_with)
             if isinstance(job, BadRow):
                 checked.rejected += 1
                 if writer is not None:
@@ -259,6 +262,21 @@ def _validated(
         if not checked.rows:
             raise FileProblem("no rows: the file holds nothing to import")
         yield checked
+
+
+def _first_with_its_key(
+    row: Row | BadRow, job: NewJob, first_with: dict[tuple[str, str], int]
+) -> NewJob | BadRow:
+    """A row whose ``idempotency_key`` an earlier row of the same file gave (for the same
+    account) would silently become that row's job: refused, naming the first. Derived keys
+    are one per line, so only keys the file gives are kept."""
+    given = row.fields.get("idempotency_key") if isinstance(row, Row) else None
+    if given is None or not isinstance(row, Row):
+        return job
+    first = first_with.setdefault((job.account_id, given), row.line)
+    if first == row.line:
+        return job
+    return row.rejected(f"idempotency_key: {given!r} was given on line {first} already")
 
 
 def _job(row: Row, options: ImportOptions, prefix: str, batch_id: str | None) -> NewJob | BadRow:

@@ -304,3 +304,29 @@ def test_a_file_with_no_rows_is_a_file_problem(tmp_path: Path, fmt: Format, cont
 
     with pytest.raises(FileProblem, match="no rows: the file holds nothing to import"):
         check_file(path, fmt, OPTIONS)
+
+
+def test_a_key_the_file_gives_twice_refuses_the_later_row_naming_the_first(
+    producer: Producer, tmp_path: Path
+) -> None:
+    path = jsonl(
+        tmp_path,
+        {"ticket": {"title": "A"}, "idempotency_key": "k1"},
+        {"ticket": {"title": "B"}, "idempotency_key": "k1"},
+        {"ticket": {"title": "B elsewhere"}, "idempotency_key": "k1", "account_id": "acct-2"},
+        {"ticket": {"title": "C"}, "idempotency_key": "k2"},
+    )
+    seen: list[BadRow] = []
+
+    report = import_file(
+        producer,
+        path,
+        "jsonl",
+        ImportOptions(account_id=ACCOUNT, skip_invalid=True),
+        on_reject=seen.append,
+    )
+
+    assert [(bad.line, bad.reason) for bad in seen] == [
+        (2, "idempotency_key: 'k1' was given on line 1 already")
+    ]
+    assert (report.accepted, report.already_known, report.rejected) == (3, 0, 1)
