@@ -515,7 +515,7 @@ def cancel(
         else:
             _confirm_batch(batches, _info(batches, batch_id), yes)
             pages = ([job_id for _, job_id in page] for page in batches.pages(batch_id))
-            tally = _cancel(batches.store, pages, every_job=False)
+            tally = _cancel(batches.store, pages, every_job=False, of_batch=batch_id)
     _summarize(tally)
 
 
@@ -540,15 +540,20 @@ def _confirm_batch(batches: Batches, info: BatchInfo, yes: bool) -> None:
         raise fail("nothing cancelled (confirm, or pass --yes)", 1)
 
 
-def _cancel(store: JobStore, pages: Iterable[list[str]], every_job: bool) -> Tally:
+def _cancel(
+    store: JobStore, pages: Iterable[list[str]], every_job: bool, of_batch: str | None = None
+) -> Tally:
     """Cancel page by page, saying what became of each job (with ``every_job`` False, only of
-    those that could not be stopped: a batch's cancelled and finished jobs are counted)."""
+    those that could not be stopped: a batch's cancelled and finished jobs are counted).
+    ``of_batch``: the rows of the batch that an older batch's jobs stand for are left to
+    that batch (cancel them by id)."""
     tally = Tally()
     try:
         with broker_errors():
             for page in pages:
                 for start in range(0, len(page), CANCEL_PAGE):
-                    for answer in store.cancel_many(page[start : start + CANCEL_PAGE]):
+                    chunk = page[start : start + CANCEL_PAGE]
+                    for answer in store.cancel_many(chunk, of_batch=of_batch):
                         tally.add(answer)
                         if every_job or answer.code in (CancelCode.IN_FLIGHT, CancelCode.MISSING):
                             say(f"{answer.job_id}: {_outcome(answer)}")
@@ -564,6 +569,7 @@ def _outcome(answer: Cancelled) -> str:
         "made the ticket",
         CancelCode.FINAL: f"already final ({answer.detail})",
         CancelCode.MISSING: "not found",
+        CancelCode.OTHER_BATCH: f"left alone: a job of batch {answer.detail}",
     }[answer.code]
 
 
@@ -578,6 +584,11 @@ def _summarize(tally: Tally) -> None:
         f"already final {final:,}{f' ({states})' if states else ''}, "
         f"not found {tally.codes[CancelCode.MISSING]:,}"
     )
+    if tally.codes[CancelCode.OTHER_BATCH]:
+        line += (
+            f", left alone {tally.codes[CancelCode.OTHER_BATCH]:,} (jobs an earlier batch "
+            "made, which this import found known; cancel them by id)"
+        )
     if tally.interrupted is not None:
         raise fail(f"{line}, then Redis failed: {tally.interrupted}; run it again for the rest", 1)
     say(line)

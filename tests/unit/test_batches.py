@@ -442,3 +442,21 @@ def test_a_cancelled_job_whose_last_attempt_may_have_made_its_ticket_keeps_its_k
     again = store.create(job_spec, "bulk")
     assert (again.job_id, again.is_new) == (job_id, False)
     assert 0 < redis_client.ttl(idempotency_key("acct-1", "k")) <= TTL
+
+
+def test_cancelling_a_batch_leaves_alone_the_jobs_an_earlier_batch_made(
+    store: JobStore, batches: Batches
+) -> None:
+    first = store.create_many([spec("a", idempotency_key="k1")], "bulk")[0].job_id
+    again = store.create_many([spec("b", idempotency_key="k1"), spec("b")], "bulk")
+    assert again[0].job_id == first and not again[0].is_new
+    members = batches.job_ids("b")
+
+    answers = store.cancel_many(members, of_batch="b")
+
+    assert answers == [
+        Cancelled(first, CancelCode.OTHER_BATCH, "a"),
+        Cancelled(again[1].job_id, CancelCode.OK),
+    ]
+    record = store.get(first)
+    assert record is not None and record.state is JobState.QUEUED

@@ -424,22 +424,39 @@ class JobStore:
         answer = run_one(self.redis, PURGE, self._purge_keys(job_id), [job_id])
         return None if DeadLetterCode(answer[0]) is DeadLetterCode.OK else _kept(answer)
 
-    def cancel_many(self, job_ids: Sequence[str]) -> list[Cancelled]:
+    def cancel_many(
+        self, job_ids: Sequence[str], *, of_batch: str | None = None
+    ) -> list[Cancelled]:
         """Cancel jobs nobody is attempting (two round trips: their index names, then one
-        cancel.lua each); one in flight finishes, a final one stays as it is."""
+        cancel.lua each); one in flight finishes, a final one stays as it is. ``of_batch``:
+        a job another batch made (a row an import run again found known) is left alone."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hmget(job_key(job_id), "account_id", "ref", "idempotency_key", "batch_id")
-            names = cast(list[list[str | None]], pipe.execute())
+            names = dict(zip(job_ids, cast(list[list[str | None]], pipe.execute()), strict=True))
+        others = {
+            job_id: fields[3] or ""
+            for job_id, fields in names.items()
+            if of_batch is not None and fields[0] is not None and fields[3] != of_batch
+        }
+        mine = [job_id for job_id in job_ids if job_id not in others]
         now = stamp(time.time())
         calls = [
-            Call(CANCEL, _cancel_keys(job_id, *fields), [now, job_id, str(self._succeeded_ttl)])
-            for job_id, fields in zip(job_ids, names, strict=True)
+            Call(
+                CANCEL,
+                _cancel_keys(job_id, *names[job_id]),
+                [now, job_id, str(self._succeeded_ttl)],
+            )
+            for job_id in mine
         ]
-        return [
-            Cancelled(job_id, CancelCode(answer[0]), answer[1] if len(answer) > 1 else "")
-            for job_id, answer in zip(job_ids, run(self.redis, calls), strict=True)
-        ]
+        done = {
+            job_id: Cancelled(job_id, CancelCode(answer[0]), answer[1] if len(answer) > 1 else "")
+            for job_id, answer in zip(mine, run(self.redis, calls), strict=True)
+        }
+        done |= {
+            job_id: Cancelled(job_id, CancelCode.OTHER_BATCH, b) for job_id, b in others.items()
+        }
+        return [done[job_id] for job_id in job_ids]
 
     def _purge_keys(self, job_id: str) -> list[str]:
         """The job's index keys, read first; the fields they come from never change."""

@@ -53,6 +53,7 @@ class CancelCode(StrEnum):
     MISSING = "missing"
     IN_FLIGHT = "in_flight"  # a delivery is attempting it: it finishes
     FINAL = "final"  # detail: the state it ended in
+    OTHER_BATCH = "other_batch"  # not asked of cancel.lua: an older batch's job; detail: it
 
 
 class RenewCode(StrEnum):
