@@ -30,7 +30,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.progress import Progress as Bars
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from ops.cli.args import utf8
@@ -286,7 +286,8 @@ def list_batches(
         print_json([summary.public() for summary in summaries])
         return
     table = Table(
-        "batch_id",
+        # The id is what batch, export and cancel take: never cut, whatever the width.
+        Column("batch_id", no_wrap=True, min_width=32),
         "opened",
         "account",
         "source",

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Annotated, TextIO, cast
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.progress import (
     BarColumn,
     Progress,
@@ -37,7 +38,7 @@ from ops.cli.console import err, fail, print_json, redis_errors, say
 from ops.cli.jobs import JsonFlag, producer
 from producers.files import BadRow, FileProblem, Format, file_format
 from producers.imports import ImportOptions, ImportReport, Stage, check_file, import_file
-from worker.contract import JobState
+from worker.contract import AccountId, JobState
 from worker.store.batches import Batches
 from worker.store.batches import Progress as BatchProgress
 
@@ -48,6 +49,14 @@ POLL_SECONDS = 1.0  # between two looks at a batch being followed (longer for a 
 _UNITS = {Stage.HASHING: ("MB", 1e-6), Stage.VALIDATING: ("lines", 1), Stage.QUEUEING: ("rows", 1)}
 
 imports_app = typer.Typer()
+
+
+def _check_account(account_id: str) -> None:
+    """A bad ``--account-id`` is one line, not one line for every row that would use it."""
+    try:
+        TypeAdapter(AccountId).validate_python(account_id)
+    except ValidationError as exc:
+        raise fail(f"--account-id: {exc.errors()[0]['msg']}") from None
 
 
 @imports_app.command(
@@ -88,6 +97,8 @@ def import_(
         raise fail("--dry-run queues nothing for --wait to follow")
     if skip_invalid and rejects is None:
         raise fail("--skip-invalid needs --rejects FILE, where the rows left out are written")
+    if account_id is not None:
+        _check_account(account_id)
     name = "standard input" if file == "-" else file
     try:
         form = file_format(file, cast(Format | None, fmt))  # checked there

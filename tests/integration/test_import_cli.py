@@ -328,6 +328,7 @@ def test_a_broken_file_is_said_in_one_line_per_problem_and_nothing_is_queued(
         ),
         (["{tmp}/t.csv", "--dry-run", "--wait"], "error: --dry-run queues nothing for --wait"),
         (["{tmp}/t.csv", "--rejects", "{tmp}/t.csv"], "error: --rejects names the input file"),
+        (["{tmp}/t.csv", "--account-id", "my acct"], "error: --account-id: String should match"),
     ],
 )
 def test_a_file_that_cannot_be_opened_or_a_bad_option_is_one_line_and_exit_2(
