@@ -15,7 +15,7 @@ from types import TracebackType
 import httpx
 
 from ops.fakeapi_client import FakeApiOptions
-from ops.processes import ManagedProcess
+from ops.processes import ManagedProcess, ProcessFailed
 from ops.redis_server import RedisServer, free_port
 from worker.settings import Settings
 
@@ -79,7 +79,20 @@ class LocalStack:
         for _ in range(self.config.workers):
             self.start_worker()
 
-    def start_fake_api(self) -> None:
+    def start_fake_api(self, tries: int = 3) -> None:
+        """Start the stand-in on a free port. A port found free can be taken before the
+        stand-in binds it (an outgoing connection gets it): then a new port, a few times."""
+        for _ in range(tries - 1):
+            try:
+                self._start_fake_api()
+                return
+            except ProcessFailed as exc:
+                if "address already in use" not in str(exc):
+                    raise
+                self.fake_api_port = free_port()
+        self._start_fake_api()
+
+    def _start_fake_api(self) -> None:
         options = self.config.fake_api
         command = [
             "fake-api",
