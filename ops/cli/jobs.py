@@ -61,7 +61,10 @@ def submit(
     try:
         body = load_json(_read(name, file), at=("ticket",))
     except ValidationError as exc:
-        raise fail(f"{name}: {describe_validation_error(exc)}") from None
+        said = describe_validation_error(exc)
+        if "Extra data" in said:  # JSON after the first value: a file of many tickets
+            said += "; one ticket per line is a file to import: ticketq import FILE"
+        raise fail(f"{name}: {said}") from None
     try:
         with redis_errors(), producer() as sender:
             handle = sender.submit(account_id, body, ref=ref, idempotency_key=idempotency_key)

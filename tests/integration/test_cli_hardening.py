@@ -163,6 +163,17 @@ def test_json_nested_past_the_limit_or_holding_nan_is_refused_in_one_line(
     assert named in one_error_line(result, 2)
 
 
+def test_a_file_of_many_tickets_given_to_submit_points_to_import(stack: LocalStack) -> None:
+    lines = b'{"title": "a"}\n{"title": "b"}\n'
+
+    result = run(stack.child_env(), "submit", "--account-id", "a", "-", stdin=lines)
+
+    assert one_error_line(result, 2) == (
+        "error: standard input: ticket: not JSON (line 2, column 1: Extra data); one ticket "
+        "per line is a file to import: ticketq import FILE\n"
+    )
+
+
 def test_a_long_error_is_one_unwrapped_line_when_output_is_not_a_terminal(
     stack: LocalStack,
 ) -> None:
