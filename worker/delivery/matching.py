@@ -74,11 +74,12 @@ def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) ->
     if created is not None and created < not_before:
         return Verdict.OTHER
     sent = ticket.model_dump(exclude_unset=True)
+    wanted = {field.name: field.normal(sent.get(field.name)) for field in FIELDS}
     compared: list[str] = []
     unsure = created is None
     for field in FIELDS:
         raw = listed.get(field.name)
-        ours, theirs = field.normal(sent.get(field.name)), field.normal(raw)
+        ours, theirs = wanted[field.name], field.normal(raw)
         if theirs is None and _present(raw):
             unsure = True  # carried in a shape we cannot read: no proof either way
             continue
@@ -95,9 +96,7 @@ def judge(ticket: TicketCreate, listed: Mapping[str, Any], not_before: float) ->
             compared.append(field.name)
     if not compared:
         return Verdict.OTHER
-    set_beyond_title = any(
-        f.name != "title" and f.normal(sent.get(f.name)) is not None for f in FIELDS
-    )
+    set_beyond_title = any(value is not None for name, value in wanted.items() if name != "title")
     if unsure or (set_beyond_title and compared == ["title"]):
         return Verdict.MAYBE
     return Verdict.SAME
