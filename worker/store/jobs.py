@@ -92,6 +92,8 @@ __all__ = [
 
 Lane = Literal["interactive", "bulk"]
 CREATE_CHUNK = 500  # jobs per create.lua call
+# The fields a job's index keys are named by (purge and cancel read them to find the keys).
+INDEX_FIELDS = ("account_id", "ref", "idempotency_key", "batch_id")
 T = TypeVar("T")
 
 
@@ -432,7 +434,7 @@ class JobStore:
         a job another batch made (a row an import run again found known) is left alone."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(job_key(job_id), "account_id", "ref", "idempotency_key", "batch_id")
+                pipe.hmget(job_key(job_id), *INDEX_FIELDS)
             names = dict(zip(job_ids, cast(list[list[str | None]], pipe.execute()), strict=True))
         others = {
             job_id: fields[3] or ""
@@ -462,7 +464,7 @@ class JobStore:
         """The job's index keys, read first; the fields they come from never change."""
         account, ref, idem, batch = cast(
             list[str | None],
-            self.redis.hmget(job_key(job_id), "account_id", "ref", "idempotency_key", "batch_id"),
+            self.redis.hmget(job_key(job_id), *INDEX_FIELDS),
         )
         keys = [job_key(job_id), FAILED_INDEX, DUE_INDEX]
         if account is None:
