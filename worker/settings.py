@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
@@ -23,6 +24,57 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AmbiguousPolicy = Literal["reconcile", "retry", "park"]
+LogFormat = Literal["text", "json"]
+
+
+class Scope(IntEnum):
+    """What a web token may do; each scope includes those below it."""
+
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+    def allows(self, needed: Scope) -> bool:
+        return self >= needed
+
+
+@dataclass(frozen=True)
+class WebToken:
+    """One entry of ``TICKETQ_WEB_TOKENS``: who holds the token, and what it may do."""
+
+    name: str
+    scope: Scope
+    token: SecretStr
+
+
+WEB_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+SHORTEST_WEB_TOKEN = 16  # characters; a shorter one can be guessed
+
+
+def parse_web_tokens(text: str) -> tuple[WebToken, ...]:
+    """``name:scope:token`` entries, separated by commas or blanks. A mistake is named by
+    its entry's number and the rule it breaks, never by its text (a bare token given as an
+    entry would read as its name)."""
+    tokens: list[WebToken] = []
+    for number, entry in enumerate(text.replace(",", " ").split(), start=1):
+        name, _, rest = entry.partition(":")
+        scope, _, token = rest.partition(":")
+        if not WEB_TOKEN_NAME.fullmatch(name):
+            raise ValueError(
+                f"entry {number} must be name:scope:token, the name of letters, digits, "
+                "_ . - (at most 64)"
+            )
+        if scope.upper() not in Scope.__members__:
+            raise ValueError(f"entry {number}: the scope must be read, write or admin")
+        if len(token) < SHORTEST_WEB_TOKEN or not token.isprintable():
+            raise ValueError(
+                f"entry {number}: the token must be at least "
+                f"{SHORTEST_WEB_TOKEN} printable characters"
+            )
+        if any(known.name == name for known in tokens):
+            raise ValueError(f"entry {number}: its name is given twice")
+        tokens.append(WebToken(name, Scope[scope.upper()], SecretStr(token)))
+    return tuple(tokens)
 
 
 RATE_UNITS = {
@@ -264,6 +316,34 @@ class Settings(BaseSettings):
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
 
+    web_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Tokens of the web service (`ticketq web`), as `name:scope:token` "
+        "entries separated by commas; scope `read`, `write` (includes read) or `admin` "
+        "(includes both); tokens of at least 16 characters. Unset: the service binds "
+        "127.0.0.1 only and asks nobody to sign in.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A token that reads the web service's `/metrics` and nothing else "
+        "(a read token also does).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Each worker serves its own Prometheus counters and histograms on this "
+        "port (127.0.0.1 only unless `TICKETQ_METRICS_HOST`); unset: none.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address a worker's metrics listen on, with `TICKETQ_METRICS_PORT`.",
+    )
+    log_format: LogFormat = Field(
+        default="text",
+        description="`text`: a line per event for people; `json`: one JSON object per line.",
+    )
+
     @classmethod
     def variable(cls, field_name: str) -> str:
         """The environment variable a setting is read from."""
@@ -288,6 +368,16 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty when set")
         return value
+
+    @field_validator("web_tokens")
+    @classmethod
+    def _web_tokens_parse(cls, value: SecretStr) -> SecretStr:
+        parse_web_tokens(value.get_secret_value())
+        return value
+
+    @property
+    def web_token_entries(self) -> tuple[WebToken, ...]:
+        return parse_web_tokens(self.web_tokens.get_secret_value())
 
     @field_validator("mark_tickets")
     @classmethod

@@ -20,6 +20,7 @@ from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
 from ops.cli.imports import imports_app
 from ops.cli.jobs import jobs_app
+from ops.cli.web import web_app
 from worker.store.keys import QUEUES
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(jobs_app)
 app.add_typer(batches_app)
 app.add_typer(imports_app)
 app.add_typer(dead_app, name="dead")
+app.add_typer(web_app)
 
 
 @app.command(

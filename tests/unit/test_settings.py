@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from worker.settings import Settings, describe_settings_error, redacted_url
+from worker.settings import Scope, Settings, describe_settings_error, redacted_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -323,3 +323,37 @@ def test_a_rate_limit_of_digits_that_are_not_ascii_or_too_many_requests_is_refus
     rate: str,
 ) -> None:
     assert problems(TICKETQ_RATE_LIMIT=rate) == "TICKETQ_RATE_LIMIT: must be like 1000/min or 50/s"
+
+
+# --- web tokens ------------------------------------------------------------------------
+
+
+def test_web_tokens_are_read_as_named_entries_with_their_scopes() -> None:
+    settings = Settings.model_validate(
+        {"TICKETQ_WEB_TOKENS": "ops:admin:a" + "x" * 20 + ", intake:write:b" + "y" * 20}
+    )
+
+    entries = settings.web_token_entries
+    assert [(e.name, e.scope) for e in entries] == [("ops", Scope.ADMIN), ("intake", Scope.WRITE)]
+    assert entries[1].token.get_secret_value() == "b" + "y" * 20
+    assert Scope.ADMIN.allows(Scope.WRITE) and not Scope.READ.allows(Scope.WRITE)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("ops:owner:" + "s3cret-token-" * 2, "entry 1: the scope must be read, write or admin"),
+        ("ops:read:s3cret", "entry 1: the token must be at least 16 printable characters"),
+        ("s3cret-token-s3cret-token", "entry 1: the scope must be read, write or admin"),
+        ("a:read:" + "s3cret-token-" * 2 + " a:admin:" + "x" * 16, "entry 2: its name is given"),
+        ("bad/name:read:" + "s3cret-token-" * 2, "entry 1 must be name:scope:token"),
+    ],
+)
+def test_a_bad_web_token_entry_is_named_by_its_number_never_by_its_text(
+    given: str, said: str
+) -> None:
+    message = problems(TICKETQ_WEB_TOKENS=given)
+
+    assert message.startswith("TICKETQ_WEB_TOKENS: ")
+    assert said in message
+    assert "s3cret" not in message

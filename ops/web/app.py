@@ -1,0 +1,41 @@
+"""The web service's app: one FastAPI application, built from the settings.
+
+All its state is in Redis (jobs, batches, sessions), so any number of processes may serve
+it behind a load balancer. Its parts join here: the intake and reads under ``/v1``, the
+dashboard at ``/``, the fleet's metrics at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ops.web.auth import TokenBook
+from ops.web.errors import install_error_handlers
+from worker.settings import Settings, ticketq_version
+from worker.store import connect
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; it connects to Redis when it starts serving."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = connect(settings, ride_out_restarts=False)
+        try:
+            yield
+        finally:
+            app.state.redis.close()
+
+    app = FastAPI(
+        title="ticketq",
+        version=ticketq_version(),
+        description="Ticket creation through StackOne, queued: intake, job status, batches.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = TokenBook.from_settings(settings)
+    install_error_handlers(app)
+    return app
