@@ -7,16 +7,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
+from unittest.mock import patch
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import worker.store.jobs as jobs_module
 from worker.contract import ErrorKind, JobError, JobSpec, TicketIds
 from worker.store.jobs import Claim, JobStore, Lane, failed, retrying, succeeded
 from worker.store.keys import COUNTS, JOB_PREFIX, MINUTE_PREFIX, queued_key
+from worker.store.scripts import run_each
 
 LANES: tuple[Lane, ...] = ("interactive", "bulk")
 # What the counters hash keeps per lane (succeeded and cancelled are counted per minute).
@@ -58,18 +59,16 @@ class Fleet:
     def create_half_failing(self, lane: Lane, n: int) -> None:
         """create_many whose second call Redis refuses (as at maxmemory): the first call's
         jobs are taken back by uncreate.lua."""
-        real = jobs_module.run_each
 
         def second_refused(client: redis.Redis, calls: Sequence[Any]) -> list[Any]:
-            return [*real(client, calls[:1]), redis.ResponseError("OOM")]
+            return [*run_each(client, calls[:1]), redis.ResponseError("OOM")]
 
         specs = [spec(n, ref=True, idem=True, batch="x1"), spec(n + 1, ref=False, idem=False)]
-        jobs_module.run_each = second_refused  # type: ignore[assignment]
-        try:
-            with pytest.raises(redis.ResponseError):
-                self.store.create_many(specs, lane)
-        finally:
-            jobs_module.run_each = real
+        with (
+            patch("worker.store.jobs.run_each", second_refused),
+            pytest.raises(redis.ResponseError),
+        ):
+            self.store.create_many(specs, lane)
 
     def claim(self, n: int, lose: bool) -> None:
         store = self.lost if lose else self.store
@@ -120,13 +119,13 @@ class Fleet:
         queued ids each lane's sorted set should hold."""
         counts: Counter[str] = Counter()
         queued: Counter[str] = Counter()
-        for key in self.redis.scan_iter(f"{JOB_PREFIX}*"):
-            state, lane, held = self.redis.hmget(key, "state", "lane", "held_back")
+        for key in cast(list[str], list(self.redis.scan_iter(f"{JOB_PREFIX}*"))):
+            state, lane, held = cast(list[str], self.redis.hmget(key, "state", "lane", "held_back"))
             counts[f"{lane}:{state}"] += 1
             if held:
                 counts[f"{lane}:held_back"] += 1
             if state == "queued":
-                queued[f"{lane}:{str(key).removeprefix(JOB_PREFIX)}"] += 1
+                queued[f"{lane}:{key.removeprefix(JOB_PREFIX)}"] += 1
         return counts, queued
 
 
@@ -176,17 +175,19 @@ def test_the_counters_equal_a_recount_of_the_records_after_any_sequence_of_moves
     counts, queued = fleet.recount()
     kept = {f"{lane}:{state}" for lane in LANES for state in _COUNTED}
     expected = {field: n for field, n in counts.items() if field in kept and n}
-    stored = {f: int(n) for f, n in redis_client.hgetall(COUNTS).items() if int(n)}
+    raw = cast(dict[str, str], redis_client.hgetall(COUNTS))
+    stored = {field: int(n) for field, n in raw.items() if int(n)}
     assert stored == expected
     in_sets = Counter(
         f"{lane}:{job_id}"
         for lane in LANES
-        for job_id in redis_client.zrange(queued_key(lane), 0, -1)
+        for job_id in cast(list[str], redis_client.zrange(queued_key(lane), 0, -1))
     )
     assert in_sets == queued
     finished = Counter[str]()
     for key in redis_client.scan_iter(f"{MINUTE_PREFIX}*"):
-        finished.update({f: int(n) for f, n in redis_client.hgetall(key).items()})
+        bucket = cast(dict[str, str], redis_client.hgetall(key))
+        finished.update({field: int(n) for field, n in bucket.items()})
     for lane in LANES:  # succeeded and cancelled jobs never move again (nor expire here)
         for state in ("succeeded", "cancelled"):
             assert finished[f"{lane}:{state}"] == counts[f"{lane}:{state}"]
