@@ -20,6 +20,7 @@ from rich.text import Text
 from ops.cli.console import load_settings, print_json, redis_errors, safe, utc_time, wide_console
 from worker.store import connect
 from worker.store.stats import Minute, Snapshot, Stats
+from worker.store.stats import recount as rebuild
 
 stats_app = typer.Typer()
 
@@ -38,10 +39,21 @@ COLUMNS = {  # a job state, and what its number means
 @stats_app.command(help="The fleet's numbers: jobs by state, queues, throughput, limit, workers.")
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    recount: Annotated[
+        bool,
+        typer.Option(
+            "--recount",
+            help="First rebuild the counters from every job record (after an upgrade; stop "
+            "the workers first).",
+        ),
+    ] = False,
 ) -> None:
     settings = load_settings()
     with redis_errors():
-        snapshot = Stats(connect(settings, ride_out_restarts=False), settings).snapshot(time.time())
+        client = connect(settings, ride_out_restarts=False)
+        if recount:
+            rebuild(client)
+        snapshot = Stats(client, settings).snapshot(time.time())
     if as_json:
         print_json(snapshot.public())
     else:

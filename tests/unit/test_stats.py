@@ -13,9 +13,9 @@ from ops.cli.stats import age, sparkline
 from worker.contract import ErrorKind, JobError, JobSpec, TicketIds
 from worker.settings import Settings
 from worker.store.jobs import Claim, JobStore, Lane, retrying
-from worker.store.keys import ApiKeyNames
+from worker.store.keys import COUNTS, ApiKeyNames, queued_key
 from worker.store.limits import Ask, LimitStore, Round
-from worker.store.stats import Stats
+from worker.store.stats import Stats, recount
 from worker.store.workers import WORKER_TIMEOUT, Heartbeat, WorkerInfo
 
 ERROR = JobError(kind=ErrorKind.RETRYABLE, message="503")
@@ -209,6 +209,25 @@ def test_a_snapshot_costs_the_same_commands_for_ten_jobs_as_for_a_thousand(
     store.create_many([JOB] * 1000, "bulk")
 
     assert cost() == few
+
+
+def test_a_recount_rebuilds_lost_counters_and_queued_sets_from_the_records(
+    redis_client: redis.Redis, store: JobStore, stats: Stats
+) -> None:
+    store.create_many([JOB] * 3, "bulk")
+    store.fail(claimed(store, "interactive"), JOB, ERROR)
+    store.succeed(claimed(store), JOB, TicketIds(id="t-1"))
+    now = time.time()
+    before = stats.snapshot(now)
+    redis_client.delete(COUNTS, queued_key("bulk"))  # as on a Redis older than the counters
+    assert stats.snapshot(now).jobs["bulk"]["queued"] == 0
+
+    counts = recount(redis_client, page=2)
+
+    assert counts == {"bulk:queued": 3, "interactive:failed": 1}
+    after = stats.snapshot(now)
+    assert after.jobs == before.jobs
+    assert after.oldest_waiting_seconds == pytest.approx(before.oldest_waiting_seconds)
 
 
 @pytest.mark.parametrize(
