@@ -74,8 +74,9 @@ def show(snapshot: Snapshot, console: Console) -> None:
 
 
 def age(seconds: float) -> str:
-    """``45 s``, ``3 m 12 s``, ``2 h 5 m``, ``3 d 4 h``: how long, as people say it."""
-    whole = int(seconds)
+    """``45 s``, ``3 m 12 s``, ``2 h 5 m``, ``3 d 4 h``: how long, as people say it (a
+    negative age, from clocks that disagree, as ``0 s``)."""
+    whole = max(int(seconds), 0)
     for unit, size, smaller, small_size in (
         ("d", 86400, "h", 3600),
         ("h", 3600, "m", 60),
@@ -171,7 +172,7 @@ def _workers(snapshot: Snapshot) -> Table:
             str(worker.pid),
             str(worker.concurrency),
             age((now - worker.started_at).total_seconds()),
-            f"{age(max((now - worker.seen_at).total_seconds(), 0))} ago",
+            f"{age((now - worker.seen_at).total_seconds())} ago",
             safe(worker.key_fingerprint),
         )
     return table

@@ -232,7 +232,14 @@ def test_a_recount_rebuilds_lost_counters_and_queued_sets_from_the_records(
 
 @pytest.mark.parametrize(
     ("seconds", "said"),
-    [(0.4, "0 s"), (45, "45 s"), (192, "3 m 12 s"), (7500, "2 h 5 m"), (277_200, "3 d 5 h")],
+    [
+        (-3, "0 s"),
+        (0.4, "0 s"),
+        (45, "45 s"),
+        (192, "3 m 12 s"),
+        (7500, "2 h 5 m"),
+        (277_200, "3 d 5 h"),
+    ],
 )
 def test_ages_are_said_as_people_say_them(seconds: float, said: str) -> None:
     assert age(seconds) == said
