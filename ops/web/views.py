@@ -52,11 +52,12 @@ def duration(seconds: float | None) -> str:
 
 
 def ago(moment: float | datetime | None, now: float) -> str:
-    """How long before ``now`` a moment was: "3 min 5 s ago"; "" for none."""
+    """How long before ``now`` a moment was ("3 min 5 s ago"), or after ("in 30 s")."""
     if moment is None:
         return ""
     at = moment.timestamp() if isinstance(moment, datetime) else moment
-    return f"{duration(now - at)} ago" if now >= at else f"in {duration(at - now)}"
+    # A moment within a second after ``now`` was read is the clocks' skew, not the future.
+    return f"in {duration(at - now)}" if at >= now + 1 else f"{duration(now - at)} ago"
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,19 @@ def test_outside_text_is_shown_as_text_never_as_markup(client: TestClient, store
     assert missing.status_code == 404 and "No job &lt;b&gt;no" in missing.text
 
 
+def test_the_overview_and_its_fragment_show_the_fleet_and_the_latest_failure(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = failed_job(store)
+    sign_in(client, READER)
+    for path in ("/", "/parts/overview"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert f'href="/jobs/{job_id}"' in page.text and "dead letters" in page.text
+        assert "No worker has said it is alive" in page.text
+    assert 'data-refresh="/parts/overview"' in client.get("/").text
+
+
 def test_pages_forbid_other_origins_scripts_and_framing(client: TestClient) -> None:
     sign_in(client, READER)
     headers = client.get("/dead").headers
@@ -218,7 +231,7 @@ def test_search_finds_a_job_by_id_ref_or_ticket_and_says_what_it_needs(
     def found(query: dict[str, str]) -> str:
         answer = client.get("/search", params=query)
         assert answer.status_code == 303, query
-        return answer.headers["location"]
+        return str(answer.headers["location"])
 
     assert found({"q": failed_id}) == f"/jobs/{failed_id}"
     assert found({"q": "order-42", "account": "acct-1"}) == f"/jobs/{failed_id}"

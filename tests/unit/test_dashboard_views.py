@@ -38,6 +38,7 @@ def test_times_read_in_utc_and_spans_in_their_two_largest_units() -> None:
     now = AT.timestamp()
     assert views.ago(now - 65, now) == "1 min 5 s ago"
     assert views.ago(AT + timedelta(seconds=30), now) == "in 30 s"
+    assert views.ago(now + 0.4, now) == "0 s ago"  # finished just after the page read the time
 
 
 def test_a_progress_bar_puts_finished_jobs_first_each_as_wide_as_its_share() -> None:
