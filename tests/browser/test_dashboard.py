@@ -42,7 +42,8 @@ def wait_for(browser: webdriver.Chrome, what: Callable[[], T | None], timeout: f
         except StaleElementReferenceException:
             return None
 
-    found: T = WebDriverWait(browser, timeout, poll_frequency=0.1).until(attempt)
+    found = WebDriverWait(browser, timeout, poll_frequency=0.1).until(attempt)
+    assert found  # until() returns only a truthy answer, or raises TimeoutException
     return found
 
 
