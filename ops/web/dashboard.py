@@ -9,7 +9,9 @@ to admins only, and the server checks the scope whatever was shown).
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -74,6 +76,7 @@ _CANCELLED = {
 
 def install(app: FastAPI) -> None:
     """The dashboard's pages, its sign-in and its static files, on ``app``."""
+    app.state.progress = ProgressCache()
     app.include_router(router)
     app.include_router(signin.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -88,8 +91,36 @@ class BatchLine:
     bar: list[views.Segment]
 
 
-def _batch_line(batches: Batches, info: BatchInfo) -> BatchLine:
-    progress = batches.progress(info.batch_id)
+class ProgressCache:
+    """Batches' progress, read at most once per ``views.reread_after`` in this process,
+    whoever is looking: ``Batches.progress`` reads every job of a batch, and each open
+    dashboard asks every two seconds."""
+
+    KEPT = 100  # batches remembered; past that, those due for a read again are forgotten
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._found: dict[str, tuple[float, Progress]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, batches: Batches, batch_id: str) -> Progress:
+        with self._lock:
+            until, progress = self._found.get(batch_id, (0.0, None))
+        started = self._clock()
+        if progress is not None and started < until:
+            return progress
+        progress = batches.progress(batch_id)
+        done = self._clock()
+        with self._lock:
+            if len(self._found) >= self.KEPT:
+                self._found = {b: kept for b, kept in self._found.items() if done < kept[0]}
+            self._found[batch_id] = (done + views.reread_after(progress, done - started), progress)
+        return progress
+
+
+def _batch_line(request: Request, batches: Batches, info: BatchInfo) -> BatchLine:
+    cache: ProgressCache = request.app.state.progress
+    progress = cache.get(batches, info.batch_id)
     return BatchLine(info, progress, views.segments(progress.counts))
 
 
@@ -104,7 +135,7 @@ def _overview(request: Request) -> dict[str, Any]:
         "banners": views.banners(snapshot),
         "table": views.state_table(snapshot.jobs),
         "chart": views.chart(snapshot.throughput),
-        "batches": [_batch_line(batches, info) for info in batches.recent(RECENT_BATCHES)],
+        "batches": [_batch_line(request, batches, info) for info in batches.recent(RECENT_BATCHES)],
         "failures": DeadLetters(store).recent(limit=RECENT_FAILURES),
     }
 
@@ -178,7 +209,7 @@ def _batch(request: Request, batch_id: str) -> dict[str, Any]:
     first = next(batches.pages(batch_id), [])[:BATCH_ROWS]
     return {
         "now": time.time(),
-        "batch": _batch_line(batches, info),
+        "batch": _batch_line(request, batches, info),
         "rows": batches.rows(first),
         "shown": BATCH_ROWS,
     }

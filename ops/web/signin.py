@@ -44,7 +44,9 @@ def signin(
     principal = request.app.state.tokens.find(token)
     if principal is None:
         return render(request, "signin.html", None, 401, next=local_path(next), wrong=True)
-    opened = sessions_of(request).open(principal)
+    sessions = sessions_of(request)
+    sessions.close(request.cookies.get(COOKIE))  # signing in again ends the session before
+    opened = sessions.open(principal)
     response = redirect(local_path(next))
     set_cookie(request, response, opened.session_id)
     return response

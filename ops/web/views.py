@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from worker.contract import JobState
+from worker.store.batches import Progress
 from worker.store.stats import KeyStatus, Minute, Snapshot
 
 # A job's states in the order of its life, then a record gone (expired or purged).
@@ -58,6 +59,15 @@ def ago(moment: float | datetime | None, now: float) -> str:
     at = moment.timestamp() if isinstance(moment, datetime) else moment
     # A moment within a second after ``now`` was read is the clocks' skew, not the future.
     return f"in {duration(at - now)}" if at >= now + 1 else f"{duration(now - at)} ago"
+
+
+def reread_after(progress: Progress, took: float) -> float:
+    """How long a batch's progress may be shown before it is read again (seconds), given
+    that reading it took ``took`` seconds: it looks at every job of the batch (1.5 s for
+    120,000 on an idle machine), so at most a sixth of the time goes to reading, and at
+    least 1.5 s pass between reads; a finished batch changes only if a job of it is
+    replayed, so it waits 30 s at least."""
+    return max(30.0 if progress.done else 1.5, 5 * took)
 
 
 @dataclass(frozen=True)

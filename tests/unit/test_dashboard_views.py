@@ -1,12 +1,15 @@
 """The dashboard's arithmetic, on numbers alone: times and ages, progress bars, the
-throughput chart, the state table and the banners."""
+throughput chart, the state table, the banners, and how often a batch is read."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from ops.web import views
+from ops.web.dashboard import ProgressCache
+from worker.store.batches import Batches, Progress
 from worker.store.stats import Due, KeyStatus, LimitUse, Minute, Snapshot
 
 AT = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
@@ -92,3 +95,33 @@ def test_a_refused_key_and_an_outage_each_raise_a_banner_and_a_healthy_key_none(
         "StackOne is failing for key def456",
     ]
     assert "401: key revoked" in found[0].detail and "3 min ago" in found[0].detail
+
+
+def test_a_batch_slow_to_read_or_finished_is_read_again_less_often() -> None:
+    running = Progress(Counter(queued=500, succeeded=500), None)
+    assert views.reread_after(running, took=0.01) == 1.5
+    assert views.reread_after(running, took=2.0) == 10.0
+    assert views.reread_after(Progress(Counter(succeeded=9, failed=1), 1.0), took=0.01) == 30.0
+
+
+def test_the_progress_cache_reads_a_batch_once_per_interval_whoever_asks() -> None:
+    clock = [100.0]
+
+    class CountingBatches:
+        reads = 0
+
+        def progress(self, batch_id: str) -> Progress:
+            self.reads += 1
+            clock[0] += 1.0  # a slow read: a second
+            return Progress(Counter(queued=10), None)
+
+    batches = cast(Batches, CountingBatches())
+    cache = ProgressCache(clock=lambda: clock[0])
+    cache.get(batches, "b1")  # read from 100 to 101: kept until 106
+    for now in (101.5, 105.9):
+        clock[0] = now
+        cache.get(batches, "b1")
+    assert cast(CountingBatches, batches).reads == 1
+    clock[0] = 106.1
+    cache.get(batches, "b1")
+    assert cast(CountingBatches, batches).reads == 2
