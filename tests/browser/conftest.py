@@ -83,6 +83,7 @@ class Dashboard:
     url: str
     stack: LocalStack
     fake_api: FakeApiControl
+    web: ManagedProcess  # its log is what an operator reads
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         try:
             web.wait_until(lambda: _answers(url), timeout=30, what="serving")
             control = FakeApiControl(stack.fake_api_url)
-            yield Dashboard(url, stack, control)
+            yield Dashboard(url, stack, control, web)
             control.close()
         finally:
             web.stop()

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: an admin signs in, watches a bulk import's progress
 bar move without reloading, opens a job the stand-in refused and replays it; a reader
-sees no replay button, and a form posted without its CSRF token is refused.
+sees no replay button, and a form posted without its CSRF token is refused; the tokens
+typed in appear in no page and no log line.
 
 ``TICKETQ_DASHBOARD_PNG=docs/dashboard.png`` (``make screenshot``) also saves the
 dashboard mid-import, with some failures, as the README's picture.
@@ -170,6 +171,10 @@ def test_an_admin_watches_an_import_and_replays_a_failed_job_a_reader_cannot(
     csrf = browser.find_element(By.CSS_SELECTOR, "form[action='/signout'] input[name=csrf]")
     token = csrf.get_attribute("value")
     assert post_without_csrf(browser, f"/jobs/{other_failed}/replay", token) == 403
+
+    # The tokens typed in were never shown back, nor logged.
+    for secret in (ADMIN_TOKEN, READ_TOKEN):
+        assert secret not in browser.page_source and secret not in dashboard.web.log_text()
 
 
 def failures_in_dead_letters(browser: webdriver.Chrome, dashboard: Dashboard) -> list[str]:
