@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench clean
+.PHONY: demo test lint typecheck unit integration bench clean screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ clean:
 # BENCH_ARGS=--quick for a smoke run of about two minutes; see docs/performance.md
 bench: $(STAMP)
 	$(BIN)/python -m ops.bench $(BENCH_ARGS)
+
+# docs/dashboard.png: the dashboard mid-import, taken by the browser test
+screenshot: $(STAMP)
+	TICKETQ_DASHBOARD_PNG=docs/dashboard.png $(BIN)/pytest tests/browser -q

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ops.web import dashboard
 from ops.web.auth import TokenBook
 from ops.web.errors import install_error_handlers
 from worker.settings import Settings, ticketq_version
@@ -38,4 +39,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = TokenBook.from_settings(settings)
     install_error_handlers(app)
+    dashboard.install(app)
     return app

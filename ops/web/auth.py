@@ -67,6 +67,14 @@ class TokenBook:
                 found = Principal(name, scope)
         return found
 
+    def holds(self, principal: Principal) -> bool:
+        """Whether an entry of that name and scope is configured now: a dashboard session
+        names its principal, so a token removed (or given another scope) since sign-in ends
+        its sessions at their next request."""
+        return any(
+            name == principal.name and scope == principal.scope for _, name, scope in self._entries
+        )
+
     def reads_metrics(self, token: str | None) -> bool:
         """Whether ``token`` may read ``/metrics``: the metrics token, or any web token."""
         if self.find(token) is not None:

@@ -208,9 +208,16 @@ class JobStore:
         return self._succeeded_ttl
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, ride_out_restarts: bool = True) -> JobStore:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        ride_out_restarts: bool = True,
+        client: redis.Redis | None = None,
+    ) -> JobStore:
+        """The store ``settings`` describe, on ``client`` if given (a process's own)."""
         return cls(
-            connect(settings, ride_out_restarts=ride_out_restarts),
+            client or connect(settings, ride_out_restarts=ride_out_restarts),
             succeeded_ttl=settings.succeeded_ttl,
             lease_seconds=settings.lease_seconds,
             requeue_after=settings.requeue_after,

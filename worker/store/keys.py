@@ -78,6 +78,12 @@ def ticket_key(account_id: str, ticket_id: str) -> str:
     return f"{PREFIX}:ticket:{segment(account_id)}:{segment(ticket_id)}"
 
 
+def session_key(digest: str) -> str:
+    """A dashboard session (a hash), by the digest of its id: the id itself, the cookie's
+    value, is never stored, so reading Redis signs nobody in."""
+    return f"{PREFIX}:session:{digest}"
+
+
 def inflight_key(account_id: str) -> str:
     """Requests in flight for an account (holder -> lease end), for its concurrency cap."""
     return f"{PREFIX}:inflight:{segment(account_id)}"

@@ -1,0 +1,106 @@
+"""Dashboard sessions: who signed in, kept in Redis so any web process serves them.
+
+Signing in with a token opens a session under a random id, the cookie's value. Redis
+holds only a digest of that id as the key name, so reading Redis (a backup, ``KEYS``)
+signs nobody in; the session names its token's entry, never the token, and expires after
+``SESSION_SECONDS``. Each session has its own CSRF token, which every form posts back and
+which is compared in constant time. The entry is looked up again on every request, so a
+token removed from ``TICKETQ_WEB_TOKENS`` (or given another scope) ends its sessions at
+once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from ops.web.auth import LOCAL, Principal, TokenBook
+from worker.settings import Scope
+from worker.store.keys import session_key
+
+COOKIE = "ticketq_session"
+SESSION_SECONDS = 8 * 3600  # a working day; then sign in again
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in visitor: who (by token entry, as configured now) and their CSRF token."""
+
+    principal: Principal
+    csrf: str
+
+    def checks(self, given: str | None) -> bool:
+        """Whether ``given`` is this session's CSRF token (constant time)."""
+        return hmac.compare_digest(_bytes(self.csrf), _bytes(given or ""))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A new session and the id to set as the cookie (shown to nobody else)."""
+
+    session_id: str
+    session: Session
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _key(session_id: str) -> str:
+    return session_key(hashlib.sha256(_bytes(session_id)).hexdigest())
+
+
+class Sessions:
+    def __init__(self, client: redis.Redis, book: TokenBook) -> None:
+        self._redis = client
+        self._book = book
+
+    def open(self, principal: Principal) -> Opened:
+        """A new session for ``principal``, expiring after ``SESSION_SECONDS``."""
+        opened = Opened(secrets.token_urlsafe(32), Session(principal, secrets.token_urlsafe(32)))
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                _key(opened.session_id),
+                mapping={
+                    "name": principal.name,
+                    "scope": principal.scope.name,
+                    "open": "1" if self._book.open else "",
+                    "csrf": opened.session.csrf,
+                    "opened_at": repr(time.time()),
+                },
+            )
+            pipe.expire(_key(opened.session_id), SESSION_SECONDS)
+            pipe.execute()
+        return opened
+
+    def find(self, session_id: str | None) -> Session | None:
+        """The live session ``session_id`` names; None if it expired, was closed, or its
+        token's entry is no longer configured as it was."""
+        if not session_id:
+            return None
+        raw = cast(dict[str, str], self._redis.hgetall(_key(session_id)))
+        if not raw:
+            return None
+        principal = self._principal(raw)
+        return Session(principal, raw["csrf"]) if principal else None
+
+    def _principal(self, raw: dict[str, str]) -> Principal | None:
+        """A session opened without tokens is ``LOCAL`` while there are none, and ends
+        once tokens are configured; one opened with a token lives as long as its entry."""
+        if self._book.open:
+            return LOCAL if raw.get("open") else None
+        scope = raw.get("scope", "")
+        if raw.get("open") or scope not in Scope.__members__:
+            return None
+        principal = Principal(raw.get("name", ""), Scope[scope])
+        return principal if self._book.holds(principal) else None
+
+    def close(self, session_id: str | None) -> None:
+        if session_id:
+            self._redis.delete(_key(session_id))
