@@ -174,16 +174,24 @@ def _chosen(dead: DeadLetters, chosen: DeadLetterRequest) -> list[str]:
     return dead.matching(chosen.selection()) if chosen.all else list(chosen.job_ids or ())
 
 
+def part_way(action: str, done: int, exc: Exception) -> ApiError:
+    """Redis failed after ``done`` jobs were acted on: the 503 says so (every step is
+    idempotent, so the same request again does the rest)."""
+    failure = redis_failure(exc)
+    if done == 0:
+        return failure
+    return ApiError(
+        503,
+        f"{action} stopped part way: {done:,} jobs done, then Redis failed; send the same "
+        "request again for the rest",
+        failure.headers,
+    )
+
+
 def _result(action: Literal["replay", "purge"], report: Report) -> DeadLetterResult:
     """The report as counts and skipped jobs; 503 saying how far it got if Redis failed."""
     if report.interrupted is not None:
-        failure = redis_failure(report.interrupted)
-        raise ApiError(
-            503,
-            f"{action}: {len(report.done):,} done, {len(report.skipped):,} skipped, then "
-            f"{failure.message}; send it again for the rest",
-            failure.headers,
-        )
+        raise part_way(action, len(report.done) + len(report.skipped), report.interrupted)
     skipped = [
         SkippedJob(job_id=s.job_id, why=CODE_OF[s.why], detail=s.detail or None)
         for s in report.skipped
@@ -236,13 +244,7 @@ def _cancel(
             for start in range(0, len(page), CANCEL_PAGE):
                 answers += store.cancel_many(page[start : start + CANCEL_PAGE], of_batch=of_batch)
     except redis.RedisError as exc:
-        failure = redis_failure(exc)
-        raise ApiError(
-            503,
-            f"cancel: {len(answers):,} jobs done, then {failure.message}; send it again for "
-            "the rest",
-            failure.headers,
-        ) from None
+        raise part_way("cancel", len(answers), exc) from None
     final = Counter(a.detail for a in answers if a.code is CancelCode.FINAL)
     return CancelResult(
         counts=dict(Counter(a.code for a in answers)),
