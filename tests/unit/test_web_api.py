@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ops.redis_server import RedisServer
@@ -87,6 +88,7 @@ def test_a_posted_ticket_is_stored_queued_and_located_with_its_status(
     assert record is not None and status.json() == record.public()  # the CLI's --json
     assert status.json()["state"] == "queued" and status.json()["lane"] == "interactive"
     assert status.json()["created_at"].endswith("Z")
+    assert isinstance(client.app, FastAPI)
     client.app.state.producer.flush()
     assert redis_client.llen(QUEUES["interactive"]) == 1  # its message went out
 
