@@ -12,7 +12,9 @@ runner is built on the first message, in the process that runs it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import Any
 
 import redis
@@ -34,6 +36,7 @@ from worker.stackone.client import StackOneClient
 from worker.store.jobs import JobStore
 from worker.store.keys import ApiKeyNames
 from worker.store.limits import LimitStore
+from worker.store.workers import Heartbeat, WorkerInfo
 
 log = logging.getLogger("ticketq.worker")
 
@@ -47,6 +50,7 @@ class WorkerProcess:
         self.store = JobStore.from_settings(settings)
         self._runner: JobRunner | None = None
         self._runner_lock = threading.Lock()
+        self._heartbeat: Heartbeat | None = None
 
     def runner(self) -> JobRunner:
         """Built once, by the first delivery; its threads share it."""
@@ -100,11 +104,36 @@ class WorkerProcess:
             log.warning("Redis unavailable (%s); message returned to the queue", exc)
             raise Reject(exc, requeue=True) from exc
 
-    def start_scheduler(self, app: Celery) -> None:
+    def start_scheduler(self, app: Celery, name: str, concurrency: int) -> None:
+        """The scheduler thread, which also says this worker is alive (its heartbeat)."""
         settings = self.settings
+        key = settings.stackone_api_key  # ticketq worker refuses to start without one
+        me = WorkerInfo(
+            name=name,
+            pid=os.getpid(),
+            concurrency=concurrency,
+            started_at=time.time(),
+            key_fingerprint=fingerprint(self.store.redis, key) if key is not None else "",
+        )
+        self._heartbeat = Heartbeat(self.store.redis, me, settings.scheduler_interval)
         Scheduler(
-            app, self.store, settings.scheduler_interval, settings.bulk_batch, self.stopping
+            app,
+            self.store,
+            settings.scheduler_interval,
+            settings.bulk_batch,
+            self.stopping,
+            self._heartbeat,
         ).start()
+
+    def stop(self) -> None:
+        """Shutting down: deliveries start no more in-process waits, and the worker says
+        it is gone (a worker that dies instead is gone once its heartbeat is old)."""
+        self.stopping.set()
+        if self._heartbeat is not None:
+            try:
+                self._heartbeat.stop()
+            except redis.RedisError as exc:
+                log.warning("could not remove this worker's heartbeat: %s", exc)
 
 
 def worker_app(settings: Settings) -> Celery:
@@ -117,13 +146,15 @@ def worker_app(settings: Settings) -> Celery:
 
     def start_scheduler(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # Celery's signals are process-wide
-            process.start_scheduler(app)
+            name = str(getattr(sender, "hostname", "") or "celery")
+            concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+            process.start_scheduler(app, name, int(concurrency or settings.worker_concurrency))
 
     app.task(name=TASK_NAME, shared=False)(run_jobs)
     after_setup_logger.connect(_quiet_per_task_lines, weak=False)
     worker_ready.connect(start_scheduler, weak=False)
     # Deliveries in flight finish their current round; none starts an in-process wait.
-    worker_shutting_down.connect(lambda **_: process.stopping.set(), weak=False)
+    worker_shutting_down.connect(lambda **_: process.stop(), weak=False)
     return app
 
 
