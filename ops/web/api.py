@@ -36,6 +36,7 @@ from worker.settings import Scope
 from worker.store.batches import Batches, BatchStatus
 from worker.store.jobs import JobStore
 from worker.store.listing import JobQuery, Listing, Unserved
+from worker.store.stats import Snapshot, Stats
 
 TICKET_CAP = 512 * 1024  # one ticket's request: the 256 KiB body, escapes and whitespace
 BATCH_CAP = 8 * 1024 * 1024  # one batch's request
@@ -252,3 +253,14 @@ def get_batch(_: Reader, batch_id: Id, store: Store) -> BatchStatus:
     if summary is None:
         raise ApiError(404, f"no batch {batch_id}")
     return summary.status()
+
+
+@router.get(
+    "/stats",
+    summary="The fleet's numbers",
+    description="What the dashboard and `ticketq stats --json` show: jobs per lane and state, "
+    "queue depth, the due index, throughput over the last hour, the rate limit's use, the "
+    "API keys' health (by fingerprint) and the workers alive; times as ISO 8601.",
+)
+def get_stats(_: Reader, request: Request) -> Snapshot:
+    return Stats(request.app.state.redis, request.app.state.settings).snapshot(time.time())

@@ -4,6 +4,7 @@ no worker: intake, reads, listings, admin actions, caps, tokens and errors."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from worker.store.batches import Batches
 from worker.store.jobs import Claim, JobStore, Recorded
 from worker.store.keys import JOB_PREFIX, QUEUES
 from worker.store.listing import SCAN
+from worker.store.stats import Stats
 
 READ = "reader-token-0123456789"
 WRITE = "writer-token-0123456789"
@@ -536,3 +538,17 @@ def test_the_openapi_document_names_the_bearer_scheme_bodies_caps_and_error_mode
     created_at = schemas["JobRecord"]["properties"]["created_at"]
     assert created_at == {"format": "date-time", "title": "Created At", "type": "string"}
     json.dumps(document)  # whole and serializable
+
+
+def test_stats_answer_the_snapshot_the_cli_prints(client: TestClient, settings: Settings) -> None:
+    post_ticket(client)
+
+    shown = client.get("/v1/stats", headers=bearer(READ))
+
+    assert shown.status_code == 200
+    expected = Stats(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings)
+    snapshot = expected.snapshot(time.time()).public()
+    assert set(shown.json()) == set(snapshot)
+    assert shown.json()["jobs"] == snapshot["jobs"]
+    assert shown.json()["jobs"]["interactive"]["queued"] == 1
+    assert shown.json()["at"].endswith("Z")
