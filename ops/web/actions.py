@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import redis
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ops.web.api import ERRORS, NOT_FOUND, TOO_LARGE, Id, job_store
@@ -82,7 +81,9 @@ class ReplayRequest(DeadLetterRequest):
 
 
 class PurgeRequest(DeadLetterRequest):
-    failed_before: datetime | None = Field(None, description="With all: failed before this.")
+    failed_before: AwareDatetime | None = Field(
+        None, description="With all: failed before this (with its time zone)."
+    )
 
     def selection(self) -> Selection:
         before = None if self.failed_before is None else self.failed_before.timestamp()
@@ -130,15 +131,14 @@ class CancelResult(BaseModel):
 REPLAY_BODY = CappedBody(ReplayRequest, ACTION_CAP, "Failed jobs to send again.")
 PURGE_BODY = CappedBody(PurgeRequest, ACTION_CAP, "Failed jobs to delete for good.")
 CANCEL_BODY = CappedBody(CancelRequest, ACTION_CAP, "Jobs to cancel, by id.")
-ACTION_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, **TOO_LARGE}
-
-router = APIRouter(prefix="/v1", responses=ACTION_ERRORS)
+router = APIRouter(prefix="/v1", responses=ERRORS)
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 Store = Annotated[JobStore, Depends(job_store)]
 
 
 @router.post(
     "/dead-letters/replay",
+    responses=TOO_LARGE,
     summary="Send failed jobs again",
     description="Attempts reset; a job whose ticket may exist is reconciled first (unless "
     "send_anyway); a job with a ticket is refused.",
@@ -159,6 +159,7 @@ def replay(
 
 @router.post(
     "/dead-letters/purge",
+    responses=TOO_LARGE,
     summary="Delete failed jobs",
     description="Their records and the ref and idempotency keys that still name them.",
     openapi_extra=PURGE_BODY.openapi,
@@ -207,6 +208,7 @@ def _result(action: Literal["replay", "purge"], report: Report) -> DeadLetterRes
 
 @router.post(
     "/jobs/cancel",
+    responses=TOO_LARGE,
     summary="Cancel jobs not yet sent",
     description="Queued or retrying jobs end cancelled and are never sent; a job in flight "
     "finishes its attempt (and is cancelled then unless it made the ticket); a final job "

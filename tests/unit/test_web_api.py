@@ -552,3 +552,19 @@ def test_stats_answer_the_snapshot_the_cli_prints(client: TestClient, settings: 
     assert shown.json()["jobs"] == snapshot["jobs"]
     assert shown.json()["jobs"]["interactive"]["queued"] == 1
     assert shown.json()["at"].endswith("Z")
+
+
+def test_purge_all_failed_before_a_time_leaves_the_later_ones_and_wants_a_time_zone(
+    client: TestClient, store: JobStore
+) -> None:
+    failed = failed_job(store)
+    earlier = {"all": True, "failed_before": "2000-01-01T00:00:00Z"}
+    later = {"all": True, "failed_before": "2999-01-01T00:00:00+02:00"}
+
+    kept = client.post("/v1/dead-letters/purge", json=earlier).json()
+    naive = client.post("/v1/dead-letters/purge", json={**later, "failed_before": "2999-01-01"})
+    purged = client.post("/v1/dead-letters/purge", json=later).json()
+
+    assert kept["done"] == 0 and naive.status_code == 422
+    assert naive.json()["error"]["message"].startswith("failed_before: Input should have timezone")
+    assert purged["done"] == 1 and store.get(failed) is None
