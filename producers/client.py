@@ -214,8 +214,8 @@ class Producer:
         self,
         account_id: str,
         tickets: Sequence[TicketCreate | Mapping[str, Any]],
-        refs: Sequence[str] | None = None,
-        idempotency_keys: Sequence[str] | None = None,
+        refs: Sequence[str | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
         *,
         skip_invalid: bool = False,
     ) -> BatchHandle:
@@ -228,7 +228,8 @@ class Producer:
         Redis failing while the batch is stored raises and leaves none of it; once it is
         stored, the call returns even if its messages cannot be sent now (a warning is
         logged; a worker sends them after ``TICKETQ_REQUEUE_AFTER``).
-        Pass ``idempotency_keys`` (your refs, say) to make re-running the same import safe.
+        Pass ``idempotency_keys`` (your refs, say) to make re-running the same import safe;
+        a None in ``refs`` or ``idempotency_keys`` gives that ticket none.
         """
         for name, values in (("refs", refs), ("idempotency_keys", idempotency_keys)):
             if values is not None and len(values) != len(tickets):
@@ -331,8 +332,8 @@ def default_producer() -> Producer:
 def submit_many(
     account_id: str,
     tickets: Sequence[TicketCreate | Mapping[str, Any]],
-    refs: Sequence[str] | None = None,
-    idempotency_keys: Sequence[str] | None = None,
+    refs: Sequence[str | None] | None = None,
+    idempotency_keys: Sequence[str | None] | None = None,
     *,
     skip_invalid: bool = False,
 ) -> BatchHandle:

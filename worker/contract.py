@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -308,6 +310,16 @@ class ErrorKind(StrEnum):
     POISON = "poison"  # the worker was lost every time it attempted this job
 
 
+def moment(unix: float) -> datetime:
+    """A Unix time as the aware UTC datetime JSON shows it (ISO 8601, ``...Z``)."""
+    return datetime.fromtimestamp(unix, UTC)
+
+
+# A time kept as Unix seconds (what the store holds and code compares), shown in JSON, by
+# the CLI's ``--json`` and the web API alike, as ISO 8601 in UTC.
+Timestamp = Annotated[float, PlainSerializer(moment, return_type=datetime, when_used="json")]
+
+
 class JobError(BaseModel):
     kind: ErrorKind
     message: str
@@ -336,12 +348,13 @@ class JobRecord(BaseModel):
     replays: int = 0  # times a person replayed it from the dead letters
     ticket: TicketIds | None = None
     error: JobError | None = None
-    created_at: float
-    updated_at: float
-    finished_at: float | None = None
-    next_attempt_at: float | None = None
-    uncertain_since: float | None = None  # an attempt since then may have made the ticket
+    created_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None = None
+    next_attempt_at: Timestamp | None = None
+    uncertain_since: Timestamp | None = None  # an attempt since then may have made the ticket
 
     def public(self) -> dict[str, Any]:
-        """The stable JSON shape of ``ticketq status --json`` and ``find --json``."""
+        """The stable JSON shape of ``ticketq status --json``, ``find --json`` and the web
+        API's jobs: times as ISO 8601 in UTC."""
         return self.model_dump(mode="json")

@@ -8,19 +8,33 @@ print megabytes), each path and message cut to ``MAX_PART_CHARS``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 MAX_ERRORS = 20
 MAX_PART_CHARS = 200
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+Path = Callable[[tuple[int | str, ...]], str]  # an error's loc as the message names it
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """``ticket.content.0.plain``: how producers, the CLI and the worker name a field."""
+    return ".".join(str(part) for part in loc)
+
+
+def describe_validation_error(exc: ValidationError, path: Path = dotted) -> str:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    return describe_errors(errors, path)
+
+
+def describe_errors(errors: Sequence[ErrorDetails], path: Path = dotted) -> str:
+    """One line for pydantic's errors, each field named by ``path``."""
     parts = []
     for error in errors[:MAX_ERRORS]:
-        where = ".".join(str(part) for part in error["loc"]) or "body"
+        where = path(tuple(error["loc"])) or "body"
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         parts.append(f"{_cut(where)}: {_cut(message)}")
     return bounded(parts, len(errors))

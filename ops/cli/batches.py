@@ -47,16 +47,12 @@ from ops.cli.console import (
     wide_console,
 )
 from producers.client import BrokerError, broker_errors
-from worker.contract import JobState
-from worker.store.batches import Batches, BatchInfo, JobRow, Progress
+from worker.store.batches import STATES, Batches, BatchInfo, JobRow, Progress, Summary
 from worker.store.jobs import CancelCode, Cancelled, JobStore
 from worker.text import printable
 
 batches_app = typer.Typer()
 
-# Every state a batch's job can be in, in the order of a job's life; "missing": its record
-# expired or was purged.
-STATES = (*(str(state) for state in JobState), "missing")
 COLUMNS = (
     "line",
     "ref",
@@ -100,49 +96,6 @@ def _info(batches: Batches, batch_id: str) -> BatchInfo:
 
 
 # ticketq batch / batches
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What ``batch`` and ``batches`` show of one batch: its record and where its jobs stand."""
-
-    info: BatchInfo
-    progress: Progress
-    now: float
-
-    @property
-    def finished_at(self) -> float | None:
-        """When its last job finished, once every job is final."""
-        return self.progress.last_finished_at if self.progress.done else None
-
-    @property
-    def rate(self) -> float | None:
-        """Jobs finished per second since the batch was opened (until its last finished)."""
-        end = self.finished_at or self.now
-        elapsed = end - self.info.opened_at
-        return self.progress.final / elapsed if elapsed > 0 else None
-
-    def public(self) -> dict[str, Any]:
-        """The stable JSON shape of ``batch --json`` and of each item of ``batches --json``."""
-        info, progress = self.info, self.progress
-        counts = {state: progress.counts[state] for state in STATES}
-        counts.update({state: n for state, n in progress.counts.items() if state not in counts})
-        return {
-            "batch_id": info.batch_id,
-            "account_id": info.account_id,
-            "source": info.source,
-            "opened_at": info.opened_at,
-            "finished_at": self.finished_at,
-            "rows": info.rows,
-            "accepted": info.accepted,
-            "already_known": info.already_known,
-            "rejected": info.rejected,
-            "total": progress.total,
-            "done": progress.final,
-            "final": progress.done,
-            "counts": counts,
-            "rate": self.rate,
-        }
 
 
 @batches_app.command(help="Show a batch: its jobs' states, rate, and the rows it was made of.")

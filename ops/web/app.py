@@ -12,9 +12,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ops.web import dashboard
+from ops.web import actions, api, dashboard
 from ops.web.auth import TokenBook
+from ops.web.body import add_body_schemas
 from ops.web.errors import install_error_handlers
+from producers.client import Producer
+from worker.queue.app import create_app as create_celery
 from worker.settings import Settings, ticketq_version
 from worker.store import connect
 
@@ -25,9 +28,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = connect(settings, ride_out_restarts=False)
+        # One producer per process: its publisher thread sends what the intake queued.
+        app.state.producer = Producer(settings, ride_out_restarts=False)
+        app.state.celery = create_celery(settings)  # replays send through it
         try:
             yield
         finally:
+            app.state.producer.close()
             app.state.redis.close()
 
     app = FastAPI(
@@ -39,5 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = TokenBook.from_settings(settings)
     install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(actions.router)
+    add_body_schemas(app)
     dashboard.install(app)
     return app

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def test_batch_shows_a_finished_batch_and_batches_lists_it_newest_first(
         1,
     )
     assert (shown["total"], shown["done"], shown["final"]) == (3, 3, True)
-    assert shown["opened_at"] <= shown["finished_at"] <= time.time()
+    opened, finished = (datetime.fromisoformat(shown[f]) for f in ("opened_at", "finished_at"))
+    assert shown["finished_at"].endswith("Z")  # ISO 8601 in UTC, as the web API answers
+    assert opened <= finished <= datetime.now(UTC)
     assert shown["rate"] > 0
     listed = as_json(stack, "batches", "--account-id", account)
     assert [item["batch_id"] for item in listed] == [batch.batch_id, older.batch_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ def test_submit_prints_a_job_id_that_status_and_find_report(
     assert shown["job_id"] == job_id and shown["state"] == "succeeded"
     assert {"job_id", "state", "account_id", "ref", "attempts", "ticket", "error"} <= set(shown)
     assert shown["ticket"]["id"] and shown["ticket"]["remote_id"]
+    record = producer.get(job_id)
+    assert record is not None  # times as ISO 8601 in UTC, as the web API answers them
+    assert datetime.fromisoformat(shown["finished_at"]).timestamp() == pytest.approx(
+        record.finished_at, abs=1e-6
+    )
+    assert shown["created_at"].endswith("Z") and shown["next_attempt_at"] is None
 
 
 def test_submit_reads_standard_input(stack: LocalStack, title: str) -> None:

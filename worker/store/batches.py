@@ -17,16 +17,20 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis
+from pydantic import BaseModel
 
-from worker.contract import JobState
+from worker.contract import JobState, Timestamp
 from worker.store.jobs import JobStore
 from worker.store.keys import BATCH_INDEX, batch_info_key, batch_key, job_key
 
 PAGE = 5_000  # members read per round trip
 COUNTS = ("rows", "accepted", "already_known", "rejected")
+# Every state a batch's job can be in, in the order of a job's life; "missing": its record
+# expired or was purged.
+STATES = (*(str(state) for state in JobState), "missing")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,73 @@ class Progress:
     @property
     def done(self) -> bool:
         return self.final == self.total
+
+
+class BatchStatus(BaseModel):
+    """The published shape of a batch (``ticketq batch --json``, ``GET /v1/batches/{id}``)."""
+
+    batch_id: str
+    account_id: str | None  # None: its rows name several accounts
+    source: str | None  # the file it was imported from, if any
+    opened_at: Timestamp
+    finished_at: Timestamp | None  # its last job's end, once every job is final
+    rows: int  # input rows read, valid or not
+    accepted: int  # rows queued as new jobs
+    already_known: int  # rows whose idempotency key named a job already
+    rejected: int  # rows refused by validation
+    total: int  # its jobs
+    done: int  # its jobs that are final (or gone)
+    final: bool  # every job is
+    counts: dict[str, int]  # jobs per state (``STATES``, in that order)
+    rate: float | None  # jobs finished per second since it was opened (until the last)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A batch's record and where its jobs stand, read at ``now``: what ``ticketq batch``,
+    ``batches`` and the web API show."""
+
+    info: BatchInfo
+    progress: Progress
+    now: float
+
+    @property
+    def finished_at(self) -> float | None:
+        """When its last job finished, once every job is final."""
+        return self.progress.last_finished_at if self.progress.done else None
+
+    @property
+    def rate(self) -> float | None:
+        """Jobs finished per second since the batch was opened (until its last finished)."""
+        end = self.finished_at or self.now
+        elapsed = end - self.info.opened_at
+        return self.progress.final / elapsed if elapsed > 0 else None
+
+    def status(self) -> BatchStatus:
+        info, progress = self.info, self.progress
+        counts = {state: progress.counts[state] for state in STATES}
+        counts.update({state: n for state, n in progress.counts.items() if state not in counts})
+        return BatchStatus(
+            batch_id=info.batch_id,
+            account_id=info.account_id,
+            source=info.source,
+            opened_at=info.opened_at,
+            finished_at=self.finished_at,
+            rows=info.rows,
+            accepted=info.accepted,
+            already_known=info.already_known,
+            rejected=info.rejected,
+            total=progress.total,
+            done=progress.final,
+            final=progress.done,
+            counts=counts,
+            rate=self.rate,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The stable JSON shape of ``batch --json`` and of each item of ``batches --json``:
+        times as ISO 8601 in UTC."""
+        return self.status().model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -147,6 +218,11 @@ class Batches:
             ]
         return found[:limit]
 
+    def summary(self, batch_id: str, now: float) -> Summary | None:
+        """The batch and where its jobs stand (None: no such batch, or expired)."""
+        info = self.info(batch_id)
+        return None if info is None else Summary(info, self.progress(batch_id), now)
+
     def size(self, batch_id: str) -> int:
         return self._redis.zcard(batch_key(batch_id))
 
@@ -162,6 +238,10 @@ class Batches:
                 return
             yield [(int(score), job_id) for job_id, score in page]
             start += len(page)
+
+    def members(self, batch_id: str, start: int = 0, count: int = PAGE) -> list[str]:
+        """The batch's job ids in input order, from the ``start``-th on."""
+        return cast(list[str], self._redis.zrange(batch_key(batch_id), start, start + count - 1))
 
     def job_ids(self, batch_id: str) -> list[str]:
         return [job_id for page in self.pages(batch_id) for _, job_id in page]

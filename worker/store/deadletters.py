@@ -155,7 +155,7 @@ def _one_by_one(
     return done, skipped, None
 
 
-_WHY = {
+WHY = {  # the reason a person reads for each code a replay or purge answers
     DeadLetterCode.MISSING: "not found",
     DeadLetterCode.NOT_FAILED: "not failed",
     DeadLetterCode.HAS_TICKET: "has a ticket",
@@ -164,4 +164,4 @@ _WHY = {
 
 def _skipped(job_id: str, kept: Kept) -> Skipped:
     """Why the store left a job as it was, as the reason a person reads."""
-    return Skipped(job_id, _WHY[kept.code], kept.detail)
+    return Skipped(job_id, WHY[kept.code], kept.detail)

@@ -315,6 +315,17 @@ class JobStore:
         raw = cast(dict[str, str], self.redis.hgetall(job_key(job_id)))
         return _record(job_id, raw) if raw else None
 
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        """Each job's record, in one round trip (None: no record, or expired)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            found = cast(list[dict[str, str]], pipe.execute())
+        return [
+            _record(job_id, raw) if raw else None
+            for job_id, raw in zip(job_ids, found, strict=True)
+        ]
+
     def states(self, job_ids: Sequence[str]) -> list[JobState | None]:
         """The state of each job, in one round trip (None: no record, or expired)."""
         with self.redis.pipeline(transaction=False) as pipe:
@@ -335,6 +346,10 @@ class JobStore:
         newest = "+inf" if before is None else stamp(before)
         ids = self.redis.zrevrangebyscore(FAILED_INDEX, newest, "-inf", start=start, num=limit)
         return [str(job_id) for job_id in cast(list[str], ids)]
+
+    def due_ids(self, start: int = 0, count: int = 100) -> list[str]:
+        """Jobs not final, soonest due first, from the ``start``-th on."""
+        return cast(list[str], self.redis.zrange(DUE_INDEX, start, start + count - 1))
 
     def failed_jobs(self, job_ids: Sequence[str]) -> list[FailedJob]:
         """Whose each job is and why it failed, in one round trip; a job gone meanwhile is
