@@ -3,8 +3,8 @@ its real workers: it lists the workers, measures ticketq's queues, answers its B
 and shows a message as a task, named by its first job ids.
 
 Flower runs with ``--enable-events=False`` (it would otherwise switch the workers' events
-on itself), so a task that reaches SUCCESS in Flower shows the workers send events by
-default.
+on itself), so the workers' heartbeats it waits for, and a task that reaches SUCCESS in
+it, show the workers send events by default.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ def flower(stack: LocalStack) -> Iterator[httpx.Client]:
     try:
         with httpx.Client(base_url=base, auth=("ops", password), timeout=10) as client:
             process.wait_until(lambda: answers(client), timeout=30, what="answering")
+            # Capturing events once every worker's heartbeat has come in: what is sent from
+            # now on is seen.
+            process.wait_until(
+                lambda: alive(client) == len(stack.workers), timeout=30, what="seeing workers"
+            )
             yield client
     finally:
         process.stop()
@@ -56,6 +61,12 @@ def answers(client: httpx.Client) -> bool:
         return client.get("/healthcheck").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def alive(client: httpx.Client) -> int:
+    """Workers alive by their heartbeat events."""
+    status: dict[str, bool] = client.get("/api/workers", params={"status": 1}).json()
+    return sum(status.values())
 
 
 def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 20) -> T:
