@@ -79,6 +79,14 @@ def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float 
     return value
 
 
+def test_ticketq_flower_listens_on_127_0_0_1_when_no_address_is_given(
+    flower: httpx.Client, stack: LocalStack
+) -> None:
+    log = (stack.config.run_dir / "flower.log").read_text()
+
+    assert f"Visit me at {flower.base_url}".rstrip("/") in log
+
+
 def test_flower_lists_every_worker_with_ticketqs_queues(
     flower: httpx.Client, stack: LocalStack
 ) -> None:

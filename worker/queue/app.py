@@ -51,11 +51,11 @@ def create_app(settings: Settings) -> Celery:
         # A worker takes the next message only when a thread is free, so an interactive
         # message never queues inside a worker behind bulk ones it prefetched.
         worker_prefetch_multiplier=1,
-        # Flower and `celery events` see each message from the start: sent (by whoever
-        # dispatched it), received, started, succeeded. A few PUBLISHes a message, and
-        # cheap: a message carries up to 50 jobs (docs/performance.md has the cost).
+        # Flower and `celery events` see each message a worker takes (received, started,
+        # succeeded) and each worker's heartbeat: three PUBLISHes a message of up to 50
+        # jobs. Not the producer's sent event: one more PUBLISH per message, in the
+        # caller's process, for a queue wait the dashboard shows by job.
         worker_send_task_events=True,
-        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
