@@ -18,6 +18,7 @@ import typer
 from ops.cli.batches import batches_app
 from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
+from ops.cli.flower import flower_app
 from ops.cli.imports import imports_app
 from ops.cli.jobs import jobs_app
 from ops.cli.stats import stats_app
@@ -35,6 +36,7 @@ app.add_typer(imports_app)
 app.add_typer(dead_app, name="dead")
 app.add_typer(web_app)
 app.add_typer(stats_app)
+app.add_typer(flower_app)
 
 
 @app.command(

@@ -10,7 +10,7 @@ import redis
 
 from ops.redis_server import RedisServer
 from worker.queue.app import create_app
-from worker.queue.dispatch import INTERACTIVE_BATCH, dispatch
+from worker.queue.dispatch import INTERACTIVE_BATCH, argsrepr, dispatch
 from worker.settings import Settings
 from worker.store.jobs import Due, JobStore
 from worker.store.keys import QUEUES
@@ -41,5 +41,14 @@ def test_interactive_and_bulk_jobs_are_grouped_by_lane_each_up_to_its_batch(
         interactive[INTERACTIVE_BATCH:],
     ]
     assert job_ids_per_message(redis_client, QUEUES["bulk"]) == [bulk[:5], bulk[5:]]
-    newest = json.loads(redis_client.lindex(QUEUES["bulk"], 0) or "{}")
-    assert newest["headers"]["argsrepr"] == "[2 job ids]"  # not every id a second time
+    headers = [json.loads(item)["headers"] for item in redis_client.lrange(QUEUES["bulk"], 0, -1)]
+    # Flower tells messages apart by their first ids; not every id a second time.
+    assert [h["argsrepr"] for h in reversed(headers)] == ["[b0, b1, +3 more]", "[b5, b6]"]
+
+
+def test_a_messages_argsrepr_names_its_first_two_job_ids_and_counts_the_rest() -> None:
+    ids = [f"{n:032x}" for n in range(50)]
+
+    assert argsrepr(ids[:1]) == f"[{ids[0]}]"
+    assert argsrepr(ids[:2]) == f"[{ids[0]}, {ids[1]}]"
+    assert argsrepr(ids) == f"[{ids[0]}, {ids[1]}, +48 more]"

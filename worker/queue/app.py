@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from worker.queue.broker import TRANSPORT
+from worker.queue.broker import AMQP, TRANSPORT
 from worker.settings import Settings
 from worker.store.keys import QUEUES
 
@@ -19,7 +19,7 @@ TASK_NAME = "ticketq.run_jobs"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("ticketq", broker=settings.redis_url)
+    app = Celery("ticketq", broker=settings.redis_url, amqp=AMQP)
     app.conf.update(
         # JSON only: pickle read from a shared Redis is remote code execution.
         task_serializer="json",
@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
         },
         # kombu's Redis transport, minus a race that stops the consumer for good when the
-        # connection drops (see worker/queue/broker.py).
+        # connection drops; AMQP above keeps the URL redis:// (see worker/queue/broker.py).
         broker_transport=TRANSPORT,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -51,6 +51,11 @@ def create_app(settings: Settings) -> Celery:
         # A worker takes the next message only when a thread is free, so an interactive
         # message never queues inside a worker behind bulk ones it prefetched.
         worker_prefetch_multiplier=1,
+        # Flower and `celery events` see each message a worker takes (received, started,
+        # succeeded) and each worker's heartbeat: three PUBLISHes a message of up to 50
+        # jobs. Not the producer's sent event: one more PUBLISH per message, in the
+        # caller's process, for a queue wait the dashboard shows by job.
+        worker_send_task_events=True,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )

@@ -26,6 +26,7 @@ from worker.store.jobs import Due, JobStore, Lane
 from worker.store.keys import QUEUES
 
 INTERACTIVE_BATCH = 10
+NAMED_IDS = 2  # the job ids a message's argsrepr names
 # What a failed send raises: kombu's error for the broker, redis's for confirm_sent.
 SEND_ERRORS = (OperationalError, redis.RedisError)
 
@@ -35,10 +36,12 @@ log = logging.getLogger(__name__)
 def dispatch(app: Celery, store: JobStore, jobs: Sequence[Due], bulk_batch: int) -> None:
     with app.producer_or_acquire() as producer:
         for lane, ids in _messages(jobs, bulk_batch):
-            # Celery would store a repr of every id in the message's headers as well.
-            argsrepr = f"[{len(ids)} job ids]"
             app.send_task(
-                TASK_NAME, args=[ids], queue=QUEUES[lane], producer=producer, argsrepr=argsrepr
+                TASK_NAME,
+                args=[ids],
+                queue=QUEUES[lane],
+                producer=producer,
+                argsrepr=argsrepr(ids),
             )
     store.confirm_sent([job.job_id for job in jobs])
 
@@ -79,6 +82,16 @@ def replay_failed(
     requeued = dead.requeue(job_ids, reconcile=reconcile)
     unsent = dispatch_stored(app, dead.store, requeued.due, bulk_batch)
     return requeued.report(unsent)
+
+
+def argsrepr(ids: Sequence[str]) -> str:
+    """What Flower shows as a message's arguments: its first job ids in full (to look up
+    with ``ticketq status``) and how many more, e.g. ``[a1…, c3…, +48 more]``: enough to
+    tell messages apart, where Celery's default would repeat every id in the headers and
+    ``[50 job ids]`` told none apart."""
+    named = list(ids[:NAMED_IDS])
+    more = [f"+{len(ids) - NAMED_IDS} more"] if len(ids) > NAMED_IDS else []
+    return f"[{', '.join(named + more)}]"
 
 
 def _messages(jobs: Sequence[Due], bulk_batch: int) -> Iterator[tuple[Lane, list[str]]]:

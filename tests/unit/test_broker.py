@@ -1,0 +1,50 @@
+"""The broker: kombu's Redis transport with its race mended, under a URL that says redis://
+(Celery's logs and Flower read the scheme; Flower finds its broker by it)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import redis
+from flower.utils.broker import Broker, Redis
+
+from worker.queue.app import create_app
+from worker.queue.broker import Channel, Transport
+from worker.settings import Settings
+
+URL = "redis://:hunter2@127.0.0.1:6390/3"
+
+
+def test_the_broker_url_celery_and_flower_see_says_redis_while_the_mended_transport_is_used() -> (
+    None
+):
+    app = create_app(Settings(redis_url=URL))
+
+    for connection in (app.connection_for_write(), app.connection_for_read()):
+        with connection:
+            assert connection.as_uri() == "redis://:**@127.0.0.1:6390/3"
+            assert connection.as_uri(include_password=True) == URL
+            assert connection.get_transport_cls() is Transport
+            with connection.clone() as clone:  # a reconnect's copy keeps the mended transport
+                assert clone.get_transport_cls() is Transport
+
+
+def test_flower_finds_a_redis_broker_behind_the_apps_url() -> None:
+    app = create_app(Settings(redis_url=URL))
+    with app.connection() as connection:
+        broker = Broker(connection.as_uri(include_password=True))
+
+    assert isinstance(broker, Redis)
+    assert (broker.host, broker.port, broker.vhost) == ("127.0.0.1", 6390, 3)
+
+
+def test_a_channel_whose_connection_is_gone_raises_a_connection_error_celery_recovers_from() -> (
+    None
+):
+    channel = Channel.__new__(Channel)  # as kombu leaves it once the connection is torn down
+    channel.connection = SimpleNamespace(client=None)
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        channel._connparams()
+    assert redis.exceptions.ConnectionError in Transport.connection_errors
