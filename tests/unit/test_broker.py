@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 from types import SimpleNamespace
 
 import pytest
@@ -48,3 +49,25 @@ def test_a_channel_whose_connection_is_gone_raises_a_connection_error_celery_rec
     with pytest.raises(redis.exceptions.ConnectionError):
         channel._connparams()
     assert redis.exceptions.ConnectionError in Transport.connection_errors
+
+
+@pytest.mark.parametrize(
+    ("url", "checks"),
+    [
+        ("rediss://:hunter2@127.0.0.1:6390/3", ssl.CERT_REQUIRED),
+        ("rediss://127.0.0.1:6390/3?ssl_cert_reqs=none", ssl.CERT_NONE),
+    ],
+)
+def test_a_rediss_broker_connects_over_tls_checking_the_certificate_as_the_job_store_does(
+    url: str, checks: ssl.VerifyMode
+) -> None:
+    app = create_app(Settings(redis_url=url))
+
+    with app.connection_for_write() as connection:
+        assert connection.ssl == {"ssl_cert_reqs": checks}
+        assert connection.get_transport_cls() is Transport
+
+
+def test_a_plain_redis_broker_asks_for_no_tls() -> None:
+    with create_app(Settings(redis_url=URL)).connection_for_write() as connection:
+        assert not connection.ssl

@@ -8,6 +8,10 @@ registers the task; a producer sends by the task's name and needs no task object
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery
 from kombu import Queue
 
@@ -16,6 +20,18 @@ from worker.settings import Settings
 from worker.store.keys import QUEUES
 
 TASK_NAME = "ticketq.run_jobs"
+CERT_CHECKS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def broker_tls(redis_url: str) -> dict[str, Any] | None:
+    """TLS for a ``rediss://`` broker, checking the server's certificate as the job store's
+    redis-py client does (unless the URL's ``ssl_cert_reqs`` says otherwise): kombu's own
+    default for ``rediss`` encrypts without checking who answers."""
+    parts = urlsplit(redis_url)
+    if parts.scheme != "rediss":
+        return None
+    asked = parse_qs(parts.query).get("ssl_cert_reqs", ["required"])[-1].lower()
+    return {"ssl_cert_reqs": CERT_CHECKS.get(asked, ssl.CERT_REQUIRED)}
 
 
 def create_app(settings: Settings) -> Celery:
@@ -41,6 +57,7 @@ def create_app(settings: Settings) -> Celery:
         # kombu's Redis transport, minus a race that stops the consumer for good when the
         # connection drops; AMQP above keeps the URL redis:// (see worker/queue/broker.py).
         broker_transport=TRANSPORT,
+        broker_use_ssl=broker_tls(settings.redis_url),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
