@@ -57,6 +57,8 @@ def worker(ctx: typer.Context) -> None:
         "INFO",
         "--without-gossip",
         "--without-mingle",
+        # JSON logs: no start-up banner either (it is text, not a log line).
+        *(["--quiet"] if settings.log_format == "json" else []),
         *ctx.args,
     ]
     worker_app(settings).worker_main(argv)

@@ -6,7 +6,9 @@ and the payload never travel through the broker together and a message stays tin
 task is a thin adapter from a message to the runner. A process has one Redis client (one
 connection pool: the runner, the limiter, key health and the scheduler share it), one
 event loop and one HTTP client. Building the app reads nothing and connects nowhere; the
-runner is built on the first message, in the process that runs it.
+runner is built on the first message, in the process that runs it. Once the worker is
+ready, a process given ``TICKETQ_METRICS_PORT`` serves its metrics; with
+``TICKETQ_LOG_FORMAT=json`` every line it logs, Celery's included, is a JSON object.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.exceptions import Reject
-from celery.signals import after_setup_logger, worker_ready, worker_shutting_down
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from worker.delivery.decisions import Decisions
+from worker.delivery.logs import use_json
 from worker.delivery.loop import EventLoop
+from worker.delivery.metrics import WorkerMetrics
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner
 from worker.limits.keyhealth import KeyHealth, fingerprint
@@ -45,6 +54,7 @@ class WorkerProcess:
         self.settings = settings
         self.stopping = threading.Event()  # set on shutdown: no more waiting in the worker
         self.store = JobStore.from_settings(settings)
+        self.metrics = WorkerMetrics()
         self._runner: JobRunner | None = None
         self._runner_lock = threading.Lock()
 
@@ -81,6 +91,7 @@ class WorkerProcess:
             health,
             outage,
             self.stopping,
+            self.metrics,
         )
 
     def run_jobs(self, job_ids: object) -> None:
@@ -100,11 +111,14 @@ class WorkerProcess:
             log.warning("Redis unavailable (%s); message returned to the queue", exc)
             raise Reject(exc, requeue=True) from exc
 
-    def start_scheduler(self, app: Celery) -> None:
+    def started(self, app: Celery) -> None:
+        """The worker is ready: its scheduler runs, and its metrics are served if asked."""
         settings = self.settings
         Scheduler(
             app, self.store, settings.scheduler_interval, settings.bulk_batch, self.stopping
         ).start()
+        if settings.metrics_port is not None:
+            self.metrics.serve(settings.metrics_host, settings.metrics_port)
 
 
 def worker_app(settings: Settings) -> Celery:
@@ -115,16 +129,24 @@ def worker_app(settings: Settings) -> Celery:
     def run_jobs(job_ids: object) -> None:
         process.run_jobs(job_ids)
 
-    def start_scheduler(sender: Any = None, **_: Any) -> None:
+    def started(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # Celery's signals are process-wide
-            process.start_scheduler(app)
+            process.started(app)
 
     app.task(name=TASK_NAME, shared=False)(run_jobs)
     after_setup_logger.connect(_quiet_per_task_lines, weak=False)
-    worker_ready.connect(start_scheduler, weak=False)
+    if settings.log_format == "json":
+        after_setup_logger.connect(_json_lines, weak=False)
+        after_setup_task_logger.connect(_json_lines, weak=False)
+    worker_ready.connect(started, weak=False)
     # Deliveries in flight finish their current round; none starts an in-process wait.
     worker_shutting_down.connect(lambda **_: process.stopping.set(), weak=False)
     return app
+
+
+def _json_lines(logger: logging.Logger, **_: Any) -> None:
+    # The handlers Celery just set up (the root's, then its task logger's) write JSON.
+    use_json(logger)
 
 
 def _quiet_per_task_lines(**_: Any) -> None:
