@@ -760,7 +760,7 @@ def test_a_job_cancelled_in_flight_that_succeeds_keeps_its_ticket(
 def attempt_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, dict[str, Any]]]:
     """Each attempt the worker logged: its level and its fields."""
     return [
-        (record.levelno, cast(Attempt, record.msg).log_fields())
+        (record.levelno, record.msg.log_fields())
         for record in caplog.records
         if isinstance(record.msg, Attempt)
     ]
