@@ -226,10 +226,11 @@ class Decisions:
                 return Decision(job, Again(admission.wait))
             # Its turn in the bulk line: back on the queue a little before it comes.
             delay = max(admission.wait - self._come_back_lead, 0.0)
-            return Decision(job, self._wait(job, error, delay, moment))
+            return Decision(job, self._wait(job, error, delay, moment, held_back=True))
         if self._waits_in_process(admission.wait, moment):
             return Decision(job, Again(admission.wait))
-        return Decision(job, self._wait(job, error, admission.wait, moment))
+        held_back = admission.reason is Reason.RATE
+        return Decision(job, self._wait(job, error, admission.wait, moment, held_back=held_back))
 
     def answered(self, job: Job, answer: Answer, moment: Moment) -> Decision:
         """StackOne answered (or the network failed) the request ``job`` sent: what now."""
@@ -327,8 +328,11 @@ class Decisions:
         error = JobError(kind=ErrorKind.UNCERTAIN, message=f"the ticket may exist: {why}")
         return failed(job.claim, job.spec, error, job.attempts)
 
-    def _wait(self, job: Job, error: JobError, delay: float, moment: Moment) -> Transition:
-        """Hand the job back, due ``delay`` seconds after the moment."""
+    def _wait(
+        self, job: Job, error: JobError, delay: float, moment: Moment, *, held_back: bool = False
+    ) -> Transition:
+        """Hand the job back, due ``delay`` seconds after the moment; ``held_back``: unsent,
+        for its turn under the rate limit (the fleet's numbers count those apart)."""
         return retrying(
             job.claim,
             job.spec,
@@ -338,6 +342,7 @@ class Decisions:
             uncertain_since=job.uncertain_since,
             settled=job.settled and job.uncertain_since is None,
             failing_since=job.failing_since,
+            held_back=held_back,
         )
 
     def _waits_in_process(self, delay: float, moment: Moment) -> bool:

@@ -14,7 +14,9 @@ ready, a process given ``TICKETQ_METRICS_PORT`` serves its metrics; with
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import Any
 
 import redis
@@ -43,6 +45,7 @@ from worker.stackone.client import StackOneClient
 from worker.store.jobs import JobStore
 from worker.store.keys import ApiKeyNames
 from worker.store.limits import LimitStore
+from worker.store.workers import Heartbeat, WorkerInfo
 
 log = logging.getLogger("ticketq.worker")
 
@@ -57,6 +60,7 @@ class WorkerProcess:
         self.metrics = WorkerMetrics()
         self._runner: JobRunner | None = None
         self._runner_lock = threading.Lock()
+        self._heartbeat: Heartbeat | None = None
 
     def runner(self) -> JobRunner:
         """Built once, by the first delivery; its threads share it."""
@@ -111,14 +115,39 @@ class WorkerProcess:
             log.warning("Redis unavailable (%s); message returned to the queue", exc)
             raise Reject(exc, requeue=True) from exc
 
-    def started(self, app: Celery) -> None:
-        """The worker is ready: its scheduler runs, and its metrics are served if asked."""
+    def start_scheduler(self, app: Celery, name: str, concurrency: int) -> None:
+        """The scheduler thread, which also says this worker is alive (its heartbeat); and
+        the process's metrics, if asked."""
         settings = self.settings
+        assert settings.stackone_api_key is not None  # ticketq worker checked it
+        me = WorkerInfo(
+            name=name,
+            pid=os.getpid(),
+            concurrency=concurrency,
+            started_at=time.time(),
+            key_fingerprint=fingerprint(self.store.redis, settings.stackone_api_key),
+        )
+        self._heartbeat = Heartbeat(self.store.redis, me, settings.scheduler_interval)
         Scheduler(
-            app, self.store, settings.scheduler_interval, settings.bulk_batch, self.stopping
+            app,
+            self.store,
+            settings.scheduler_interval,
+            settings.bulk_batch,
+            self.stopping,
+            self._heartbeat,
         ).start()
         if settings.metrics_port is not None:
             self.metrics.serve(settings.metrics_host, settings.metrics_port)
+
+    def stop(self) -> None:
+        """Shutting down: deliveries start no more in-process waits, and the worker says
+        it is gone (a worker that dies instead is gone once its heartbeat is old)."""
+        self.stopping.set()
+        if self._heartbeat is not None:
+            try:
+                self._heartbeat.stop()
+            except redis.RedisError as exc:
+                log.warning("could not remove this worker's heartbeat: %s", exc)
 
 
 def worker_app(settings: Settings) -> Celery:
@@ -129,18 +158,20 @@ def worker_app(settings: Settings) -> Celery:
     def run_jobs(job_ids: object) -> None:
         process.run_jobs(job_ids)
 
-    def started(sender: Any = None, **_: Any) -> None:
+    def start_scheduler(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # Celery's signals are process-wide
-            process.started(app)
+            name = str(getattr(sender, "hostname", "") or "celery")
+            concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+            process.start_scheduler(app, name, int(concurrency or settings.worker_concurrency))
 
     app.task(name=TASK_NAME, shared=False)(run_jobs)
     after_setup_logger.connect(_quiet_per_task_lines, weak=False)
     if settings.log_format == "json":
         after_setup_logger.connect(_json_lines, weak=False)
         after_setup_task_logger.connect(_json_lines, weak=False)
-    worker_ready.connect(started, weak=False)
+    worker_ready.connect(start_scheduler, weak=False)
     # Deliveries in flight finish their current round; none starts an in-process wait.
-    worker_shutting_down.connect(lambda **_: process.stopping.set(), weak=False)
+    worker_shutting_down.connect(lambda **_: process.stop(), weak=False)
     return app
 
 

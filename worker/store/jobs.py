@@ -504,6 +504,7 @@ class JobStore:
             change.claim.job_id,
             stamp(change.due_at) if change.due_at is not None else "",
             str(change.attempts),
+            "1" if change.held_back else "",
             *(item for pair in fields.items() for item in pair),
         ]
         return keys, args
@@ -522,6 +523,7 @@ class Transition:
     due_at: float | None = None
     uncertain_since: float | None = None
     fields: dict[str, str] = field(default_factory=dict)  # more fields; "" deletes one
+    held_back: bool = False  # retrying: the rate limit handed it back unsent (the stats count it)
 
 
 def succeeded(claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int) -> Transition:
@@ -540,10 +542,12 @@ def retrying(
     uncertain_since: float | None = None,
     settled: bool = False,
     failing_since: float | None = None,
+    held_back: bool = False,
 ) -> Transition:
     """Try again at ``due_at`` (Unix seconds). ``uncertain_since``: an attempt since then may
     have made the ticket; ``settled``: reconciliation found none, so the job is no longer
-    uncertain; ``failing_since``: its first failed attempt, kept for its retry budget."""
+    uncertain; ``failing_since``: its first failed attempt, kept for its retry budget;
+    ``held_back``: it was not sent, the rate limit gives it a later turn."""
     fields = {"uncertain_since": "", "reconcile_first": ""} if settled else {}
     if failing_since is not None:
         fields["failing_since"] = stamp(failing_since)
@@ -556,6 +560,7 @@ def retrying(
         due_at=due_at,
         uncertain_since=uncertain_since,
         fields=fields,
+        held_back=held_back,
     )
 
 

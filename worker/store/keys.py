@@ -23,6 +23,28 @@ KEY_SALT = f"{PREFIX}:keysalt"
 # The Celery queues (Redis lists) of the two lanes, interactive first: workers read them in
 # this order, and the scheduler looks at their length.
 QUEUES = {"interactive": "ticketq.interactive", "bulk": "ticketq.bulk"}
+# The fleet's numbers (worker/store/stats.py), kept by the scripts that move jobs: a hash of
+# jobs per "<lane>:<state>" (queued, running, retrying, held_back, failed) ...
+COUNTS = f"{PREFIX}:counts"
+# ... a sorted set per lane of its queued job ids by when they became queued (the oldest
+# waiting job) ...
+QUEUED_PREFIX = f"{PREFIX}:queued:"
+# ... and a hash per minute (its Unix time // 60) of the jobs finished in it per
+# "<lane>:<state>" and the requests sent in each of its seconds ("sent:<second>").
+MINUTE_PREFIX = f"{PREFIX}:minute:"
+MINUTE_TTL = 2 * 3600  # seconds a minute's hash is kept
+# The worker processes alive (a hash: one heartbeat per process, worker/store/workers.py).
+WORKERS = f"{PREFIX}:workers"
+
+
+def queued_key(lane: str) -> str:
+    """A lane's queued job ids (a sorted set), scored by when each became queued."""
+    return f"{QUEUED_PREFIX}{lane}"
+
+
+def minute_key(moment: float) -> str:
+    """The hash of the minute holding ``moment`` (Unix seconds)."""
+    return f"{MINUTE_PREFIX}{int(moment // 60)}"
 
 
 def segment(value: str) -> str:

@@ -52,6 +52,52 @@ class KeyRefusal:
     paused_until: float | None  # None once the pause is over and a probe may go
 
 
+@dataclass(frozen=True)
+class KeyState:
+    """One key's shared state as a status page shows it (``key_states``)."""
+
+    fingerprint: str
+    refusal: KeyRefusal | None  # StackOne's refusal no success has cleared yet
+    outage: bool  # most requests fail: every worker holds its requests for the probe
+    paused_until: float | None  # the latest of its pauses (429, refusal, outage), Unix s
+
+
+def key_states(client: redis.Redis, fingerprints: Sequence[str]) -> list[KeyState]:
+    """Each key's refusal, outage and pauses, in one round trip (the web process has no API
+    key of its own: it asks for the fingerprints the workers name)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in fingerprints:
+            names = ApiKeyNames.of(key)
+            pipe.get(names.refusal)
+            pipe.get(names.refusal_pause)
+            pipe.get(names.pause)
+            pipe.hget(names.outage, "until")
+            pipe.exists(names.outage)
+        found = cast(list[str | int | None], pipe.execute())
+    return [_key_state(key, *found[5 * i : 5 * i + 5]) for i, key in enumerate(fingerprints)]
+
+
+def _key_state(
+    key: str,
+    refusal: str | int | None,
+    refusal_pause: str | int | None,
+    pause: str | int | None,
+    outage_until: str | int | None,
+    outage: str | int | None,
+) -> KeyState:
+    """The reads of ``key_states`` for one key; pauses are kept in ms of Redis's clock."""
+    pauses = [int(until) / 1000 for until in (refusal_pause, pause, outage_until) if until]
+    refused = _refusal(str(refusal), refusal_pause) if refusal is not None else None
+    return KeyState(key, refused, bool(outage), max(pauses) if pauses else None)
+
+
+def _refusal(raw: str, until: str | int | None) -> KeyRefusal:
+    """A refusal as ``note_refusal`` kept it, and when its pause ends (ms), if it has not."""
+    info = json.loads(raw)
+    paused_until = int(until) / 1000 if until is not None else None
+    return KeyRefusal(info["status"], info["message"], info["since"], paused_until)
+
+
 class LimitStore:
     """Reads and writes the limiter's and the key health's keys for one API key."""
 
@@ -118,11 +164,7 @@ class LimitStore:
             pipe.get(self._names.refusal)
             pipe.get(self._names.refusal_pause)
             raw, until = cast(list[str | None], pipe.execute())
-        if raw is None:
-            return None
-        info = json.loads(raw)
-        paused_until = int(until) / 1000 if until is not None else None
-        return KeyRefusal(info["status"], info["message"], info["since"], paused_until)
+        return _refusal(raw, until) if raw is not None else None
 
     def note_failure(self, window: float) -> int:
         """A request with the key failed (5xx, connection error): the failures in a row so

@@ -6,6 +6,10 @@ prelude generated from the enums below (``local STATE_FAILED = "failed"``, ``loc
 CLAIM_MISSING = "missing"``, and ``is_final(state)`` from ``JobState.is_final``), so Python
 and Lua cannot drift apart, and a misspelt name fails loudly (Redis 7 refuses to read an
 undefined global). Each script has one vocabulary of result codes, as BullMQ's ``ErrorCode``.
+
+A script that moves jobs also gets ``lua/lib/moves.lua`` in its prelude: ``moved(...)``
+keeps the fleet's counters (worker/store/stats.py) in the same atomic step as the move, so
+every script keeps them one way; the key names it writes come from ``keys.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from worker.contract import ErrorKind, JobState
+from worker.store.keys import COUNTS, MINUTE_PREFIX, MINUTE_TTL, QUEUED_PREFIX
 
 
 class ClaimCode(StrEnum):
@@ -92,8 +97,9 @@ class Script:
     """One Lua file and the enums it speaks, each under a prefix: ``STATE=JobState``
     defines ``STATE_QUEUED`` and so on (and ``is_final`` for ``JobState``)."""
 
-    def __init__(self, file: str, **vocabulary: type[Enum]) -> None:
+    def __init__(self, file: str, *, moves: bool = False, **vocabulary: type[Enum]) -> None:
         self.file = file
+        self.moves = moves  # it moves jobs: the counters' helpers (needs STATE=JobState)
         self.vocabulary = vocabulary
 
     def __repr__(self) -> str:
@@ -111,6 +117,9 @@ class Script:
                     f"  return {' or '.join(finals)}",
                     "end",
                 ]
+        if self.moves:
+            lines += [f"local {name} = {_plain(value)}" for name, value in COUNTERS.items()]
+            lines.append(files("worker.store").joinpath("lua", "lib", "moves.lua").read_text())
         return "\n".join(lines) + "\n"
 
     @cached_property
@@ -128,27 +137,40 @@ class Script:
         return hashlib.sha1(self.text.encode()).hexdigest()
 
 
+# The names lua/lib/moves.lua writes to, from keys.py.
+COUNTERS: dict[str, str | int] = {
+    "COUNTS_KEY": COUNTS,
+    "QUEUED_PREFIX": QUEUED_PREFIX,
+    "MINUTE_PREFIX": MINUTE_PREFIX,
+    "MINUTE_TTL": MINUTE_TTL,
+}
+
+
 def _lua(member: Enum) -> str:
     """A Lua literal for an enum's value: a number, or a plain string."""
-    if isinstance(member, IntEnum):
-        return str(int(member))
-    value = str(member.value)
+    return _plain(int(member) if isinstance(member, IntEnum) else str(member.value), member)
+
+
+def _plain(value: str | int, named: object = None) -> str:
+    """A Lua literal for a number or a plain string."""
+    if isinstance(value, int):
+        return str(value)
     if not _PLAIN.fullmatch(value):
-        raise ValueError(f"{member!r} cannot be written into a Lua script as it is")
+        raise ValueError(f"{named or value!r} cannot be written into a Lua script as it is")
     return f'"{value}"'
 
 
-CREATE = Script("create.lua", STATE=JobState)
-UNCREATE = Script("uncreate.lua", STATE=JobState)
+CREATE = Script("create.lua", moves=True, STATE=JobState)
+UNCREATE = Script("uncreate.lua", moves=True, STATE=JobState)
 SENT = Script("sent.lua", STATE=JobState)
-CLAIM = Script("claim.lua", STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
+CLAIM = Script("claim.lua", moves=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
-TRANSITION = Script("transition.lua", STATE=JobState, RECORDED=Recorded)
-DUE = Script("due.lua", STATE=JobState)
-CANCEL = Script("cancel.lua", STATE=JobState, CANCEL=CancelCode)
-REPLAY = Script("replay.lua", STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
-PURGE = Script("purge.lua", STATE=JobState, DEAD=DeadLetterCode)
-ADMIT = Script("admit.lua", REASON=Reason)
+TRANSITION = Script("transition.lua", moves=True, STATE=JobState, RECORDED=Recorded)
+DUE = Script("due.lua", moves=True, STATE=JobState)
+CANCEL = Script("cancel.lua", moves=True, STATE=JobState, CANCEL=CancelCode)
+REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
+PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
+ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason)
 PAUSE = Script("pause.lua")
 SCRIPTS = (
     CREATE,

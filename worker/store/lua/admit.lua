@@ -25,6 +25,7 @@
 -- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
 -- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
 -- request is probing; then at most one step of the outage's backoff).
+-- The requests admitted are counted as sent in the minute's hash (lua/lib/moves.lua).
 local t = redis.call("TIME")
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
@@ -34,6 +35,7 @@ local lease_ms = tonumber(ARGV[3])
 local hold = tonumber(ARGV[5])
 local n = (#ARGV - 5) / 3
 local out = {}
+local sending = 0  -- requests admitted this round
 
 -- The wait of a request the rate holds back: its own, if it may wait that long in its
 -- delivery; else (bulk) its place at the end of the line, which then moves one interval on.
@@ -128,5 +130,11 @@ for i = 1, n do
   end
   out[#out + 1] = math.ceil(wait)
   out[#out + 1] = reason
+  if reason == REASON_ADMITTED or reason == REASON_PROBE then
+    sending = sending + 1
+  end
+end
+if sending > 0 then
+  sent(now_us, sending)  -- each admitted request goes out now: the rate limit's use
 end
 return out

@@ -10,7 +10,7 @@
 -- Returns {CANCEL_OK}, {CANCEL_MISSING}, {CANCEL_IN_FLIGHT} (a delivery holds it: its
 -- attempt finishes; if it is handed back to retry, transition.lua answers
 -- RECORDED_CANCEL_ASKED and its delivery cancels it then), {CANCEL_FINAL, state}.
-local job = redis.call("HMGET", KEYS[1], "state", "uncertain_since")
+local job = redis.call("HMGET", KEYS[1], "state", "uncertain_since", "lane")
 local state, uncertain = job[1], job[2]
 if not state then
   return {CANCEL_MISSING}
@@ -27,6 +27,7 @@ redis.call("HSET", KEYS[1], "state", STATE_CANCELLED, "updated_at", ARGV[1], "fi
 redis.call("HDEL", KEYS[1], "next_attempt_at", "reconcile_first", "failing_since",
   "cancel_asked")
 redis.call("ZREM", KEYS[2], ARGV[2])
+moved(KEYS[1], ARGV[2], job[3], state, STATE_CANCELLED, ARGV[1])
 if KEYS[3] ~= "" and not uncertain and redis.call("GET", KEYS[3]) == ARGV[2] then
   redis.call("DEL", KEYS[3])
 end

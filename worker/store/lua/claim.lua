@@ -7,7 +7,7 @@
 -- {CLAIM_NOT_DUE, next_attempt_at}.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
-  "claimed_at")
+  "claimed_at", "lane")
 local state = job[1]
 if not state then
   return {CLAIM_MISSING}
@@ -30,6 +30,7 @@ if state == STATE_RUNNING then
     redis.call("HDEL", KEYS[1], "lease_until", "lease_token")
     redis.call("ZREM", KEYS[2], ARGV[4])
     redis.call("ZADD", KEYS[3], ARGV[1], ARGV[4])
+    moved(KEYS[1], ARGV[4], job[5], state, STATE_FAILED, ARGV[1])
     return {CLAIM_FINAL, STATE_FAILED}
   end
   if job[4] and redis.call("HEXISTS", KEYS[1], "uncertain_since") == 0 then
@@ -44,6 +45,7 @@ redis.call("HSET", KEYS[1], "state", STATE_RUNNING, "lease_until", ARGV[2], "lea
 redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
+moved(KEYS[1], ARGV[4], job[5], state, STATE_RUNNING, ARGV[1])
 local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
   "reconcile_first", "lane", "failing_since")
 return {CLAIM_OK, found[1], found[2] or "0", found[3] or "", found[4] or "",

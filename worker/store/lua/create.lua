@@ -47,6 +47,7 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     end
     -- The outbox: until the producer confirms the message went out, the scheduler sends it.
     redis.call("ZADD", KEYS[1], resend_at, job_id)
+    moved(job, job_id, lane, nil, STATE_QUEUED, now)
     answers[#answers + 1] = {job_id, 1, previous_ref, previous_ttl}
   end
 end

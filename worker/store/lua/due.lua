@@ -24,6 +24,7 @@ for _, id in ipairs(ids) do
     if job[1] == STATE_RETRYING then
       redis.call("HSET", key, "state", STATE_QUEUED, "updated_at", ARGV[1])
       redis.call("HDEL", key, "next_attempt_at")
+      moved(key, id, job[2], STATE_RETRYING, STATE_QUEUED, ARGV[1])
     end
     redis.call("ZADD", KEYS[1], ARGV[2], id)
     out[#out + 1] = id

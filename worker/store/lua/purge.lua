@@ -4,7 +4,8 @@
 -- ARGV[1] job id
 -- Returns {DEAD_OK}, or {DEAD_MISSING} (its stray index entries removed),
 -- {DEAD_NOT_FAILED, state}.
-local state = redis.call("HGET", KEYS[1], "state")
+local job = redis.call("HMGET", KEYS[1], "state", "lane")
+local state = job[1]
 if not state then
   redis.call("ZREM", KEYS[2], ARGV[1])
   redis.call("ZREM", KEYS[3], ARGV[1])
@@ -14,6 +15,7 @@ if state ~= STATE_FAILED then
   return {DEAD_NOT_FAILED, state}
 end
 redis.call("DEL", KEYS[1])
+moved(KEYS[1], ARGV[1], job[2], STATE_FAILED, nil, "0")
 redis.call("ZREM", KEYS[2], ARGV[1])
 redis.call("ZREM", KEYS[3], ARGV[1])
 for i = 4, 5 do

@@ -39,4 +39,5 @@ end
 redis.call("ZREM", KEYS[2], ARGV[3])
 -- The outbox, as for a new job: until the message is confirmed sent, the scheduler sends it.
 redis.call("ZADD", KEYS[3], ARGV[2], ARGV[3])
+moved(KEYS[1], ARGV[3], job[7], STATE_FAILED, STATE_QUEUED, ARGV[1])
 return {DEAD_OK, job[7] or "interactive"}

@@ -6,8 +6,9 @@
 -- that long after the last move of any of its jobs)
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
--- ARGV[7] requests this delivery made that count as attempts,
--- ARGV[8..] field/value pairs to set; an empty value deletes the field.
+-- ARGV[7] requests this delivery made that count as attempts, ARGV[8] "1": a retrying job
+-- the rate limit handed back unsent (held back, waiting for its turn), else "",
+-- ARGV[9..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
 -- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
@@ -17,7 +18,7 @@
 if KEYS[7] ~= "" then
   redis.call("ZREM", KEYS[7], ARGV[1])
 end
-local current = redis.call("HMGET", KEYS[1], "state", "lease_token")
+local current = redis.call("HMGET", KEYS[1], "state", "lease_token", "lane")
 if not current[1] then
   return RECORDED_MISSING
 end
@@ -38,6 +39,7 @@ if ARGV[2] == STATE_SUCCEEDED and KEYS[6] ~= "" then
   end
 end
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
+moved(KEYS[1], job_id, current[3], STATE_RUNNING, ARGV[2], ARGV[3])
 if KEYS[8] ~= "" and tonumber(ARGV[4]) > 0 then
   redis.call("EXPIRE", KEYS[8], ARGV[4])
   redis.call("EXPIRE", KEYS[9], ARGV[4])
@@ -46,7 +48,7 @@ redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
@@ -56,6 +58,9 @@ end
 if ARGV[2] == STATE_RETRYING then
   redis.call("HSET", KEYS[1], "next_attempt_at", ARGV[6])
   redis.call("ZADD", KEYS[5], ARGV[6], job_id)
+  if ARGV[8] == "1" then
+    held_back(KEYS[1], current[3])
+  end
   if redis.call("HEXISTS", KEYS[1], "cancel_asked") == 1 then
     return RECORDED_CANCEL_ASKED
   end

@@ -18,7 +18,9 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
       redis.call("ZREM", KEYS[2], job_id)
     end
   elseif redis.call("HGET", job, "state") == STATE_QUEUED then
+    local lane = redis.call("HGET", job, "lane")
     redis.call("DEL", job)
+    moved(job, job_id, lane, STATE_QUEUED, nil, "0")
     redis.call("ZREM", KEYS[1], job_id)
     if KEYS[2] ~= "" then
       redis.call("ZREM", KEYS[2], job_id)
