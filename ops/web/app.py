@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from ops.web.auth import TokenBook
 from ops.web.errors import install_error_handlers
+from ops.web.metrics import router as metrics_router
 from worker.settings import Settings, ticketq_version
 from worker.store import connect
 
@@ -38,4 +39,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = TokenBook.from_settings(settings)
     install_error_handlers(app)
+    app.include_router(metrics_router)
     return app
