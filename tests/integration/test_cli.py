@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from ops.cli.console import utc_time
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from tests.integration.support import ticketq
@@ -33,6 +35,22 @@ def test_submit_prints_a_job_id_that_status_and_find_report(
     assert shown["job_id"] == job_id and shown["state"] == "succeeded"
     assert {"job_id", "state", "account_id", "ref", "attempts", "ticket", "error"} <= set(shown)
     assert shown["ticket"]["id"] and shown["ticket"]["remote_id"]
+
+
+def test_status_shows_its_times_in_utc_as_people_read_them_and_json_keeps_the_numbers(
+    stack: LocalStack, producer: Producer, title: str
+) -> None:
+    record = producer.submit("acct-cli", {"title": title}).wait(timeout=30)
+
+    lines = ticketq(stack, "status", record.job_id).stdout.splitlines()
+    shown = json.loads(ticketq(stack, "status", record.job_id, "--json").stdout)
+
+    times = {line.split()[0]: line.split(None, 1)[1] for line in lines if "_at " in line}
+    assert set(times) == {"created_at", "updated_at", "finished_at"}
+    assert times["finished_at"] == utc_time(record.finished_at)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", times["created_at"])
+    assert str(int(record.created_at)) not in "\n".join(lines)
+    assert shown["created_at"] == record.created_at
 
 
 def test_submit_reads_standard_input(stack: LocalStack, title: str) -> None:
