@@ -22,6 +22,21 @@ from worker.text import printable
 __all__ = ["Attempt", "Outcome", "RetryReason", "retry_reason"]
 
 LogValue = str | int | float | None
+# An attempt's fields, in the order the text line shows them (the error last: it has spaces).
+FIELDS = (
+    "job",
+    "account",
+    "ref",
+    "batch",
+    "attempt",
+    "status",
+    "latency_ms",
+    "outcome",
+    "next_delay_s",
+    "kind",
+    "error",
+)
+_LINE = "attempt " + " ".join(f"{name}={{}}" for name in FIELDS)
 
 
 class Outcome(StrEnum):
@@ -104,25 +119,26 @@ class Attempt:
 
     def log_fields(self) -> dict[str, LogValue]:
         """The line's fields, the JSON log's keys (``worker/delivery/logs.py``)."""
-        failure = self.failure
-        return {
-            "job": printable(self.job),
-            "account": printable(self.account),
-            "ref": None if self.ref is None else printable(self.ref),
-            "batch": None if self.batch is None else printable(self.batch),
-            "attempt": self.number,
-            "status": self.status,
-            "latency_ms": round(self.latency * 1000, 1),
-            "outcome": self.outcome.value,
-            "next_delay_s": None if self.next_delay is None else round(self.next_delay, 3),
-            "kind": None if failure is None else failure.kind.value,
-            "error": None if failure is None else printable(failure.message),
-        }
+        return dict(zip(FIELDS, self._values(), strict=True))
 
     def __str__(self) -> str:
         """The text line: ``attempt job=... status=503 ... error=...``, ``-`` for none;
-        the error, which may hold spaces, last."""
-        fields = self.log_fields()
-        return "attempt " + " ".join(
-            f"{name}={'-' if value is None else value}" for name, value in fields.items()
+        the error, which may hold spaces, last. (Once per ticket: kept cheap.)"""
+        return _LINE.format(*["-" if value is None else value for value in self._values()])
+
+    def _values(self) -> tuple[LogValue, ...]:
+        """The values of ``FIELDS``, in order, outside text made printable."""
+        failure = self.failure
+        return (
+            printable(self.job),
+            printable(self.account),
+            None if self.ref is None else printable(self.ref),
+            None if self.batch is None else printable(self.batch),
+            self.number,
+            self.status,
+            round(self.latency * 1000, 1),
+            self.outcome.value,
+            None if self.next_delay is None else round(self.next_delay, 3),
+            None if failure is None else failure.kind.value,
+            None if failure is None else printable(failure.message),
         )
