@@ -1,7 +1,7 @@
 """The ``ticketq`` command: run workers, the stand-in API and the demo; the job commands
 (``ops/cli/jobs.py``), the file import (``ops/cli/imports.py``), the batch commands
-(``ops/cli/batches.py``) and the dead letters
-(``ops/cli/dead.py``) join it here.
+(``ops/cli/batches.py``), the dead letters
+(``ops/cli/dead.py``) and the fleet's numbers (``ops/cli/stats.py``) join it here.
 
 Every failure a user can cause (bad JSON, a field that fails validation, an unreachable
 Redis, a bad setting) ends with a one-line message and a non-zero exit, never a traceback;
@@ -20,6 +20,7 @@ from ops.cli.console import fail, load_settings, wide_console
 from ops.cli.dead import dead_app
 from ops.cli.imports import imports_app
 from ops.cli.jobs import jobs_app
+from ops.cli.stats import stats_app
 from ops.cli.web import web_app
 from worker.store.keys import QUEUES
 
@@ -33,6 +34,7 @@ app.add_typer(batches_app)
 app.add_typer(imports_app)
 app.add_typer(dead_app, name="dead")
 app.add_typer(web_app)
+app.add_typer(stats_app)
 
 
 @app.command(

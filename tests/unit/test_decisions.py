@@ -428,6 +428,8 @@ def test_a_long_wait_for_the_limits_hands_the_job_back_unsent_and_uncounted(
     assert waiting.error is not None
     assert waiting.error.message == f"waiting for the rate limit ({name}, 12.0s)"
     assert waiting.attempts == 0
+    # The fleet's numbers count a job the rate holds back apart from other waits.
+    assert waiting.held_back is (reason is Reason.RATE)
 
 
 def test_a_stopping_worker_does_not_wait_for_the_limits_in_process() -> None:
@@ -452,6 +454,7 @@ def test_a_job_held_back_by_an_outage_waits_past_the_pause_unfailed_and_uncounte
     assert waiting.error.message.startswith("waiting: StackOne is failing for every request")
     assert waiting.attempts == 0 and decision.effects == ()
     assert waiting.fields == {"failing_since": stamp(NOW - DAY - 1)}
+    assert not waiting.held_back  # an outage holds it, not the rate
 
 
 def test_a_job_held_back_by_a_refused_key_waits_past_the_pause_naming_the_refusal() -> None:
@@ -489,7 +492,7 @@ def test_a_bulk_job_further_down_the_bulk_line_comes_back_shortly_before_its_tur
         claimed(lane="bulk"), Admission(Reason.RATE, wait), None, moment
     )
 
-    handed_back(decision, due_in, ErrorKind.RETRYABLE)
+    assert handed_back(decision, due_in, ErrorKind.RETRYABLE).held_back
 
 
 def test_a_stopping_worker_holds_no_bulk_job_for_the_rate() -> None:

@@ -119,13 +119,13 @@ class WorkerProcess:
         """The scheduler thread, which also says this worker is alive (its heartbeat); and
         the process's metrics, if asked."""
         settings = self.settings
-        assert settings.stackone_api_key is not None  # ticketq worker checked it
+        key = settings.stackone_api_key  # ticketq worker refuses to start without one
         me = WorkerInfo(
             name=name,
             pid=os.getpid(),
             concurrency=concurrency,
             started_at=time.time(),
-            key_fingerprint=fingerprint(self.store.redis, settings.stackone_api_key),
+            key_fingerprint=fingerprint(self.store.redis, key) if key is not None else "",
         )
         self._heartbeat = Heartbeat(self.store.redis, me, settings.scheduler_interval)
         Scheduler(

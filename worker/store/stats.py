@@ -8,7 +8,8 @@ number of jobs: counters kept by the scripts that move jobs, not scans.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from worker.settings import Settings
 from worker.store.keys import (
     COUNTS,
     DUE_INDEX,
+    JOB_PREFIX,
     MINUTE_PREFIX,
     QUEUES,
     WORKERS,
@@ -148,6 +150,49 @@ class Stats:
         return LimitUse(
             per_minute=per_minute, last_minute=last_minute, use=last_minute / per_minute
         )
+
+
+def recount(client: redis.Redis, page: int = 1000) -> dict[str, int]:
+    """Rebuild the counters and the queued sets from the job records; the counts found.
+
+    The repair path, not the way numbers are read: it scans every record, a page a round
+    trip. For a Redis that held jobs before the counters existed (an upgrade), or counters
+    someone changed by hand; run it with the workers stopped, or a job that moves during
+    the scan may be counted in its old state."""
+    counts: Counter[str] = Counter()
+    queued: dict[str, dict[str, float]] = {}
+    for keys in _pages(cast(Iterator[str], client.scan_iter(f"{JOB_PREFIX}*", count=page)), page):
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, "state", "lane", "held_back", "updated_at")
+            rows = cast(list[list[str | None]], pipe.execute())
+        for key, (state, lane, held, updated) in zip(keys, rows, strict=True):
+            lane = lane or "interactive"
+            if state in (*LIVE, "failed"):
+                counts[f"{lane}:{state}"] += 1
+            if state == "retrying" and held:
+                counts[f"{lane}:held_back"] += 1
+            if state == "queued":  # updated_at: when it became queued (or was sent again)
+                queued.setdefault(lane, {})[key.removeprefix(JOB_PREFIX)] = float(updated or 0)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(COUNTS, *(queued_key(lane) for lane in {*LANES, *queued}))
+        if counts:
+            pipe.hset(COUNTS, items=[item for pair in counts.items() for item in pair])
+        for lane, members in queued.items():
+            pipe.zadd(queued_key(lane), members)
+        pipe.execute()
+    return dict(counts)
+
+
+def _pages(keys: Iterator[str], size: int) -> Iterator[list[str]]:
+    page: list[str] = []
+    for key in keys:
+        page.append(key)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _time(moment: float) -> datetime:
