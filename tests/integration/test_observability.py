@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from ops.fakeapi_client import FakeApiControl
 from ops.stack import LocalStack, StackConfig
 from ops.web.app import create_app
 from producers.client import Producer
 from tests.integration.support import FAST_RETRIES
+from tests.unit.test_metrics import samples, value
 from worker.contract import JobRecord, JobState
 from worker.settings import Settings
 
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.integration
 ACCOUNT = "acct-observed"
 READ_TOKEN = "reader-" + uuid.uuid4().hex
 METRICS_TOKEN = "scraper-" + uuid.uuid4().hex
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]  # (name, labels) -> value
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +56,6 @@ def finished(observed: LocalStack) -> dict[str, JobRecord]:
             for title in (refused, "Created one", "Created two")
         }
         return {title: handle.wait(timeout=30) for title, handle in handles.items()}
-
-
-def samples(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(found: Samples, name: str, **labels: str) -> float:
-    return found[name, frozenset(labels.items())]
 
 
 def log_entries(stack: LocalStack) -> list[dict[str, Any]]:

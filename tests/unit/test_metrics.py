@@ -48,44 +48,47 @@ def snapshot(**changes: object) -> Snapshot:
     return Snapshot.model_validate(values | changes)
 
 
-def samples(text: bytes) -> Samples:
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text page, by name and labels."""
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text.decode())
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
 
 
-def gauge(found: Samples, name: str, **labels: str) -> float:
+def value(found: Samples, name: str, **labels: str) -> float:
     return found[name, frozenset(labels.items())]
 
 
 def test_the_fleet_gauges_show_every_number_of_the_snapshot() -> None:
-    found = samples(exposition(snapshot()))
+    found = samples(exposition(snapshot()).decode())
 
-    assert gauge(found, "ticketq_jobs", lane="bulk", state="queued") == 40
-    assert gauge(found, "ticketq_jobs", lane="bulk", state="failed") == 2
-    assert gauge(found, "ticketq_jobs", lane="interactive", state="succeeded") == 9
-    assert gauge(found, "ticketq_waiting_jobs", lane="bulk") == 40
-    assert gauge(found, "ticketq_oldest_waiting_seconds") == 12.5
-    assert gauge(found, "ticketq_due_jobs", reason="held_back") == 30
-    assert gauge(found, "ticketq_due_jobs", reason="overdue") == 1
-    assert gauge(found, "ticketq_key_refused", fingerprint="fp1") == 1
-    assert gauge(found, "ticketq_key_outage", fingerprint="fp1") == 0
-    assert gauge(found, "ticketq_key_paused_seconds", fingerprint="fp1") == 20
-    assert gauge(found, "ticketq_rate_limit_per_minute") == 1000
-    assert gauge(found, "ticketq_requests_last_minute") == 250
-    assert gauge(found, "ticketq_rate_limit_use") == 0.25
-    assert gauge(found, "ticketq_workers_alive") == 2
+    assert value(found, "ticketq_jobs", lane="bulk", state="queued") == 40
+    assert value(found, "ticketq_jobs", lane="bulk", state="failed") == 2
+    assert value(found, "ticketq_jobs", lane="interactive", state="succeeded") == 9
+    assert value(found, "ticketq_waiting_jobs", lane="bulk") == 40
+    assert value(found, "ticketq_oldest_waiting_seconds") == 12.5
+    assert value(found, "ticketq_due_jobs", reason="held_back") == 30
+    assert value(found, "ticketq_due_jobs", reason="overdue") == 1
+    assert value(found, "ticketq_key_refused", fingerprint="fp1") == 1
+    assert value(found, "ticketq_key_outage", fingerprint="fp1") == 0
+    assert value(found, "ticketq_key_paused_seconds", fingerprint="fp1") == 20
+    assert value(found, "ticketq_rate_limit_per_minute") == 1000
+    assert value(found, "ticketq_requests_last_minute") == 250
+    assert value(found, "ticketq_rate_limit_use") == 0.25
+    assert value(found, "ticketq_workers_alive") == 2
 
 
 def test_a_quiet_fleet_shows_no_wait_and_no_pause() -> None:
     key = KeyStatus(fingerprint="fp1", refused=False, paused_until=AT - timedelta(seconds=5))
-    found = samples(exposition(snapshot(oldest_waiting_seconds=None, keys=[key], workers=[])))
+    found = samples(
+        exposition(snapshot(oldest_waiting_seconds=None, keys=[key], workers=[])).decode()
+    )
 
-    assert gauge(found, "ticketq_oldest_waiting_seconds") == 0
-    assert gauge(found, "ticketq_key_paused_seconds", fingerprint="fp1") == 0
-    assert gauge(found, "ticketq_workers_alive") == 0
+    assert value(found, "ticketq_oldest_waiting_seconds") == 0
+    assert value(found, "ticketq_key_paused_seconds", fingerprint="fp1") == 0
+    assert value(found, "ticketq_workers_alive") == 0
 
 
 def test_a_workers_series_exist_at_zero_before_anything_happens() -> None:

@@ -59,6 +59,7 @@ class RetryReason(StrEnum):
 
 
 def retry_reason(answer: Failure) -> RetryReason:
+    """The reason a retried failure is counted under (``ticketq_retries_total``)."""
     if answer.status == 429:
         return RetryReason.THROTTLED
     if answer.kind is ErrorKind.BAD_CREDENTIALS:
