@@ -29,6 +29,7 @@ class StackConfig:
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     fake_api: FakeApiOptions = field(default_factory=FakeApiOptions)
     settings_env: dict[str, str] = field(default_factory=dict)  # extra TICKETQ_* for workers
+    worker_metrics: bool = False  # each worker serves its metrics on a port of its own
 
 
 class LocalStack:
@@ -38,6 +39,7 @@ class LocalStack:
         self.fake_api_port = free_port()
         self.fake_api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
+        self.metrics_ports: dict[str, int] = {}  # worker name -> its TICKETQ_METRICS_PORT
         self._redis_url = config.redis_url
 
     @property
@@ -117,16 +119,25 @@ class LocalStack:
 
     def start_worker(self) -> ManagedProcess:
         index = len(self.workers)
+        env = self.child_env()
+        name = f"worker-{index}"
+        if self.config.worker_metrics:  # workers on one host need a port each
+            self.metrics_ports[name] = free_port()
+            env["TICKETQ_METRICS_PORT"] = str(self.metrics_ports[name])
         worker = ManagedProcess.ticketq(
-            f"worker-{index}",
+            name,
             ["worker", "--hostname", f"w{index}-{secrets.token_hex(3)}@%h", "--loglevel", "INFO"],
-            self.config.run_dir / f"worker-{index}.log",
-            self.child_env(),
+            self.config.run_dir / f"{name}.log",
+            env,
         )
         worker.start()
         worker.wait_for_log(" ready.", timeout=60)
         self.workers.append(worker)
         return worker
+
+    def metrics_url(self, worker: ManagedProcess) -> str:
+        """Where ``worker`` serves its metrics (``StackConfig.worker_metrics``)."""
+        return f"http://127.0.0.1:{self.metrics_ports[worker.name]}/metrics"
 
     def _fake_api_answers(self) -> bool:
         try:

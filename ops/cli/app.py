@@ -49,7 +49,13 @@ def worker(ctx: typer.Context) -> None:
     settings = load_settings()
     if settings.stackone_api_key is None:
         raise fail("STACKONE_API_KEY is not set; a worker cannot call StackOne without it")
+    if settings.log_format == "json":
+        from worker.delivery.logs import json_from_start
+
+        json_from_start()
     argv = [
+        # JSON logs: no start-up banner either (it is text, not a log line).
+        *(["--quiet"] if settings.log_format == "json" else []),
         "worker",
         "--pool",
         "threads",

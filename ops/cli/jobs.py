@@ -27,6 +27,7 @@ from ops.cli.console import (
     redis_errors,
     safe,
     say,
+    utc_time,
 )
 from producers import InvalidJob, JobRecord, Producer
 from worker.contract import MAX_BODY_BYTES, load_json
@@ -37,6 +38,9 @@ AccountId = Annotated[str, typer.Option("--account-id", help="StackOne linked ac
 
 jobs_app = typer.Typer()
 
+
+# The record's Unix times, shown as people read them (``--json`` keeps the numbers).
+TIMES = frozenset(("created_at", "updated_at", "finished_at", "next_attempt_at", "uncertain_since"))
 
 # Room above the body limit for whitespace and escapes; past it the file is not a ticket
 # body (``/dev/zero``, a log), and reading on would only fill memory.
@@ -126,15 +130,14 @@ def _lookup(query: Callable[[Producer], JobRecord | None], missing: str) -> JobR
 
 
 def _show(record: JobRecord, as_json: bool) -> None:
-    """The record's fields, one a row: a table on a terminal, and on a pipe or in a file
-    one unwrapped line per field (a long ``error`` would otherwise wrap over many lines)."""
+    """The record's fields, one a row, times in UTC: a table on a terminal, and on a pipe
+    or in a file one unwrapped line per field (a long ``error`` would otherwise wrap over
+    many lines)."""
     if as_json:
         print_json(record.public())
         return
     rows = [
-        (name, json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value)
-        for name, value in record.public().items()
-        if value is not None
+        (name, _shown(name, value)) for name, value in record.public().items() if value is not None
     ]
     if not out.is_terminal:
         width = max(len(name) for name, _ in rows)
@@ -146,3 +149,11 @@ def _show(record: JobRecord, as_json: bool) -> None:
     for name, shown in rows:
         table.add_row(Text(name, style="bold"), safe(shown))
     out.print(table)
+
+
+def _shown(name: str, value: object) -> object:
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if name in TIMES and isinstance(value, float | int):
+        return utc_time(value)
+    return value

@@ -16,6 +16,7 @@ from ops.web import actions, api, dashboard
 from ops.web.auth import TokenBook
 from ops.web.body import add_body_schemas
 from ops.web.errors import install_error_handlers
+from ops.web.metrics import router as metrics_router
 from producers.client import Producer
 from worker.queue.app import create_app as create_celery
 from worker.settings import Settings, ticketq_version
@@ -50,4 +51,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(actions.router)
     add_body_schemas(app)
     dashboard.install(app)
+    app.include_router(metrics_router)
     return app

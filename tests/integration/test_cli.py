@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from ops.cli.console import utc_time
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from tests.integration.support import ticketq
@@ -40,6 +42,22 @@ def test_submit_prints_a_job_id_that_status_and_find_report(
         record.finished_at, abs=1e-6
     )
     assert shown["created_at"].endswith("Z") and shown["next_attempt_at"] is None
+
+
+def test_status_shows_its_times_in_utc_as_people_read_them_and_json_as_iso_8601(
+    stack: LocalStack, producer: Producer, title: str
+) -> None:
+    record = producer.submit("acct-cli", {"title": title}).wait(timeout=30)
+
+    lines = ticketq(stack, "status", record.job_id).stdout.splitlines()
+    shown = json.loads(ticketq(stack, "status", record.job_id, "--json").stdout)
+
+    times = {line.split()[0]: line.split(None, 1)[1] for line in lines if "_at " in line}
+    assert set(times) == {"created_at", "updated_at", "finished_at"}
+    assert times["finished_at"] == utc_time(record.finished_at)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", times["created_at"])
+    assert str(int(record.created_at)) not in "\n".join(lines)
+    assert shown["created_at"] == record.public()["created_at"]  # ISO 8601, as the API
 
 
 def test_submit_reads_standard_input(stack: LocalStack, title: str) -> None:

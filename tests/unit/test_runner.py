@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
+from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import Decisions
 from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
@@ -754,3 +755,55 @@ def test_a_job_cancelled_in_flight_that_succeeds_keeps_its_ticket(
 
     assert record.state == JobState.SUCCEEDED and record.ticket == CREATED.ticket
     assert h.redis.hget(job_key(job_id), "cancel_asked") is None
+
+
+def attempt_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, dict[str, Any]]]:
+    """Each attempt the worker logged: its level and its fields."""
+    return [
+        (record.levelno, record.msg.log_fields())
+        for record in caplog.records
+        if isinstance(record.msg, Attempt)
+    ]
+
+
+def test_every_attempt_is_logged_and_counted_the_in_worker_retry_too(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = ScriptedStackOne(failure(ErrorKind.RETRYABLE, 503), CREATED)
+    h = Harness(redis_client, api, TICKETQ_INPROCESS_MAX_DELAY="1", TICKETQ_BACKOFF_BASE="0.01")
+    job_id = h.submit()
+
+    with caplog.at_level(logging.INFO, logger="ticketq.worker"):
+        h.run(job_id)
+
+    (retried_level, retried), (done_level, done) = attempt_lines(caplog)
+    assert retried_level == logging.WARNING and done_level == logging.INFO
+    assert retried["job"] == done["job"] == job_id and retried["account"] == "acct"
+    assert (retried["attempt"], retried["status"], retried["outcome"]) == (1, 503, "again")
+    assert 0 <= retried["next_delay_s"] <= 0.01
+    assert (done["attempt"], done["status"], done["outcome"]) == (2, 201, "succeeded")
+    assert done["latency_ms"] >= 0
+    sample = h.runner.metrics.registry.get_sample_value
+    assert sample("ticketq_attempts_total", {"outcome": "again", "status_class": "5xx"}) == 1
+    assert sample("ticketq_attempts_total", {"outcome": "succeeded", "status_class": "2xx"}) == 1
+    retries = {"reason": "server_error", "where": "in_delivery"}
+    assert sample("ticketq_retries_total", retries) == 1
+    assert sample("ticketq_stackone_latency_seconds_count") == 2
+
+
+def test_a_limiter_wait_and_a_reconciliation_are_counted(redis_client: redis.Redis) -> None:
+    listed = [{"id": "t-9", "title": TITLE, "created_at": just_now()}]
+    h = Harness(redis_client, ScriptedStackOne(failure(ErrorKind.AMBIGUOUS, 408), listed=listed))
+    job_id = h.submit()
+    h.run(job_id)
+    h.redis.hset(job_key(job_id), "next_attempt_at", 0)
+    h.limiter.pause_key(30)
+    waiting = h.submit()
+
+    h.run(job_id)
+    h.run(waiting)
+
+    sample = h.runner.metrics.registry.get_sample_value
+    assert sample("ticketq_reconciliations_total", {"result": "adopted"}) == 1
+    assert sample("ticketq_limiter_waits_total", {"reason": "key_paused"}) == 1
+    assert 29 < (sample("ticketq_limiter_wait_seconds_total", {"reason": "key_paused"}) or 0) <= 30

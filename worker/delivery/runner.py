@@ -7,7 +7,9 @@ then in rounds admit every waiting job through the shared limiter (one pipeline)
 admitted ones concurrently on the worker's event loop, decide each answer, perform the
 effects the decisions name (pauses, the key's health, an outage) and record the outcomes (one
 pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
-the due index, so a worker slot never sleeps for long. Only the runner reads the clock.
+the due index, so a worker slot never sleeps for long. Only the runner reads the clock: it
+times each request, and every answered one is a line of the log and a count in the
+process's metrics (``worker/delivery/attempt.py``, ``worker/delivery/metrics.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Protocol, assert_never
 
 from pydantic import ValidationError
 
-from worker.contract import ErrorKind, JobError, TicketCreate
+from worker.contract import ErrorKind, JobError, JobState, TicketCreate
+from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import (
     Again,
     Decision,
@@ -38,12 +41,13 @@ from worker.delivery.decisions import (
 )
 from worker.delivery.loop import EventLoop
 from worker.delivery.matching import Marker
+from worker.delivery.metrics import ReconcileResult, WorkerMetrics
 from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, find_candidates
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason
 from worker.settings import LEASE_SLACK, Settings
-from worker.stackone.answers import Answer
+from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
     Claim,
     JobStore,
@@ -86,6 +90,7 @@ class JobRunner:
         key_health: KeyHealth,
         outage: KeyOutage,
         stopping: threading.Event,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -96,6 +101,7 @@ class JobRunner:
         self._key_health = key_health
         self._outage = outage
         self._stopping = stopping  # set on shutdown: no more waiting in the worker
+        self.metrics = metrics or WorkerMetrics()
         self._marker = Marker.of(settings.mark_tickets)
         self._began = 0.0
 
@@ -185,6 +191,7 @@ class JobRunner:
             if result is not Recorded.TAKEN:
                 if result is Recorded.OK:
                     log.info("job %s: %s %s", job_id, ADOPTED, printable(adoption.ticket.id))
+                    self.metrics.reconciled(ReconcileResult.ADOPTED)
                 else:
                     _not_recorded(adoption, result)
                 return None
@@ -194,6 +201,7 @@ class JobRunner:
                 log.warning("job %s: %s", job_id, CUT_SHORT)
             if isinstance(decision.step, Again):
                 log.info("job %s: %s", job_id, RESENT)
+        self.metrics.reconciled(_reconcile_result(found, decision))
         return decision
 
     def _round(self, jobs: list[Job], started: float) -> Waiting:
@@ -216,6 +224,7 @@ class JobRunner:
             if admission.admitted:
                 admitted.append((job, admission.reason is Reason.PROBE))
             else:
+                self.metrics.waited(admission.reason, admission.wait)
                 decision = self._decisions.not_admitted(job, admission, refusal, moment)
                 self._follow(decision, outcomes, again)
         if admitted:
@@ -223,10 +232,17 @@ class JobRunner:
             sent = [job.sent(at, probe) for job, probe in admitted]
             answers = self._loop.run(self._send(sent))
             moment = self._moment(spent)
-            for job, answer in zip(sent, answers, strict=True):
-                self._follow(self._decisions.answered(job, answer, moment), outcomes, again)
+            for job, (answer, latency) in zip(sent, answers, strict=True):
+                decision = self._decisions.answered(job, answer, moment)
+                self._attempted(Attempt.of(job, answer, decision, latency, moment.now))
+                self._follow(decision, outcomes, again)
         self._record(outcomes, again, started)
         return again
+
+    def _attempted(self, attempt: Attempt) -> None:
+        """The attempt's log line (the message renders itself only if written) and counts."""
+        log.log(attempt.level, attempt)
+        self.metrics.attempted(attempt)
 
     def _refusal(self, admissions: list[Admission]) -> KeyRefusal | None:
         """StackOne's last word on the key, if the key held any job back."""
@@ -235,9 +251,15 @@ class JobRunner:
         self._key_health.noticed()
         return self._key_health.refusal()
 
-    async def _send(self, jobs: list[Job]) -> list[Answer]:
-        sends = (self._api.create_ticket(job.spec.account_id, self._body(job)) for job in jobs)
-        return list(await asyncio.gather(*sends))
+    async def _send(self, jobs: list[Job]) -> list[tuple[Answer, float]]:
+        """Each job's answer, and the seconds it took to come (StackOne's latency, as this
+        worker saw it)."""
+        return list(await asyncio.gather(*(self._timed(job) for job in jobs)))
+
+    async def _timed(self, job: Job) -> tuple[Answer, float]:
+        began = time.perf_counter()
+        answer = await self._api.create_ticket(job.spec.account_id, self._body(job))
+        return answer, time.perf_counter() - began
 
     def _body(self, job: Job) -> TicketCreate:
         """What is sent: the job's ticket, with its marker if tickets are marked."""
@@ -328,6 +350,18 @@ class JobRunner:
             failing_since=change.claim.failing_since,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+def _reconcile_result(found: Found, decision: Decision) -> ReconcileResult:
+    """What reconciling came to, when it did not adopt a ticket."""
+    step = decision.step
+    if isinstance(found, Failure):
+        return ReconcileResult.UNREADABLE
+    if isinstance(step, Again):
+        return ReconcileResult.RESENT
+    if step.state is JobState.FAILED:
+        return ReconcileResult.TO_PERSON
+    return ReconcileResult.WAITING
 
 
 def _recorded(change: Transition) -> None:

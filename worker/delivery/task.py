@@ -6,7 +6,9 @@ and the payload never travel through the broker together and a message stays tin
 task is a thin adapter from a message to the runner. A process has one Redis client (one
 connection pool: the runner, the limiter, key health and the scheduler share it), one
 event loop and one HTTP client. Building the app reads nothing and connects nowhere; the
-runner is built on the first message, in the process that runs it.
+runner is built on the first message, in the process that runs it. Once the worker is
+ready, a process given ``TICKETQ_METRICS_PORT`` serves its metrics; with
+``TICKETQ_LOG_FORMAT=json`` every line it logs, Celery's included, is a JSON object.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.exceptions import Reject
-from celery.signals import after_setup_logger, worker_ready, worker_shutting_down
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from worker.delivery.decisions import Decisions
+from worker.delivery.logs import use_json
 from worker.delivery.loop import EventLoop
+from worker.delivery.metrics import WorkerMetrics
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner
 from worker.limits.keyhealth import KeyHealth, fingerprint
@@ -48,6 +57,7 @@ class WorkerProcess:
         self.settings = settings
         self.stopping = threading.Event()  # set on shutdown: no more waiting in the worker
         self.store = JobStore.from_settings(settings)
+        self.metrics = WorkerMetrics()
         self._runner: JobRunner | None = None
         self._runner_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -85,6 +95,7 @@ class WorkerProcess:
             health,
             outage,
             self.stopping,
+            self.metrics,
         )
 
     def run_jobs(self, job_ids: object) -> None:
@@ -105,7 +116,8 @@ class WorkerProcess:
             raise Reject(exc, requeue=True) from exc
 
     def start_scheduler(self, app: Celery, name: str, concurrency: int) -> None:
-        """The scheduler thread, which also says this worker is alive (its heartbeat)."""
+        """The scheduler thread, which also says this worker is alive (its heartbeat); and
+        the process's metrics, if asked."""
         settings = self.settings
         key = settings.stackone_api_key  # ticketq worker refuses to start without one
         me = WorkerInfo(
@@ -124,6 +136,8 @@ class WorkerProcess:
             self.stopping,
             self._heartbeat,
         ).start()
+        if settings.metrics_port is not None:
+            self.metrics.serve(settings.metrics_host, settings.metrics_port)
 
     def stop(self) -> None:
         """Shutting down: deliveries start no more in-process waits, and the worker says
@@ -152,10 +166,18 @@ def worker_app(settings: Settings) -> Celery:
 
     app.task(name=TASK_NAME, shared=False)(run_jobs)
     after_setup_logger.connect(_quiet_per_task_lines, weak=False)
+    if settings.log_format == "json":
+        after_setup_logger.connect(_json_lines, weak=False)
+        after_setup_task_logger.connect(_json_lines, weak=False)
     worker_ready.connect(start_scheduler, weak=False)
     # Deliveries in flight finish their current round; none starts an in-process wait.
     worker_shutting_down.connect(lambda **_: process.stop(), weak=False)
     return app
+
+
+def _json_lines(logger: logging.Logger, **_: Any) -> None:
+    # The handlers Celery just set up (the root's, then its task logger's) write JSON.
+    use_json(logger)
 
 
 def _quiet_per_task_lines(**_: Any) -> None:

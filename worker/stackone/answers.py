@@ -18,6 +18,7 @@ class TicketCreated:
     """The ticket exists; ``ticket`` holds the ids callers correlate on."""
 
     ticket: TicketIds
+    status: int = 201  # the 2xx it came with (StackOne documents 201), for the log
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,7 @@ class StackOneClient:
         if 200 <= status < 300:
             ids = _ticket_ids(body)
             if ids is not None:
-                return TicketCreated(ids)
+                return TicketCreated(ids, status)
             # The request was accepted, so the ticket may well exist, but without its id we
             # cannot tell the caller which one it is; sending again could make a second.
             return self._failed(
