@@ -137,7 +137,9 @@ def _show(record: JobRecord, as_json: bool) -> None:
         print_json(record.public())
         return
     rows = [
-        (name, _shown(name, value)) for name, value in record.public().items() if value is not None
+        (name, _shown(name, value))
+        for name, value in record.model_dump().items()
+        if value is not None
     ]
     if not out.is_terminal:
         width = max(len(name) for name, _ in rows)
