@@ -327,6 +327,36 @@ class JobError(BaseModel):
     provider_errors: list[Any] | None = None
 
 
+class Outcome(StrEnum):
+    """What one request to StackOne made of its job."""
+
+    SUCCEEDED = "succeeded"  # the ticket exists
+    FAILED = "failed"  # the job ended without one (or is left to a person)
+    AGAIN = "again"  # sent again in the same delivery, after a short wait
+    RETRYING = "retrying"  # handed back to the due index, to be sent later
+
+
+ATTEMPTS_KEPT = 10  # a job's record keeps its last requests, this many
+MAX_ATTEMPT_ERROR_CHARS = 200  # StackOne's message, as one attempt of a job's history keeps it
+
+
+class AttemptEntry(BaseModel):
+    """One request of a job, as its record keeps it (the last ``ATTEMPTS_KEPT``): when it
+    was sent, what came back, how fast, what the job became. Stored as one compact JSON
+    line (``None`` fields left out); the message is StackOne's, cut short."""
+
+    at: Timestamp  # when the request went out
+    status: int | None = None  # None: no HTTP answer (a network failure, a timeout)
+    latency_ms: float
+    outcome: Outcome
+    kind: ErrorKind | None = None  # None: the ticket was created
+    error: str | None = None
+
+    def line(self) -> str:
+        """The entry as the record stores it: compact, its time in Unix seconds."""
+        return json.dumps(self.model_dump(exclude_none=True), separators=(",", ":"))
+
+
 class TicketIds(BaseModel):
     """StackOne's unified ``id`` and the provider's ``remote_id``: what callers correlate on."""
 
@@ -353,6 +383,8 @@ class JobRecord(BaseModel):
     finished_at: Timestamp | None = None
     next_attempt_at: Timestamp | None = None
     uncertain_since: Timestamp | None = None  # an attempt since then may have made the ticket
+    # Its last requests, oldest first; a job that succeeded at its first request keeps none.
+    attempt_log: list[AttemptEntry] = []
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape of ``ticketq status --json``, ``find --json`` and the web

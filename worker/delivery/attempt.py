@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.contract import ErrorKind, JobState
+from worker.contract import MAX_ATTEMPT_ERROR_CHARS, AttemptEntry, ErrorKind, JobState, Outcome
 from worker.delivery.decisions import Again, Decision, Job
 from worker.stackone.answers import Answer, Failure
 from worker.text import printable
@@ -37,15 +37,6 @@ FIELDS = (
     "error",
 )
 _LINE = "attempt " + " ".join(f"{name}={{}}" for name in FIELDS)
-
-
-class Outcome(StrEnum):
-    """What the attempt made of the job."""
-
-    SUCCEEDED = "succeeded"  # the ticket exists
-    FAILED = "failed"  # the job ended without one (or is left to a person)
-    AGAIN = "again"  # sent again in this delivery, after ``next_delay``
-    RETRYING = "retrying"  # handed back to the due index, due after ``next_delay``
 
 
 class RetryReason(StrEnum):
@@ -85,6 +76,7 @@ class Attempt:
     outcome: Outcome
     next_delay: float | None  # seconds until it is sent again (again, retrying)
     failure: Failure | None  # None: the ticket was created
+    sent_at: float = 0.0  # when the request went out (Unix seconds)
 
     @classmethod
     def of(
@@ -111,6 +103,20 @@ class Attempt:
             outcome=outcome,
             next_delay=delay,
             failure=answer if isinstance(answer, Failure) else None,
+            sent_at=job.sent_at,
+        )
+
+    def entry(self) -> AttemptEntry:
+        """The attempt as the job's record keeps it: StackOne's message cut short (made
+        printable where it is shown, as every stored text)."""
+        failure = self.failure
+        return AttemptEntry(
+            at=self.sent_at,
+            status=self.status,
+            latency_ms=round(self.latency * 1000, 1),
+            outcome=self.outcome,
+            kind=None if failure is None else failure.kind,
+            error=None if failure is None else failure.message[:MAX_ATTEMPT_ERROR_CHARS],
         )
 
     @property

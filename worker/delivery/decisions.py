@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from worker.contract import ErrorKind, JobError, JobSpec
+from worker.contract import AttemptEntry, ErrorKind, JobError, JobSpec
 from worker.delivery.reconcile import Found
 from worker.delivery.retry import RetryPolicy, parse_retry_after
 from worker.limits.keyhealth import KeyRefusal
@@ -41,6 +41,8 @@ class Job:
     sent_at: float = 0.0  # when its latest request went out (Unix seconds)
     probe: bool = False  # its request finds out whether the key works again (refused, outage)
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
+    # Its answered requests in this delivery, for the record's history with its next outcome.
+    tried: tuple[AttemptEntry, ...] = ()
 
     @property
     def total_attempts(self) -> int:
@@ -50,6 +52,10 @@ class Job:
         """The job once its request went out at ``at``: one more attempt, counted until an
         answer says it was not the job's fault."""
         return replace(self, attempts=self.attempts + 1, sent_at=at, probe=probe)
+
+    def answered(self, entry: AttemptEntry) -> Job:
+        """The job with its latest request's answer in its history."""
+        return replace(self, tried=(*self.tried, entry))
 
 
 @dataclass(frozen=True)

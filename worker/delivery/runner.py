@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol, assert_never
 
 from pydantic import ValidationError
@@ -187,7 +188,7 @@ class JobRunner:
                 break
             if adoption.ticket is None:
                 break
-            result = self._store.apply([adoption])[0]
+            result = self._store.apply([_with_history(decision)])[0]
             if result is not Recorded.TAKEN:
                 if result is Recorded.OK:
                     log.info("job %s: %s %s", job_id, ADOPTED, printable(adoption.ticket.id))
@@ -234,8 +235,10 @@ class JobRunner:
             moment = self._moment(spent)
             for job, (answer, latency) in zip(sent, answers, strict=True):
                 decision = self._decisions.answered(job, answer, moment)
-                self._attempted(Attempt.of(job, answer, decision, latency, moment.now))
-                self._follow(decision, outcomes, again)
+                attempt = Attempt.of(job, answer, decision, latency, moment.now)
+                self._attempted(attempt)
+                tried = replace(decision, job=decision.job.answered(attempt.entry()))
+                self._follow(tried, outcomes, again)
         self._record(outcomes, again, started)
         return again
 
@@ -274,7 +277,7 @@ class JobRunner:
         if isinstance(decision.step, Again):
             again.append((decision.job, decision.step.delay))
         else:
-            outcomes.append(decision.step)
+            outcomes.append(_with_history(decision))
 
     def _perform(self, effect: Effect) -> None:
         match effect:
@@ -348,8 +351,16 @@ class JobRunner:
             uncertain_since=self._began,
             attempts=change.attempts,
             failing_since=change.claim.failing_since,
+            tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+def _with_history(decision: Decision) -> Transition:
+    """The decision's outcome, carrying the job's requests of this delivery (in-delivery
+    retries' too) to its record's history, in the same script call."""
+    assert not isinstance(decision.step, Again)
+    return replace(decision.step, tried=decision.job.tried)
 
 
 def _reconcile_result(found: Found, decision: Decision) -> ReconcileResult:

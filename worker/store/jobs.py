@@ -21,6 +21,8 @@ from typing import Any, Literal, NamedTuple, TypeVar, cast
 import redis
 
 from worker.contract import (
+    ATTEMPTS_KEPT,
+    AttemptEntry,
     ErrorKind,
     JobError,
     JobRecord,
@@ -527,6 +529,8 @@ class JobStore:
             stamp(change.due_at) if change.due_at is not None else "",
             str(change.attempts),
             "1" if change.held_back else "",
+            "\n".join(entry.line() for entry in change.tried),
+            str(ATTEMPTS_KEPT),
             *(item for pair in fields.items() for item in pair),
         ]
         return keys, args
@@ -546,6 +550,9 @@ class Transition:
     uncertain_since: float | None = None
     fields: dict[str, str] = field(default_factory=dict)  # more fields; "" deletes one
     held_back: bool = False  # retrying: the rate limit handed it back unsent (the stats count it)
+    # The job's requests in this delivery, oldest first, for its record's attempt_log: the
+    # runner carries them with the job (in-delivery retries too) until this is recorded.
+    tried: tuple[AttemptEntry, ...] = ()
 
 
 def succeeded(claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int) -> Transition:
@@ -721,6 +728,18 @@ def _error_kind(raw: str | None) -> ErrorKind | None:
         return None
 
 
+def _attempt_log(raw: str | None) -> list[AttemptEntry]:
+    """The job's last requests, as stored: one JSON line each; a line this version cannot
+    read (another version's, or damaged) is left out rather than hiding the record."""
+    entries = []
+    for line in (raw or "").splitlines():
+        try:
+            entries.append(AttemptEntry.model_validate_json(line))
+        except ValueError:
+            continue
+    return entries
+
+
 def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
     """Build the public view; the stored spec (the ticket body) stays out of it."""
     ticket = (
@@ -743,6 +762,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
         replays=int(raw.get("replays", "0")),
         ticket=ticket,
         error=_error(raw.get("error")),
+        attempt_log=_attempt_log(raw.get("attempt_log")),
         created_at=float(raw["created_at"]),
         updated_at=float(raw["updated_at"]),
         **optional,

@@ -8,7 +8,10 @@
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
 -- ARGV[7] requests this delivery made that count as attempts, ARGV[8] "1": a retrying job
 -- the rate limit handed back unsent (held back, waiting for its turn), else "",
--- ARGV[9..] field/value pairs to set; an empty value deletes the field.
+-- ARGV[9] this delivery's requests of the job, one compact JSON line each, oldest first
+-- (else ""), appended to the record's attempt_log, which keeps the last ARGV[10]; a job
+-- that succeeded at its first request keeps none,
+-- ARGV[11..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
 -- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
@@ -48,12 +51,25 @@ redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
-for i = 9, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
     redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
   end
+end
+-- The job's last requests: this delivery's appended, the oldest dropped past ARGV[10]; a
+-- ticket made at the first request keeps none (its ids and attempt count say all there is).
+local log = redis.call("HGET", KEYS[1], "attempt_log")
+local first_try = not log and not string.find(ARGV[9], "\n", 1, true)
+if ARGV[9] ~= "" and not (ARGV[2] == STATE_SUCCEEDED and first_try) then
+  local lines = {}
+  for line in string.gmatch(log and (log .. "\n" .. ARGV[9]) or ARGV[9], "[^\n]+") do
+    lines[#lines + 1] = line
+  end
+  local cap = tonumber(ARGV[10])
+  local from = math.max(#lines - cap + 1, 1)
+  redis.call("HSET", KEYS[1], "attempt_log", table.concat(lines, "\n", from))
 end
 if ARGV[2] == STATE_RETRYING then
   redis.call("HSET", KEYS[1], "next_attempt_at", ARGV[6])
