@@ -807,3 +807,48 @@ def test_a_limiter_wait_and_a_reconciliation_are_counted(redis_client: redis.Red
     assert sample("ticketq_reconciliations_total", {"result": "adopted"}) == 1
     assert sample("ticketq_limiter_waits_total", {"reason": "key_paused"}) == 1
     assert 29 < (sample("ticketq_limiter_wait_seconds_total", {"reason": "key_paused"}) or 0) <= 30
+
+
+def test_each_request_of_a_job_is_in_its_records_history_the_in_delivery_retry_too(
+    redis_client: redis.Redis,
+) -> None:
+    unavailable = Failure(kind=ErrorKind.RETRYABLE, message="Service unavailable", status=503)
+    api = ScriptedStackOne(unavailable, CREATED)
+    h = Harness(redis_client, api, TICKETQ_INPROCESS_MAX_DELAY="1", TICKETQ_BACKOFF_BASE="0.01")
+    job_id = h.submit()
+    before = time.time()
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED and record.attempts == 2
+    retried, made = record.attempt_log
+    assert (retried.status, retried.outcome, retried.kind) == (503, "again", "retryable")
+    assert retried.error == "Service unavailable"
+    assert (made.status, made.outcome, made.kind, made.error) == (201, "succeeded", None, None)
+    assert before <= retried.at <= made.at <= time.time()
+    assert retried.latency_ms >= 0 and made.latency_ms >= 0
+
+
+def test_a_refused_job_keeps_its_request_with_stackones_message_cut_short(
+    redis_client: redis.Redis,
+) -> None:
+    message = "Summary is required. " * 30
+    api = ScriptedStackOne(Failure(kind=ErrorKind.TERMINAL, message=message, status=422))
+    h = Harness(redis_client, api)
+    job_id = h.submit()
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.FAILED
+    (refused,) = record.attempt_log
+    assert (refused.status, refused.outcome, refused.kind) == (422, "failed", "terminal")
+    assert refused.error == message[:200]
+    assert record.error is not None and record.error.message == message
+
+
+def test_a_ticket_made_at_the_first_request_leaves_no_history(redis_client: redis.Redis) -> None:
+    h = Harness(redis_client, ScriptedStackOne(CREATED))
+    job_id = h.submit()
+
+    assert h.run(job_id).attempt_log == []
+    assert h.redis.hget(job_key(job_id), "attempt_log") is None
