@@ -30,7 +30,7 @@ from ops.cli.console import (
     utc_time,
 )
 from producers import InvalidJob, JobRecord, Producer
-from worker.contract import MAX_BODY_BYTES, load_json
+from worker.contract import MAX_BODY_BYTES, AttemptEntry, load_json
 from worker.validation import describe_validation_error
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -41,6 +41,8 @@ jobs_app = typer.Typer()
 
 # The record's Unix times, shown as people read them (``--json`` keeps the numbers).
 TIMES = frozenset(("created_at", "updated_at", "finished_at", "next_attempt_at", "uncertain_since"))
+# StackOne's message in the table's line per attempt (``--json`` has it as kept, 200 chars).
+ATTEMPT_ERROR_SHOWN = 80
 
 # Room above the body limit for whitespace and escapes; past it the file is not a ticket
 # body (``/dev/zero``, a log), and reading on would only fill memory.
@@ -132,15 +134,16 @@ def _lookup(query: Callable[[Producer], JobRecord | None], missing: str) -> JobR
 def _show(record: JobRecord, as_json: bool) -> None:
     """The record's fields, one a row, times in UTC: a table on a terminal, and on a pipe
     or in a file one unwrapped line per field (a long ``error`` would otherwise wrap over
-    many lines)."""
+    many lines); the job's last requests one line each, oldest first."""
     if as_json:
         print_json(record.public())
         return
     rows = [
         (name, _shown(name, value))
-        for name, value in record.model_dump().items()
+        for name, value in record.model_dump(exclude={"attempt_log"}).items()
         if value is not None
     ]
+    rows += [("attempt_log", _attempt(entry)) for entry in record.attempt_log]
     if not out.is_terminal:
         width = max(len(name) for name, _ in rows)
         for name, shown in rows:
@@ -151,6 +154,18 @@ def _show(record: JobRecord, as_json: bool) -> None:
     for name, shown in rows:
         table.add_row(Text(name, style="bold"), safe(shown))
     out.print(table)
+
+
+def _attempt(entry: AttemptEntry) -> str:
+    """One request in short: when, status, latency, outcome, and why it failed."""
+    status = "no answer" if entry.status is None else str(entry.status)
+    line = f"{utc_time(entry.at)}  {status}  {entry.latency_ms:.0f} ms  {entry.outcome}"
+    if entry.kind is None:
+        return line
+    error = entry.error or ""
+    if len(error) > ATTEMPT_ERROR_SHOWN:
+        error = error[: ATTEMPT_ERROR_SHOWN - 1] + "…"
+    return f"{line}  {entry.kind}: {error}"
 
 
 def _shown(name: str, value: object) -> object:

@@ -11,6 +11,7 @@ import pytest
 
 from ops.cli.console import utc_time
 from ops.stack import LocalStack
+from ops.fakeapi_client import FakeApiControl
 from producers.client import JobHandle, Producer
 from tests.integration.support import ticketq
 
@@ -92,3 +93,23 @@ def test_status_of_an_unknown_job_says_so(stack: LocalStack) -> None:
 
     assert result.returncode == 1
     assert "no job" in result.stderr
+
+
+def test_status_shows_the_request_the_stand_in_refused_with_its_status_and_message(
+    stack: LocalStack, producer: Producer, fake_api: FakeApiControl, title: str
+) -> None:
+    fake_api.script(title, {"status": 422, "message": "Project is archived\x1b[2J"})
+    record = producer.submit("acct-cli", {"title": title}).wait(timeout=30)
+    assert record.state == "failed"
+
+    shown = json.loads(ticketq(stack, "status", record.job_id, "--json").stdout)
+    lines = ticketq(stack, "status", record.job_id).stdout.splitlines()
+
+    (attempt,) = shown["attempt_log"]
+    assert (attempt["status"], attempt["outcome"], attempt["kind"]) == (422, "failed", "terminal")
+    assert attempt["error"].startswith("Project is archived")
+    assert attempt["at"].endswith("Z") and attempt["latency_ms"] > 0
+    sent = datetime.fromisoformat(attempt["at"]).timestamp()
+    assert record.created_at <= sent <= record.updated_at
+    (line,) = [line for line in lines if line.startswith("attempt_log")]
+    assert " 422 " in line and "failed  terminal: Project is archived\\x1b[2J" in line
