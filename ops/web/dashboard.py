@@ -33,7 +33,7 @@ from ops.web.html import (
     settings_of,
     store_of,
 )
-from worker.contract import ErrorKind, JobRecord
+from worker.contract import ATTEMPTS_KEPT, ErrorKind, JobRecord
 from worker.queue.app import create_app as celery_app
 from worker.queue.dispatch import replay_failed
 from worker.settings import Scope
@@ -155,7 +155,7 @@ def _job(request: Request, job_id: str) -> dict[str, Any]:
     if record is None:
         raise Refused(404, f"No job {job_id}: it never existed, expired or was purged.")
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    return {"now": time.time(), "job": record, "notice": notice}
+    return {"now": time.time(), "job": record, "notice": notice, "kept": ATTEMPTS_KEPT}
 
 
 @router.get("/jobs/{job_id}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ops.cli.console import utc_time
-from ops.stack import LocalStack
 from ops.fakeapi_client import FakeApiControl
+from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from tests.integration.support import ticketq
 

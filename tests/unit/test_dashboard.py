@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -14,9 +15,17 @@ from fastapi.testclient import TestClient
 from ops.redis_server import RedisServer
 from ops.web.app import create_app
 from ops.web.sessions import COOKIE, SESSION_SECONDS
-from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.contract import (
+    AttemptEntry,
+    ErrorKind,
+    JobError,
+    JobSpec,
+    JobState,
+    Outcome,
+    TicketIds,
+)
 from worker.settings import Settings
-from worker.store.jobs import Claim, JobStore, Recorded
+from worker.store.jobs import Claim, JobStore, Recorded, failed
 from worker.store.keys import QUEUES
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -198,6 +207,58 @@ def test_outside_text_is_shown_as_text_never_as_markup(client: TestClient, store
         assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202eevil" in page, path
     missing = client.get("/jobs/" + "%3Cb%3Eno")
     assert missing.status_code == 404 and "No job &lt;b&gt;no" in missing.text
+
+
+def test_a_jobs_page_shows_each_request_it_made_with_stackones_message_as_text(
+    client: TestClient, store: JobStore
+) -> None:
+    spec = JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t"}})
+    claim = store.claim(store.create(spec, "interactive").job_id)
+    assert isinstance(claim, Claim)
+    at = 1_764_564_622.0  # 2025-12-01 04:50:22 UTC
+    tried = (
+        AttemptEntry(
+            at=at,
+            status=None,
+            latency_ms=10_000.4,
+            outcome=Outcome.AGAIN,
+            kind=ErrorKind.RETRYABLE,
+            error="read timeout",
+        ),
+        AttemptEntry(
+            at=at + 2,
+            status=422,
+            latency_ms=41.6,
+            outcome=Outcome.FAILED,
+            kind=ErrorKind.TERMINAL,
+            error=HOSTILE,
+        ),
+    )
+    error = JobError(kind=ErrorKind.TERMINAL, message=HOSTILE, status=422)
+    assert store.apply([replace(failed(claim, spec, error, 2), tried=tried)]) == [Recorded.OK]
+    sign_in(client, READER)
+
+    for path in (f"/jobs/{claim.job_id}", f"/parts/jobs/{claim.job_id}"):
+        page = client.get(path).text
+        attempts = page.split('class="attempts"')[1].split("<tbody>")[1]
+        rows = re.findall(r"<tr>(.*?)</tr>", attempts, re.DOTALL)
+        cells = [re.findall(r"<td>(.*?)</td>", row, re.DOTALL) for row in rows]
+        assert [c[:4] for c in cells] == [
+            ["2025-12-01 04:50:22 UTC", "no answer", "10000 ms", "again"],
+            ["2025-12-01 04:50:24 UTC", "422", "42 ms", "failed"],
+        ], path
+        assert "read timeout" in cells[0][4] and "retryable" in cells[0][4]
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202eevil" in cells[1][4], path
+        assert "<script>alert" not in page and "\u202e" not in page, path
+
+
+def test_a_job_made_at_its_first_request_says_why_it_has_no_attempts_listed(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = succeeded_job(store, "t-1")
+    sign_in(client, READER)
+    page = client.get(f"/jobs/{job_id}").text
+    assert 'class="attempts"' not in page and "made at its first request" in page
 
 
 def test_the_overview_and_its_fragment_show_the_fleet_and_the_latest_failure(
