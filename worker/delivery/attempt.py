@@ -2,8 +2,9 @@
 
 The runner builds an ``Attempt`` for every answered request, from the job as it was sent,
 StackOne's answer, the decision taken and the latency it measured; the log line
-(``Attempt`` is the message itself, rendered only if the line is written) and the metrics
-(``worker/delivery/metrics.py``) both read it. Building one is pure: the runner passes the
+(``Attempt`` is the message itself, rendered only if the line is written), the metrics
+(``worker/delivery/metrics.py``) and the job's record (``entry``, its ``attempt_log``) all
+read it. Building one is pure: the runner passes the
 clock's readings in. Outside text (ids, refs, StackOne's message) is made printable when
 rendered; the client has already scrubbed the API key from every answer.
 """
@@ -76,7 +77,7 @@ class Attempt:
     outcome: Outcome
     next_delay: float | None  # seconds until it is sent again (again, retrying)
     failure: Failure | None  # None: the ticket was created
-    sent_at: float = 0.0  # when the request went out (Unix seconds)
+    sent_at: float  # when the request went out (Unix seconds)
 
     @classmethod
     def of(
