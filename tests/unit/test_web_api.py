@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,10 +19,10 @@ from ops.web.api import BATCH_CAP, MAX_BATCH_TICKETS, TICKET_CAP
 from ops.web.app import create_app
 from ops.web.body import size_text
 from ops.web.errors import UNREACHABLE
-from worker.contract import ErrorKind, JobError, JobSpec
+from worker.contract import AttemptEntry, ErrorKind, JobError, JobSpec, Outcome
 from worker.settings import Settings
 from worker.store.batches import Batches
-from worker.store.jobs import Claim, JobStore, Recorded
+from worker.store.jobs import Claim, JobStore, Recorded, failed
 from worker.store.keys import JOB_PREFIX, QUEUES
 from worker.store.listing import SCAN
 from worker.store.stats import Stats
@@ -322,6 +323,37 @@ def test_each_scope_does_what_it_includes(client: TestClient) -> None:
 
 
 # reads
+
+
+def test_a_job_answers_its_requests_with_iso_8601_times(
+    client: TestClient, store: JobStore
+) -> None:
+    spec = JobSpec.model_validate({"account_id": ACCOUNT, "ticket": {"title": "f"}})
+    claim = store.claim(store.create(spec, "interactive").job_id)
+    assert isinstance(claim, Claim)
+    refused = AttemptEntry(
+        at=1_764_564_622.5,
+        status=422,
+        latency_ms=41.6,
+        outcome=Outcome.FAILED,
+        kind=ErrorKind.TERMINAL,
+        error="Project is archived",
+    )
+    error = JobError(kind=ErrorKind.TERMINAL, message="Project is archived", status=422)
+    assert store.apply([replace(failed(claim, spec, error, 1), tried=(refused,))]) == [Recorded.OK]
+
+    record = client.get(f"/v1/jobs/{claim.job_id}").json()
+
+    assert record["attempt_log"] == [
+        {
+            "at": "2025-12-01T04:50:22.500000Z",
+            "status": 422,
+            "latency_ms": 41.6,
+            "outcome": "failed",
+            "kind": "terminal",
+            "error": "Project is archived",
+        }
+    ]
 
 
 def test_an_unknown_job_or_batch_is_404_as_json(client: TestClient) -> None:
