@@ -188,7 +188,7 @@ class JobRunner:
                 break
             if adoption.ticket is None:
                 break
-            result = self._store.apply([_with_history(decision)])[0]
+            result = self._store.apply([_with_history(adoption, decision.job)])[0]
             if result is not Recorded.TAKEN:
                 if result is Recorded.OK:
                     log.info("job %s: %s %s", job_id, ADOPTED, printable(adoption.ticket.id))
@@ -277,7 +277,7 @@ class JobRunner:
         if isinstance(decision.step, Again):
             again.append((decision.job, decision.step.delay))
         else:
-            outcomes.append(_with_history(decision))
+            outcomes.append(_with_history(decision.step, decision.job))
 
     def _perform(self, effect: Effect) -> None:
         match effect:
@@ -356,11 +356,10 @@ class JobRunner:
         return Reconcile(job, self._began - self._settings.reconcile_settle)
 
 
-def _with_history(decision: Decision) -> Transition:
-    """The decision's outcome, carrying the job's requests of this delivery (in-delivery
-    retries' too) to its record's history, in the same script call."""
-    assert not isinstance(decision.step, Again)
-    return replace(decision.step, tried=decision.job.tried)
+def _with_history(outcome: Transition, job: Job) -> Transition:
+    """The job's outcome, carrying its requests of this delivery (in-delivery retries'
+    too) to its record's history, in the same script call."""
+    return replace(outcome, tried=job.tried)
 
 
 def _reconcile_result(found: Found, decision: Decision) -> ReconcileResult:
