@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -34,7 +33,6 @@ from ops.web.html import (
     store_of,
 )
 from worker.contract import ATTEMPTS_KEPT, ErrorKind, JobRecord
-from worker.queue.app import create_app as celery_app
 from worker.queue.dispatch import replay_failed
 from worker.settings import Scope
 from worker.store.batches import Batches, BatchInfo, Progress
@@ -172,20 +170,12 @@ def _job_url(job_id: str, notice: str) -> str:
     return f"/jobs/{quote(job_id, safe='')}?notice={notice}"
 
 
-def _celery(request: Request) -> Celery:
-    """The Celery app replays are sent with, made on first use and kept with the app."""
-    state = request.app.state
-    if getattr(state, "celery", None) is None:
-        state.celery = celery_app(settings_of(request))
-    return state.celery
-
-
 @router.post("/jobs/{job_id}/replay")
 def replay(request: Request, who: Admin, job_id: str) -> Response:
     """A failed job sent again, as ``ticketq dead replay`` does (reconciling first)."""
     store = store_of(request)
     report = replay_failed(
-        _celery(request), DeadLetters(store), [job_id], settings_of(request).bulk_batch
+        request.app.state.celery, DeadLetters(store), [job_id], settings_of(request).bulk_batch
     )
     if report.interrupted is not None:
         raise report.interrupted
