@@ -126,3 +126,30 @@ def test_a_utf8_idempotency_key_names_the_same_job_in_its_header_and_in_a_batch(
     with pytest.raises(ApiError) as refused:
         utf8_header("Idempotency-Key", b"\xff".decode("latin-1"))
     assert refused.value.status == 422 and refused.value.message.startswith("Idempotency-Key:")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "//evil.example",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "https://evil.example",
+        "javascript:alert(1)",
+        "%2F%2Fevil.example",
+        "/%2F/evil.example",
+        "/.//evil.example",
+    ],
+)
+def test_signing_in_goes_on_to_this_site_whatever_next_says(
+    redis_server: RedisServer, given: str
+) -> None:
+    """Read as a browser reads a Location: tabs and newlines dropped, a backslash a slash."""
+    settings = settings_for(redis_server, f"alice:admin:{ADMIN}")
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        answer = client.post("/signin", data={"token": ADMIN, "next": given})
+    location = answer.headers["location"]
+    as_browser = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
+    assert answer.status_code == 303
+    assert as_browser.startswith("/") and not as_browser.startswith("//"), location
