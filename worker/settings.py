@@ -51,6 +51,12 @@ WEB_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 SHORTEST_WEB_TOKEN = 16  # characters; a shorter one can be guessed
 
 
+def guessable(token: str) -> bool:
+    """A token too short to withstand guessing, or holding a blank or control character
+    (a header or a ``name:scope:token`` list would not carry it whole)."""
+    return len(token) < SHORTEST_WEB_TOKEN or not token.isprintable() or " " in token
+
+
 def parse_web_tokens(text: str) -> tuple[WebToken, ...]:
     """``name:scope:token`` entries, separated by commas or blanks. A mistake is named by
     its entry's number and the rule it breaks, never by its text (a bare token given as an
@@ -66,7 +72,7 @@ def parse_web_tokens(text: str) -> tuple[WebToken, ...]:
             )
         if scope.upper() not in Scope.__members__:
             raise ValueError(f"entry {number}: the scope must be read, write or admin")
-        if len(token) < SHORTEST_WEB_TOKEN or not token.isprintable():
+        if guessable(token):
             raise ValueError(
                 f"entry {number}: the token must be at least "
                 f"{SHORTEST_WEB_TOKEN} printable characters"
@@ -373,6 +379,16 @@ class Settings(BaseSettings):
     @classmethod
     def _web_tokens_parse(cls, value: SecretStr) -> SecretStr:
         parse_web_tokens(value.get_secret_value())
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_unguessable(cls, value: SecretStr | None) -> SecretStr | None:
+        """The metrics token is a bearer token too: the web tokens' rule, never its text."""
+        if value is not None and guessable(value.get_secret_value()):
+            raise ValueError(
+                f"must be at least {SHORTEST_WEB_TOKEN} printable characters, without blanks"
+            )
         return value
 
     @property

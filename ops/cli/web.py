@@ -6,7 +6,6 @@ asked for another address without tokens, it refuses in one line.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import typer
@@ -14,16 +13,6 @@ import typer
 from ops.cli.console import err, fail, load_settings, say
 
 web_app = typer.Typer()
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @web_app.command(help="Serve the web service: HTTP intake, the ops dashboard and /metrics.")
@@ -34,6 +23,7 @@ def web(
     import uvicorn
 
     from ops.web.app import create_app
+    from ops.web.auth import is_loopback
 
     settings = load_settings()
     if not settings.web_token_entries:

@@ -42,6 +42,9 @@ TICKET_CAP = 512 * 1024  # one ticket's request: the 256 KiB body, escapes and w
 BATCH_CAP = 8 * 1024 * 1024  # one batch's request
 MAX_BATCH_TICKETS = 1_000
 MAX_PAGE = 500  # jobs a listing page holds at most
+# Past any index Redis holds (2**32 entries), yet far from the 64-bit indexes Redis
+# refuses (a 503 then, as if Redis had failed), and exact in any JSON reader.
+MAX_CURSOR = 2**53 - 1
 
 Id = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 Filter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)]
@@ -154,7 +157,10 @@ def post_ticket(
 ) -> Accepted:
     try:
         handle = sender.submit(
-            intake.account_id, intake.ticket, ref=intake.ref, idempotency_key=idempotency_key
+            intake.account_id,
+            intake.ticket,
+            ref=intake.ref,
+            idempotency_key=utf8_header("Idempotency-Key", idempotency_key),
         )
     except InvalidJob as exc:
         raise ApiError(422, str(exc)) from None
@@ -196,6 +202,17 @@ def post_batch(
     return BatchAccepted(batch_id=batch.batch_id, job_ids=batch.job_ids)
 
 
+def utf8_header(name: str, value: str | None) -> str | None:
+    """A header's value as the UTF-8 text its bytes are: Starlette reads header bytes as
+    Latin-1, so ``é`` would name another job than the same key in a JSON body."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, f"{name}: not UTF-8 text") from None
+
+
 def repeated_key(tickets: list[BatchTicket]) -> str | None:
     """The first ticket giving an idempotency key an earlier one gave: it would silently
     become that ticket's job, and its own ticket never be made."""
@@ -233,7 +250,7 @@ def list_jobs(
     state: JobState | None = None,
     batch_id: Filter = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[int, Query(ge=0, description="From `next`; 0 starts.")] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="From `next`; 0 starts.")] = 0,
 ) -> JobPage:
     query = JobQuery(account_id=account_id, ref=ref, state=state, batch_id=batch_id)
     try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from ops.web import actions, api, dashboard
-from ops.web.auth import TokenBook
+from ops.web.auth import TokenBook, local_only
 from ops.web.body import add_body_schemas
 from ops.web.errors import install_error_handlers
 from ops.web.metrics import router as metrics_router
@@ -43,6 +43,11 @@ def create_app(settings: Settings) -> FastAPI:
         version=ticketq_version(),
         description="Ticket creation through StackOne, queued: intake, job status, batches.",
         lifespan=lifespan,
+        # No Swagger UI or ReDoc: they load scripts from a CDN onto the dashboard's origin,
+        # beside its session cookie. The document itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(local_only)],  # without tokens: this host's pages only
     )
     app.state.settings = settings
     app.state.tokens = TokenBook.from_settings(settings)

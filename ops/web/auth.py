@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,6 +29,9 @@ class Principal:
 
     name: str
     scope: Scope
+    # The digest of the token it showed (b"" for LOCAL), to seal its dashboard sessions
+    # with; never shown, and not part of its identity.
+    key: bytes = field(default=b"", repr=False, compare=False)
 
 
 # Without tokens the service binds 127.0.0.1 only: whoever reaches it is on this host.
@@ -36,6 +41,13 @@ METRICS = "metrics"  # the name the metrics token goes by
 
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def seal(key: bytes, session_id: str) -> str:
+    """What ties a session to the token it was opened with: an HMAC of the session's id
+    keyed by the token's digest. Redis keeps it beside a digest of the id, so it gives
+    away neither the token nor the id, yet a token replaced breaks it."""
+    return hmac.new(key, session_id.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 class TokenBook:
@@ -64,15 +76,19 @@ class TokenBook:
         found: Principal | None = None
         for digest, name, scope in self._entries:  # no early exit: every entry, every time
             if hmac.compare_digest(digest, given):
-                found = Principal(name, scope)
+                found = Principal(name, scope, digest)
         return found
 
-    def holds(self, principal: Principal) -> bool:
-        """Whether an entry of that name and scope is configured now: a dashboard session
-        names its principal, so a token removed (or given another scope) since sign-in ends
-        its sessions at their next request."""
+    def holds(self, principal: Principal, session_id: str, sealed: str) -> bool:
+        """Whether the entry a dashboard session was opened with is configured now, with
+        its name, scope and token (``sealed`` by ``seal``): a token removed, given another
+        scope or replaced (a leaked one, rotated) since sign-in ends its sessions at their
+        next request."""
         return any(
-            name == principal.name and scope == principal.scope for _, name, scope in self._entries
+            name == principal.name
+            and scope == principal.scope
+            and hmac.compare_digest(seal(digest, session_id), sealed)
+            for digest, name, scope in self._entries
         )
 
     def reads_metrics(self, token: str | None) -> bool:
@@ -84,6 +100,50 @@ class TokenBook:
             and self._metrics is not None
             and hmac.compare_digest(self._metrics, _digest(token or ""))
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address, no port) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str:
+    """``127.0.0.1`` of ``127.0.0.1:8000``, ``::1`` of ``[::1]:8000``; "" if unreadable."""
+    try:
+        return urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return ""
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def local_only(request: Request) -> None:
+    """Every route's first check: without tokens everyone who connects is ``LOCAL``, so a
+    request must come from this host's own pages and clients. Its ``Host`` must be a
+    loopback name (a page whose DNS name was rebound to 127.0.0.1 reaches us under its
+    own name, same-origin with us as its browser sees it), and a POST's ``Origin``, when
+    the browser sends one, this host (another site's form or no-cors fetch carries its
+    own, and needs no preflight)."""
+    book: TokenBook = request.app.state.tokens
+    if not book.open:
+        return
+    host = request.headers.get("host", "")
+    if not is_loopback(_host_name(host)):
+        raise ApiError(
+            403,
+            "without TICKETQ_WEB_TOKENS only this host's own names are served: "
+            "127.0.0.1, localhost or ::1",
+        )
+    origin = request.headers.get("origin")
+    crossing = origin is not None and urlsplit(origin).netloc != host
+    if crossing and request.method not in SAFE_METHODS:
+        raise ApiError(403, "a request from another site is refused")
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token of TICKETQ_WEB_TOKENS.")

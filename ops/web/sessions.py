@@ -5,8 +5,8 @@ holds only a digest of that id as the key name, so reading Redis (a backup, ``KE
 signs nobody in; the session names its token's entry, never the token, and expires after
 ``SESSION_SECONDS``. Each session has its own CSRF token, which every form posts back and
 which is compared in constant time. The entry is looked up again on every request, so a
-token removed from ``TICKETQ_WEB_TOKENS`` (or given another scope) ends its sessions at
-once.
+token removed from ``TICKETQ_WEB_TOKENS`` (or given another scope, or replaced) ends its
+sessions at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import cast
 
 import redis
 
-from ops.web.auth import LOCAL, Principal, TokenBook
+from ops.web.auth import LOCAL, Principal, TokenBook, seal
 from worker.settings import Scope
 from worker.store.keys import session_key
 
@@ -72,6 +72,7 @@ class Sessions:
                     "scope": principal.scope.name,
                     "open": "1" if self._book.open else "",
                     "csrf": opened.session.csrf,
+                    "seal": seal(principal.key, opened.session_id),
                     "opened_at": repr(time.time()),
                 },
             )
@@ -87,10 +88,10 @@ class Sessions:
         raw = cast(dict[str, str], self._redis.hgetall(_key(session_id)))
         if not raw:
             return None
-        principal = self._principal(raw)
+        principal = self._principal(raw, session_id)
         return Session(principal, raw["csrf"]) if principal else None
 
-    def _principal(self, raw: dict[str, str]) -> Principal | None:
+    def _principal(self, raw: dict[str, str], session_id: str) -> Principal | None:
         """A session opened without tokens is ``LOCAL`` while there are none, and ends
         once tokens are configured; one opened with a token lives as long as its entry."""
         if self._book.open:
@@ -99,7 +100,7 @@ class Sessions:
         if raw.get("open") or scope not in Scope.__members__:
             return None
         principal = Principal(raw.get("name", ""), Scope[scope])
-        return principal if self._book.holds(principal) else None
+        return principal if self._book.holds(principal, session_id, raw.get("seal", "")) else None
 
     def close(self, session_id: str | None) -> None:
         if session_id:

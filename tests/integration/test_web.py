@@ -45,7 +45,7 @@ def test_a_ticket_posted_over_http_twice_with_one_idempotency_key_is_created_onc
 ) -> None:
     body = {"account_id": ACCOUNT, "ticket": {"title": title}, "ref": title}
     key = {"Idempotency-Key": f"http-{title}"}
-    with TestClient(create_app(stack.settings())) as client:
+    with TestClient(create_app(stack.settings()), base_url="http://127.0.0.1") as client:
         first = client.post("/v1/tickets", json=body, headers=key)
         again = client.post("/v1/tickets", json=body, headers=key)
         location = first.headers["Location"]

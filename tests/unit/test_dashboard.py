@@ -307,7 +307,8 @@ def test_without_tokens_nobody_signs_in_yet_forms_still_need_the_csrf_token(
 ) -> None:
     store = JobStore.from_settings(settings_for(redis_server, ""), client=redis_client)
     job_id = failed_job(store)
-    with TestClient(create_app(settings_for(redis_server, "")), follow_redirects=False) as open_:
+    app = create_app(settings_for(redis_server, ""))
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as open_:
         assert open_.get("/signin").headers["location"] == "/"
         page = open_.get(f"/jobs/{job_id}")
         assert page.status_code == 200 and "Sign out" not in page.text

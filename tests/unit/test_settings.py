@@ -357,3 +357,12 @@ def test_a_bad_web_token_entry_is_named_by_its_number_never_by_its_text(
     assert message.startswith("TICKETQ_WEB_TOKENS: ")
     assert said in message
     assert "s3cret" not in message
+
+
+@pytest.mark.parametrize("given", ["s3cret", "s3cret-token\t", " " * 20])
+def test_a_guessable_metrics_token_is_refused_as_a_web_token_is_never_echoed(given: str) -> None:
+    message = problems(TICKETQ_METRICS_TOKEN=given)
+
+    assert message.startswith("TICKETQ_METRICS_TOKEN: ")
+    assert "at least 16 printable characters" in message
+    assert "s3cret" not in message
