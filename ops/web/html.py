@@ -24,8 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ops.web import views
-from ops.web.auth import LOCAL, TokenBook
-from ops.web.sessions import COOKIE, SESSION_SECONDS, Opened, Session, Sessions
+from ops.web.auth import TokenBook
+from ops.web.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
 from worker.settings import Scope, Settings
 from worker.store.jobs import JobStore
 from worker.text import printable
@@ -93,12 +93,10 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Visitor:
-    """Who is looking, and the session just opened for them (no tokens configured), whose
-    cookie the answer sets."""
+    """Who is looking: their session, and its id (None for ``LOCAL``, who has none)."""
 
     session: Session
     session_id: str | None
-    opened: Opened | None = None
 
     def may(self, scope: Scope) -> bool:
         return self.session.principal.scope.allows(scope)
@@ -120,16 +118,15 @@ def sessions_of(request: Request) -> Sessions:
 
 
 def visitor(request: Request) -> Visitor:
-    """The signed-in visitor; without tokens configured, everyone (on this host) is signed
-    in as ``LOCAL`` on their first visit, so their forms carry a CSRF token too."""
+    """The signed-in visitor; without tokens configured, everyone (on this host) is
+    ``LOCAL``, whose forms carry the deployment's local CSRF token."""
     sessions = sessions_of(request)
+    if request.app.state.tokens.open:
+        return Visitor(sessions.local(), None)
     session_id = request.cookies.get(COOKIE)
     session = sessions.find(session_id)
     if session is not None:
         return Visitor(session, session_id)
-    if request.app.state.tokens.open and not request.url.path.startswith(PARTS):
-        opened = sessions.open(LOCAL)
-        return Visitor(opened.session, opened.session_id, opened)
     raise SignInFirst()
 
 
@@ -166,10 +163,7 @@ def render(
     body = TEMPLATES.get_template(template).render(
         request=request, who=who, tokens_open=request.app.state.tokens.open, **context
     )
-    response = HTMLResponse(body, status_code=status, headers=HEADERS)
-    if who is not None and who.opened is not None:
-        set_cookie(request, response, who.opened.session_id)
-    return response
+    return HTMLResponse(body, status_code=status, headers=HEADERS)
 
 
 def set_cookie(request: Request, response: Response, session_id: str) -> None:

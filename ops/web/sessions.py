@@ -23,9 +23,11 @@ import redis
 from ops.web.auth import LOCAL, Principal, TokenBook, seal
 from worker.settings import Scope
 from worker.store.keys import session_key
+from worker.store.salt import deployment_salt
 
 COOKIE = "ticketq_session"
 SESSION_SECONDS = 8 * 3600  # a working day; then sign in again
+LOCAL_CSRF = b"ticketq dashboard: the CSRF token without tokens"  # the HMAC's label
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,6 @@ class Sessions:
                 mapping={
                     "name": principal.name,
                     "scope": principal.scope.name,
-                    "open": "1" if self._book.open else "",
                     "csrf": opened.session.csrf,
                     "seal": seal(principal.key, opened.session_id),
                     "opened_at": repr(time.time()),
@@ -91,13 +92,19 @@ class Sessions:
         principal = self._principal(raw, session_id)
         return Session(principal, raw["csrf"]) if principal else None
 
+    def local(self) -> Session:
+        """Without tokens nobody signs in and nothing is kept per visitor: everyone (on
+        this host) is ``LOCAL``, with one CSRF token derived from the deployment's salt.
+        A session opened for each visit let any request without a cookie (a page
+        elsewhere loading ``<img src=http://127.0.0.1:8000/>`` in a loop) pile up
+        eight-hour sessions in the fleet's Redis until it filled."""
+        salt = deployment_salt(self._redis)
+        return Session(LOCAL, hmac.new(salt, LOCAL_CSRF, hashlib.sha256).hexdigest())
+
     def _principal(self, raw: dict[str, str], session_id: str) -> Principal | None:
-        """A session opened without tokens is ``LOCAL`` while there are none, and ends
-        once tokens are configured; one opened with a token lives as long as its entry."""
-        if self._book.open:
-            return LOCAL if raw.get("open") else None
+        """A session lives as long as its token's entry is configured as it was."""
         scope = raw.get("scope", "")
-        if raw.get("open") or scope not in Scope.__members__:
+        if self._book.open or scope not in Scope.__members__:
             return None
         principal = Principal(raw.get("name", ""), Scope[scope])
         return principal if self._book.holds(principal, session_id, raw.get("seal", "")) else None

@@ -26,7 +26,7 @@ from worker.contract import (
 )
 from worker.settings import Settings
 from worker.store.jobs import Claim, JobStore, Recorded, failed
-from worker.store.keys import QUEUES
+from worker.store.keys import QUEUES, session_key
 
 ADMIN = "admin-token-0123456789abcdef"
 READER = "read-token-0123456789abcdef"
@@ -315,3 +315,20 @@ def test_without_tokens_nobody_signs_in_yet_forms_still_need_the_csrf_token(
         assert open_.post(f"/jobs/{job_id}/replay").status_code == 403
         csrf = csrf_of(page.text)
         assert open_.post(f"/jobs/{job_id}/replay", data={"csrf": csrf}).status_code == 303
+
+
+def test_without_tokens_visits_without_a_cookie_leave_nothing_in_redis(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """A page elsewhere loading the dashboard in a loop (no cookie: SameSite) opened an
+    eight-hour session a visit, filling the fleet's Redis."""
+    store = JobStore.from_settings(settings_for(redis_server, ""), client=redis_client)
+    job_id = failed_job(store)
+    app = create_app(settings_for(redis_server, ""))
+    with TestClient(app, base_url="http://127.0.0.1") as visits:
+        pages = [visits.get(path) for path in ["/"] * 10 + [f"/jobs/{job_id}"] * 10]
+
+    assert all(page.status_code == 200 for page in pages)
+    assert "set-cookie" not in pages[0].headers
+    assert list(redis_client.scan_iter(match=session_key("*"))) == []
+    assert len({csrf_of(page.text) for page in pages[10:]}) == 1  # derived, not stored
