@@ -149,6 +149,7 @@ def post_ticket(
     _: Writer,
     intake: Annotated[TicketIntake, Depends(TICKET_BODY)],
     sender: Producing,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -160,7 +161,7 @@ def post_ticket(
             intake.account_id,
             intake.ticket,
             ref=intake.ref,
-            idempotency_key=utf8_header("Idempotency-Key", idempotency_key),
+            idempotency_key=utf8_header("Idempotency-Key", one_header(request, idempotency_key)),
         )
     except InvalidJob as exc:
         raise ApiError(422, str(exc)) from None
@@ -200,6 +201,14 @@ def post_batch(
         raise ApiError(422, str(exc)) from None
     response.headers["Location"] = f"/v1/batches/{batch.batch_id}"
     return BatchAccepted(batch_id=batch.batch_id, job_ids=batch.job_ids)
+
+
+def one_header(request: Request, value: str | None) -> str | None:
+    """The ``Idempotency-Key``, given once: of two, the first named the job silently, and
+    a client that meant the other got another job's answer."""
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        raise ApiError(422, "Idempotency-Key: given more than once")
+    return value
 
 
 def utf8_header(name: str, value: str | None) -> str | None:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ops.web import actions, api, dashboard
 from ops.web.auth import TokenBook, local_only
@@ -21,6 +23,27 @@ from producers.client import Producer
 from worker.queue.app import create_app as create_celery
 from worker.settings import Settings, ticketq_version
 from worker.store import connect
+
+
+class NoSniff:
+    """Every answer says ``X-Content-Type-Options: nosniff``, JSON and errors included, so
+    no browser reads an answer holding outside text as a page or a script. Plain ASGI, so
+    request bodies still stream to the caps unread."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -57,4 +80,5 @@ def create_app(settings: Settings) -> FastAPI:
     add_body_schemas(app)
     dashboard.install(app)
     app.include_router(metrics_router)
+    app.add_middleware(NoSniff)
     return app

@@ -600,3 +600,30 @@ def test_purge_all_failed_before_a_time_leaves_the_later_ones_and_wants_a_time_z
     assert kept["done"] == 0 and naive.status_code == 422
     assert naive.json()["error"]["message"].startswith("failed_before: Input should have timezone")
     assert purged["done"] == 1 and store.get(failed) is None
+
+
+def test_an_idempotency_key_given_twice_is_refused_and_nothing_is_stored(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    body = {"account_id": ACCOUNT, "ticket": {"title": "t"}}
+    refused = client.post(
+        "/v1/tickets", json=body, headers=[("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    )
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == "Idempotency-Key: given more than once"
+    assert job_keys(redis_client) == []
+
+
+def test_every_answer_tells_browsers_not_to_sniff_its_type(client: TestClient) -> None:
+    answers = [
+        post_ticket(client),
+        client.get("/v1/jobs/nope"),
+        client.get("/v1/stats", headers=bearer("not-a-token-0123456789")),
+        client.get("/openapi.json"),
+        client.post("/v1/tickets", content=b"x" * (TICKET_CAP + 1)),
+    ]
+
+    assert [answer.headers.get("x-content-type-options") for answer in answers] == [
+        "nosniff"
+    ] * len(answers)
