@@ -322,6 +322,12 @@ class Settings(BaseSettings):
         description="Seconds a succeeded job record (and its ref/idempotency index) is kept.",
     )
 
+    keep_body: bool = Field(
+        default=False,
+        description="Keep a succeeded job's ticket body in its record; by default it is "
+        "dropped once the ticket exists (the record keeps what correlation needs: ids, ref, "
+        "batch, account, state, attempts, times).",
+    )
     web_tokens: SecretStr = Field(
         default=SecretStr(""),
         description="Tokens of the web service (`ticketq web`), as `name:scope:token` "

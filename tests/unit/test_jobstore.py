@@ -22,7 +22,9 @@ from worker.store.jobs import (
     NotClaimed,
     Recorded,
     Stored,
+    failed,
     spec_from_claim,
+    succeeded,
 )
 from worker.store.keys import (
     COUNTS,
@@ -388,3 +390,29 @@ def test_a_taken_over_job_is_uncertain_since_the_lost_delivery_claimed_it(
 
     assert isinstance(new, Claim) and new.uncertain_since is not None
     assert new.uncertain_since == pytest.approx(time.time(), abs=5)
+
+
+@pytest.mark.parametrize("keep_body", [False, True])
+def test_a_succeeded_job_drops_its_body_unless_told_to_keep_it_and_a_failed_one_keeps_it(
+    redis_client: redis.Redis, keep_body: bool
+) -> None:
+    """Most of a succeeded record's bytes were the body, kept for 30 days though the ticket
+    exists; a failed job needs it to be replayed."""
+    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=30, keep_body=keep_body)
+    made = store.claim(store.create(spec(ref="r-1", batch_id="b-1"), "bulk").job_id)
+    lost = store.claim(store.create(spec(), "bulk").job_id)
+    assert isinstance(made, Claim) and isinstance(lost, Claim)
+    error = JobError(kind=ErrorKind.TERMINAL, message="no")
+
+    assert store.apply(
+        [
+            succeeded(made, spec_from_claim(made), TicketIds(id="t-1", remote_id="R-1"), 1),
+            failed(lost, spec_from_claim(lost), error, 1),
+        ]
+    ) == [Recorded.OK, Recorded.OK]
+
+    assert redis_client.hexists(job_key(made.job_id), "spec") is keep_body
+    assert redis_client.hexists(job_key(lost.job_id), "spec")
+    record = store.get(made.job_id)
+    assert record is not None and record.ticket == TicketIds(id="t-1", remote_id="R-1")
+    assert (record.ref, record.batch_id, record.attempts) == ("r-1", "b-1", 1)

@@ -197,9 +197,11 @@ class JobStore:
         lease_seconds: int,
         requeue_after: float = 900.0,
         max_lost_attempts: int = 3,
+        keep_body: bool = False,
     ) -> None:
         self.redis = client
         self._succeeded_ttl = succeeded_ttl
+        self._keep_body = keep_body
         self._lease_seconds = lease_seconds
         self._requeue_after = requeue_after
         self._max_lost_attempts = max_lost_attempts
@@ -224,6 +226,7 @@ class JobStore:
             lease_seconds=settings.lease_seconds,
             requeue_after=settings.requeue_after,
             max_lost_attempts=settings.max_lost_attempts,
+            keep_body=settings.keep_body,
         )
 
     def create(self, spec: JobSpec, lane: Lane) -> Stored:
@@ -520,6 +523,10 @@ class JobStore:
             fields["error"] = change.error.model_dump_json()
         if change.uncertain_since is not None:
             fields["uncertain_since"] = stamp(change.uncertain_since)
+        if change.state is JobState.SUCCEEDED and not self._keep_body:
+            # The ticket exists: its body is StackOne's to keep now, and most of the record's
+            # bytes (kept for TICKETQ_SUCCEEDED_TTL); correlation needs the ids, not the body.
+            fields["spec"] = ""
         args = [
             change.claim.token,
             change.state,
