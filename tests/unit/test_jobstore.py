@@ -416,3 +416,24 @@ def test_a_succeeded_job_drops_its_body_unless_told_to_keep_it_and_a_failed_one_
     record = store.get(made.job_id)
     assert record is not None and record.ticket == TicketIds(id="t-1", remote_id="R-1")
     assert (record.ref, record.batch_id, record.attempts) == ("r-1", "b-1", 1)
+
+
+def test_a_succeeded_record_is_rewritten_compact_and_keeps_its_retention(
+    redis_client: redis.Redis,
+) -> None:
+    """Redis keeps a hash compact only while it never held a long value: the body had made
+    the record a hashtable, which dropping the body alone did not undo."""
+    store = JobStore(redis_client, succeeded_ttl=600, lease_seconds=30)
+    long_title = JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t" * 300}})
+    claim = store.claim(store.create(long_title, "interactive").job_id)
+    assert isinstance(claim, Claim)
+    assert redis_client.object("encoding", job_key(claim.job_id)) == "hashtable"
+
+    store.apply([succeeded(claim, long_title, TicketIds(id="t-1", remote_id="R-1"), 1)])
+
+    compact = ("listpack", "ziplist")  # its name since Redis 7, and before
+    assert redis_client.object("encoding", job_key(claim.job_id)) in compact
+    assert 0 < redis_client.ttl(job_key(claim.job_id)) <= 600
+    record = store.get(claim.job_id)
+    assert record is not None and record.state is JobState.SUCCEEDED
+    assert record.ticket == TicketIds(id="t-1", remote_id="R-1") and record.finished_at

@@ -90,6 +90,12 @@ if ARGV[2] == STATE_FAILED then
   redis.call("ZADD", KEYS[2], ARGV[3], job_id)
   return RECORDED_OK
 end
+-- A succeeded record, kept for the retention period, is written afresh: Redis keeps a hash
+-- in its compact encoding only while it never held a long value, and the body it held
+-- until now (dropped above unless kept) had made it a table of several times the bytes.
+local kept = redis.call("HGETALL", KEYS[1])
+redis.call("DEL", KEYS[1])
+redis.call("HSET", KEYS[1], unpack(kept))
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call("EXPIRE", KEYS[1], ttl)
