@@ -39,7 +39,7 @@ AccountId = Annotated[str, typer.Option("--account-id", help="StackOne linked ac
 jobs_app = typer.Typer()
 
 
-# The record's Unix times, shown as people read them (``--json`` keeps the numbers).
+# The record's Unix times, shown in the table as people read them (``--json`` says ISO 8601).
 TIMES = frozenset(("created_at", "updated_at", "finished_at", "next_attempt_at", "uncertain_since"))
 # StackOne's message in the table's line per attempt (``--json`` has it as kept, 200 chars).
 ATTEMPT_ERROR_SHOWN = 80
