@@ -117,6 +117,29 @@ class RateLimit:
         return cls(int(match.group(1)), RATE_UNITS[match.group(2)])
 
 
+MOST_WEIGHT = 1000.0
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``acct-1=3,acct-2=1``: each linked account's share of the key's rate (default 1)."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (item.strip() for item in text.split(","))):
+        account, equals, number = part.rpartition("=")
+        account = account.strip()
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = math.nan
+        if not equals or not account or not 0 < weight <= MOST_WEIGHT:
+            raise ValueError(
+                f"must be like acct-1=3,acct-2=1 (each weight above 0, at most {MOST_WEIGHT:.0f})"
+            )
+        if account in weights:
+            raise ValueError("names an account twice")
+        weights[account] = weight
+    return weights
+
+
 ENV_PREFIX = "TICKETQ_"
 LEASE_SLACK = 5  # seconds of a lease beyond one request and one in-process wait
 REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
@@ -258,6 +281,17 @@ class Settings(BaseSettings):
         ge=0,
         description="Requests in flight at once per linked account, across all workers "
         "(StackOne advises against many concurrent requests to one account); 0: no cap.",
+    )
+    account_weights: str = Field(
+        default="",
+        description="Shares of the key's rate between linked accounts while several have "
+        "work waiting, as `acct-1=3,acct-2=1` (an account not named weighs 1): with those "
+        "two waiting, acct-1 gets three requests for each of acct-2's.",
+    )
+    account_rate_limit: str = Field(
+        default="",
+        description="Requests per linked account, for providers with limits of their own "
+        "(`100/min`, `5/s`); empty: only the key's rate.",
     )
     bulk_batch: int = Field(
         default=50,
@@ -463,6 +497,27 @@ class Settings(BaseSettings):
     @property
     def parsed_rate_limit(self) -> RateLimit:
         return RateLimit.parse(self.rate_limit)
+
+    @field_validator("account_rate_limit")
+    @classmethod
+    def _account_rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            RateLimit.parse(value)
+        return value
+
+    @property
+    def parsed_account_rate_limit(self) -> RateLimit | None:
+        return RateLimit.parse(self.account_rate_limit) if self.account_rate_limit.strip() else None
+
+    @field_validator("account_weights")
+    @classmethod
+    def _account_weights_parse(cls, value: str) -> str:
+        parse_weights(value)
+        return value
+
+    @property
+    def parsed_account_weights(self) -> dict[str, float]:
+        return parse_weights(self.account_weights)
 
     @model_validator(mode="after")
     def _delivery_fits_visibility_timeout(self) -> Settings:

@@ -19,6 +19,8 @@ import pytest
 from worker.contract import ErrorKind, JobSpec, JobState, TicketIds
 from worker.delivery.decisions import (
     DEFAULT_429_PAUSE,
+    IN_LINE,
+    LATE,
     Again,
     Decision,
     Decisions,
@@ -37,7 +39,7 @@ from worker.limits.keyhealth import KeyRefusal
 from worker.limits.rate import Admission, Reason
 from worker.settings import Settings
 from worker.stackone.answers import Failure, TicketCreated, kind_for_status
-from worker.store.jobs import Claim, Transition, stamp
+from worker.store.jobs import Claim, Lane, Transition, stamp
 
 NOW = 1_700_000_000.0
 SENT_AT = NOW - 2.0
@@ -407,7 +409,7 @@ def test_an_ambiguous_answer_on_the_last_attempt_is_parked_not_exhausted(policy:
 
 # --- not admitted ----------------------------------------------------------------------
 
-ORDINARY_WAITS = [Reason.RATE, Reason.KEY_PAUSED, Reason.ACCOUNT_PAUSED, Reason.ACCOUNT_BUSY]
+ORDINARY_WAITS = [Reason.KEY_PAUSED, Reason.ACCOUNT_PAUSED, Reason.ACCOUNT_BUSY]
 
 
 @pytest.mark.parametrize("reason", ORDINARY_WAITS)
@@ -428,8 +430,7 @@ def test_a_long_wait_for_the_limits_hands_the_job_back_unsent_and_uncounted(
     assert waiting.error is not None
     assert waiting.error.message == f"waiting for the rate limit ({name}, 12.0s)"
     assert waiting.attempts == 0
-    # The fleet's numbers count a job the rate holds back apart from other waits.
-    assert waiting.held_back is (reason is Reason.RATE)
+    assert not waiting.held_back  # the fleet's numbers count the rate's apart
 
 
 def test_a_stopping_worker_does_not_wait_for_the_limits_in_process() -> None:
@@ -476,28 +477,36 @@ def test_a_job_held_back_by_a_refused_key_whose_refusal_is_gone_still_waits() ->
     assert waiting.error.message.startswith("waiting: StackOne refused the API key; one request")
 
 
-def test_a_bulk_job_close_to_its_turn_in_the_bulk_line_waits_for_it_in_the_worker() -> None:
-    decision = rules().not_admitted(claimed(lane="bulk"), Admission(Reason.RATE, 1.5), None, CALM)
+@pytest.mark.parametrize("lane", ["interactive", "bulk"])
+def test_a_job_given_its_moment_waits_for_it_in_the_worker_then_goes_unasked(lane: Lane) -> None:
+    decision = rules().not_admitted(claimed(lane=lane), Admission(Reason.RESERVED, 0.4), None, CALM)
 
-    assert decision.step == Again(1.5)
+    assert decision.step == Again(0.4)
+    assert decision.job.reserved(NOW + 0.4) and decision.job.reserved(NOW + 0.4 + LATE)
+    assert not decision.job.reserved(NOW + 0.4 + LATE + 0.01)  # too late: it asks again
+    assert not decision.job.sent(NOW + 0.4, probe=False).reserved(NOW + 0.4)
 
 
-@pytest.mark.parametrize(("wait", "spent", "due_in"), [(10.0, 0.0, 8.5), (1.5, 1.0, 0.0)])
-def test_a_bulk_job_further_down_the_bulk_line_comes_back_shortly_before_its_turn(
-    wait: float, spent: float, due_in: float
+def test_a_stopping_worker_hands_back_a_job_given_a_moment_instead_of_waiting_for_it() -> None:
+    decision = rules().not_admitted(claimed(), Admission(Reason.RESERVED, 0.4), None, STOPPING)
+
+    assert handed_back(decision, 0.4, ErrorKind.RETRYABLE).held_back
+
+
+@pytest.mark.parametrize("lane", ["interactive", "bulk"])
+def test_a_job_in_its_lanes_line_is_handed_back_until_released_unsent_and_uncounted(
+    lane: Lane,
 ) -> None:
-    moment = dataclasses.replace(CALM, spent=spent)
+    decision = rules().not_admitted(claimed(lane=lane), Admission(Reason.LINE, 75.0), None, CALM)
 
-    decision = rules().not_admitted(
-        claimed(lane="bulk"), Admission(Reason.RATE, wait), None, moment
-    )
-
-    assert handed_back(decision, due_in, ErrorKind.RETRYABLE).held_back
+    waiting = handed_back(decision, 75.0, ErrorKind.RETRYABLE)
+    assert waiting.held_back and waiting.attempts == 0
+    assert waiting.error is not None and waiting.error.message == IN_LINE
 
 
-def test_a_stopping_worker_holds_no_bulk_job_for_the_rate() -> None:
-    assert rules().bulk_hold(STOPPING) == 0.0
-    assert rules().bulk_hold(dataclasses.replace(CALM, spent=0.5)) == 1.5
+def test_a_stopping_worker_lets_no_job_wait_for_the_rate() -> None:
+    assert rules().holds(STOPPING) == {"interactive": 0.0, "bulk": 0.0}
+    assert rules().holds(dataclasses.replace(CALM, spent=0.5)) == {"interactive": 4.5, "bulk": 1.5}
 
 
 def test_a_bulk_job_waiting_for_its_account_takes_the_ordinary_wait() -> None:

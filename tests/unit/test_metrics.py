@@ -96,7 +96,8 @@ def test_a_workers_series_exist_at_zero_before_anything_happens() -> None:
 
     assert sample("ticketq_attempts_total", {"outcome": "failed", "status_class": "4xx"}) == 0
     assert sample("ticketq_retries_total", {"reason": "throttled", "where": "due_index"}) == 0
-    assert sample("ticketq_limiter_waits_total", {"reason": "rate"}) == 0
+    assert sample("ticketq_limiter_waits_total", {"reason": "line"}) == 0
+    assert sample("ticketq_limiter_waits_total", {"reason": "reserved"}) == 0
     assert sample("ticketq_reconciliations_total", {"result": "to_person"}) == 0
     assert sample("ticketq_stackone_latency_seconds_count") == 0
 

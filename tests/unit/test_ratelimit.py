@@ -11,7 +11,15 @@ import redis
 
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
-from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
+from worker.limits.rate import (
+    INTERACTIVE_BURST,
+    SAFETY_MARGIN,
+    Limiter,
+    Reason,
+    Request,
+    burst_us,
+    interval_us,
+)
 from worker.settings import RateLimit, Settings
 from worker.store.jobs import Lane
 from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
@@ -22,8 +30,12 @@ def key_state(client: redis.Redis) -> LimitStore:
     return LimitStore(client, ApiKeyNames.of("fp"))
 
 
-def limiter(client: redis.Redis, rate: str = "600/min", cap: int = 0) -> Limiter:
-    return Limiter(key_state(client), RateLimit.parse(rate), account_cap=cap, holder_lease=30)
+def limiter(
+    client: redis.Redis, rate: str = "600/min", cap: int = 0, ahead: float = 0.0
+) -> Limiter:
+    return Limiter(
+        key_state(client), RateLimit.parse(rate), account_cap=cap, holder_lease=30, ahead=ahead
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,77 +54,86 @@ def test_a_malformed_rate_is_refused(text: str) -> None:
         RateLimit.parse(text)
 
 
-def test_the_rate_used_stays_below_the_limit_with_room_for_the_burst() -> None:
-    limit = RateLimit.parse("1000/min")
-
-    per_minute = 60_000_000 / interval_us(limit)
-
-    assert per_minute >= 980 and per_minute + INTERACTIVE_BURST <= 1000
+HOLDS: dict[Lane, float] = {"interactive": 5.0, "bulk": 2.0}
 
 
-def admitted_during(lim: Limiter, seconds: float, lane: str = "bulk") -> int:
-    admitted, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if lim.admit("acct", lane, f"h{admitted}").admitted:  # type: ignore[arg-type]
-            admitted += 1
-    return admitted
+def moments(lim: Limiter, requests: list[Request]) -> list[tuple[Reason, float]]:
+    """Each request's answer and when it may go (seconds from now)."""
+    return [(answer.reason, answer.wait) for answer in lim.admit_many(requests, HOLDS)]
 
 
-def test_bulk_requests_are_admitted_at_the_rate_and_no_faster(redis_client: redis.Redis) -> None:
-    limit = RateLimit.parse("1200/min")
-    lim = limiter(redis_client, "1200/min")
-    per_second = 1e6 / interval_us(limit)
-    burst = burst_us(limit, "bulk") / interval_us(limit)
-
-    admitted = admitted_during(lim, 1.5)
-
-    assert 1.5 * per_second - 2 <= admitted <= 1.5 * per_second + burst + 1
+def asks(account: str, count: int, lane: Lane = "bulk", prefix: str = "") -> list[Request]:
+    prefix = prefix or account
+    return [Request(account, lane, f"h-{prefix}{n}", f"{prefix}{n:04d}") for n in range(count)]
 
 
-def saturate(lim: Limiter, lane: Lane = "bulk") -> int:
-    """Take every request the lane may take now; returns how many that was."""
-    taken = 0
-    while lim.admit("acct", lane, f"{lane}-{taken}").admitted:
-        taken += 1
-    return taken
-
-
-def test_a_refusal_says_how_long_to_wait(redis_client: redis.Redis) -> None:
-    lim = limiter(redis_client, "60/min")
-    assert saturate(lim) >= 1
-
-    refused = lim.admit("acct", "bulk", "b")
-
-    interval = interval_us(RateLimit.parse("60/min")) / 1e6
-    assert refused.reason is Reason.RATE
-    assert refused.wait == pytest.approx(interval, abs=0.05)
-
-
-def test_interactive_requests_pass_while_bulk_keeps_the_rate_saturated(
+def test_requests_the_rate_holds_back_are_given_moments_one_interval_apart(
     redis_client: redis.Redis,
 ) -> None:
-    lim = limiter(redis_client, "60/min")
-    assert saturate(lim, "bulk") >= 1
+    limit = RateLimit.parse("600/min")
+    lim = limiter(redis_client, "600/min", ahead=2.0)
 
-    interactive = saturate(lim, "interactive")
+    answers = moments(lim, asks("acct", 12))
 
-    assert interactive == 2  # the two requests' room bulk never takes
-    assert saturate(lim, "bulk") == 0
+    interval = interval_us(limit, 2.0) / 1e6
+    reserved = [wait for reason, wait in answers if reason is Reason.RESERVED]
+    assert [reason for reason, _ in answers[: 12 - len(reserved)]] == [Reason.ADMITTED] * (
+        12 - len(reserved)
+    )
+    assert len(reserved) >= 8  # the rest of the round: nobody polls for its turn
+    gaps = [later - earlier for earlier, later in itertools.pairwise(reserved)]
+    assert gaps == pytest.approx([interval] * len(gaps), abs=2e-3)
+
+
+def test_a_bulk_request_held_back_longer_than_it_may_wait_joins_the_line(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "60/min", ahead=2.0)  # a second apart: two reserved at most
+    answers = moments(lim, asks("acct", 6))
+
+    assert [reason for reason, _ in answers].count(Reason.LINE) >= 2
+    lined = [wait for reason, wait in answers if reason is Reason.LINE]
+    assert all(wait >= 60 for wait in lined)  # due again by itself only if never released
+    assert redis_client.zcard(ApiKeyNames.of("fp").bulk_line) == len(lined)
+
+
+def test_interactive_requests_pass_while_bulk_holds_every_moment_it_may_reserve(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "600/min", ahead=1.25)
+    bulk = moments(lim, asks("acct", 40))
+    assert bulk[-1][0] is Reason.LINE  # bulk took all it could
+
+    interactive = moments(lim, asks("other", 3, "interactive"))
+
+    assert [reason for reason, _ in interactive[:2]] == [Reason.ADMITTED] * 2
 
 
 def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.Redis) -> None:
-    lim = limiter(redis_client, "3000/min")  # ~49 per second with the margin
-    admitted: list[float] = []
-    lanes = ["bulk", "interactive"]
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        lane = lanes[len(admitted) % 2]
-        if lim.admit("acct", lane, "h").admitted:  # type: ignore[arg-type]
-            admitted.append(time.monotonic())
+    limit = RateLimit.parse("3000/min")  # ~49 per second with the margin
+    lim = limiter(redis_client, "3000/min", ahead=0.5)
+    sent: list[float] = []
+    start = time.monotonic()
+    for n in itertools.count():
+        lane: Lane = "interactive" if n % 3 == 0 else "bulk"
+        answer = lim.admit_many([Request("acct", lane, "h", f"j{n}")])[0]  # any wait
+        sent.append(time.monotonic() + answer.wait)
+        if sent[-1] > start + 3.0:
+            break
 
-    per_second = 1e6 / interval_us(RateLimit.parse("3000/min"))
-    busiest = max(sum(1 for t in admitted if start <= t < start + 1.0) for start in admitted)
-    assert busiest <= per_second + INTERACTIVE_BURST + 1
+    per_second = 1e6 / interval_us(limit, 0.5)
+    busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
+    assert busiest <= per_second * 1.5 + INTERACTIVE_BURST + 1  # a second and the reach
+
+
+def test_the_rate_used_leaves_room_for_the_reach_of_reserved_moments() -> None:
+    limit = RateLimit.parse("1000/min")
+
+    per_minute = 60e6 / interval_us(limit, ahead=1.25)
+    reach = (burst_us(limit, "interactive", 1.25)) / interval_us(limit, 1.25)
+
+    assert per_minute + reach + 1 <= 1000 * (1 - SAFETY_MARGIN)
+    assert per_minute >= 950
 
 
 def test_a_paused_key_admits_nobody_until_the_pause_ends(redis_client: redis.Redis) -> None:
@@ -164,57 +185,28 @@ def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
     assert lim.admit("acct", "bulk", "next").admitted
 
 
-def test_a_round_refused_by_the_keys_rate_gives_each_request_its_place_in_line(
-    redis_client: redis.Redis,
-) -> None:
-    lim = limiter(redis_client, "60/min")
-    saturate(lim)
-
-    answers = lim.admit_many([("acct", "bulk", f"h{n}") for n in range(10)])
-
-    assert {answer.reason for answer in answers} == {Reason.RATE}
-    gaps = [later.wait - earlier.wait for earlier, later in itertools.pairwise(answers)]
-    interval = interval_us(RateLimit.parse("60/min")) / 1e6  # a second, and the margin
-    assert gaps == pytest.approx([interval] * 9, abs=1e-3)
-
-
 def test_a_refusal_for_one_account_does_not_hold_up_the_rest_of_the_round(
     redis_client: redis.Redis,
 ) -> None:
     lim = limiter(redis_client, "6000/min")
     lim.pause_account("throttled", 5.0)
 
-    answers = lim.admit_many([("throttled", "bulk", "a"), ("fine", "bulk", "b")])
+    answers = lim.admit_many(
+        [Request("throttled", "bulk", "a", "ja"), Request("fine", "bulk", "b", "jb")]
+    )
 
     assert [answer.reason for answer in answers] == [Reason.ACCOUNT_PAUSED, Reason.ADMITTED]
-
-
-def test_bulk_requests_held_back_longer_than_they_may_wait_get_turns_in_one_line(
-    redis_client: redis.Redis,
-) -> None:
-    lim = limiter(redis_client, "60/min")
-    saturate(lim)
-    interval = interval_us(RateLimit.parse("60/min")) / 1e6
-
-    within_hold = lim.admit_many([("acct", "bulk", "w")], bulk_hold=60)
-    first = lim.admit_many([("acct", "bulk", f"a{n}") for n in range(5)], bulk_hold=0)
-    second = lim.admit_many([("acct", "bulk", f"b{n}") for n in range(3)], bulk_hold=0)
-    interactive = lim.admit_many([("acct", "interactive", "i")], bulk_hold=0)
-
-    # A job that may wait long enough waits for its own place, outside the line.
-    assert 0 < within_hold[0].wait <= interval
-    # The rest queue up one interval apart, a later delivery's jobs behind the earlier ones.
-    waits = [answer.wait for answer in first + second]
-    assert {answer.reason for answer in first + second} == {Reason.RATE}
-    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
-    assert gaps == pytest.approx([interval] * 7, abs=0.05)
-    assert interactive[0].wait <= within_hold[0].wait  # never sent to the line
 
 
 def test_limit_key_names_stay_those_running_deployments_use() -> None:
     assert ApiKeyNames.of("fp") == ApiKeyNames(
         schedule="ticketq:rl:fp",
-        line="ticketq:rl:line:fp",
+        interactive_line="ticketq:rl:line:interactive:fp",
+        bulk_line="ticketq:rl:line:bulk:fp",
+        shares="ticketq:rl:shares:fp",
+        turns="ticketq:rl:turns:fp",
+        release="ticketq:rl:release:fp",
+        account_schedules="ticketq:rl:account:fp:",
         pause="ticketq:rl:pause:fp",
         refusal="ticketq:auth:refused:fp",
         refusal_pause="ticketq:auth:pause:fp",
@@ -299,7 +291,7 @@ def test_failures_in_a_row_start_one_outage_that_holds_every_request_said_once(
         other_worker.failed(probe=False, message="HTTP 502")
 
     admissions = limiter(redis_client).admit_many(
-        [("acct", "interactive", "a"), ("other", "bulk", "b")]
+        [Request("acct", "interactive", "a", "ja"), Request("other", "bulk", "b", "jb")]
     )
     assert [a.reason for a in admissions] == [Reason.OUTAGE, Reason.OUTAGE]
     assert all(0.5 < a.wait <= 1.0 for a in admissions)  # the first pause: the backoff base
@@ -315,7 +307,7 @@ def test_after_the_pause_one_request_probes_and_the_rest_wait_at_most_one_step(
     watch.failed(probe=False, message="HTTP 503")
     redis_client.hset(ApiKeyNames.of("fp").outage, "until", 0)  # the pause is over
 
-    probe, held = lim.admit_many([("acct", "interactive", "p"), ("acct", "interactive", "q")])
+    probe, held = lim.admit_many(asks("acct", 2, "interactive"))
     later = lim.admit("acct", "interactive", "r")
 
     assert probe.reason is Reason.PROBE and probe.admitted

@@ -23,6 +23,7 @@ from worker.store.scripts import (
     DUE,
     PAUSE,
     PURGE,
+    RELEASE,
     RENEW,
     REPLAY,
     SCRIPTS,
@@ -116,8 +117,17 @@ def every_script_once() -> list[Call]:
         Call(CANCEL, [job, DUE_INDEX, "", "", "", ""], ["1", "missing", "0"]),
         Call(REPLAY, [job, FAILED_INDEX, DUE_INDEX], ["1", "2", "missing"]),
         Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
-        Call(ADMIT, ["s", "p", "rp", "r", "pr", "l"], [1000, 0, 1000, 1000, 0]),
+        Call(
+            ADMIT,
+            ["s", "p", "rp", "r", "pr", "o", "op", "li", "lb", "sh", "t"],
+            [1000, 0, 1000, 1000, 0, 0],
+        ),
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
+        Call(
+            RELEASE,
+            ["li", "lb", "sh", "t", "rel", "s", DUE_INDEX, "p", "rp", "r", "o"],
+            [1000, 1000, 10, 0, "1"],
+        ),
         Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
     ]
 

@@ -21,12 +21,16 @@ from worker.limits.keyhealth import KeyRefusal
 from worker.limits.rate import Admission, Reason
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated
-from worker.store.jobs import Claim, Transition, failed, retrying, succeeded
+from worker.store.jobs import Claim, Lane, Transition, failed, retrying, succeeded
 
 # StackOne documents Retry-After on every 429; if one ever comes without, wait this long.
 DEFAULT_429_PAUSE = 10.0
 # Ticket ids named in the error of a job only a person can reconcile.
 MAYBE_SHOWN = 10
+# A reserved moment missed by more than this (a busy machine) is given up and asked for
+# again: sent that late, the request would arrive off the schedule the margin allows for.
+LATE = 0.5
+IN_LINE = "waiting for its turn under the rate limit (in its lane's fair line)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class Job:
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
     # Its answered requests in this delivery, for the record's history with its next outcome.
     tried: tuple[AttemptEntry, ...] = ()
+    # The limiter gave it a moment: it goes then, unasked, if it is no later than this
+    # (Unix seconds; 0: no moment reserved).
+    reserved_until: float = 0.0
 
     @property
     def total_attempts(self) -> int:
@@ -51,7 +58,13 @@ class Job:
     def sent(self, at: float, probe: bool) -> Job:
         """The job once its request went out at ``at``: one more attempt, counted until an
         answer says it was not the job's fault."""
-        return replace(self, attempts=self.attempts + 1, sent_at=at, probe=probe)
+        return replace(
+            self, attempts=self.attempts + 1, sent_at=at, probe=probe, reserved_until=0.0
+        )
+
+    def reserved(self, now: float) -> bool:
+        """Its reserved moment is still good: it goes without asking the limiter again."""
+        return now <= self.reserved_until
 
     def answered(self, entry: AttemptEntry) -> Job:
         """The job with its latest request's answer in its history."""
@@ -148,19 +161,19 @@ class Decisions:
         self._longest_wait = settings.backoff_max
         self._on_ambiguous = settings.on_ambiguous
         self._settle = settings.reconcile_settle
-        # A bulk job waiting for its turn in the rate's bulk line is due again this long
-        # before the turn (the scheduler looks once a scheduler_interval), and waits the
-        # rest in its delivery; bulk deliveries wait no longer than that for the rate, so
-        # an interactive ticket never waits long for a thread.
+        # Bulk deliveries wait no longer than this for the rate (their jobs join the line
+        # instead), so an interactive ticket never waits long for a thread.
         self._bulk_rate_wait = min(settings.scheduler_interval + 1.0, settings.inprocess_max_delay)
-        self._come_back_lead = min(settings.scheduler_interval + 0.5, 0.75 * self._bulk_rate_wait)
 
-    def bulk_hold(self, moment: Moment) -> float:
-        """Seconds a bulk job may still wait in this delivery for the rate; a longer wait is
-        a turn in the bulk line (see ``worker/limits/rate.py``)."""
+    def holds(self, moment: Moment) -> dict[Lane, float]:
+        """Seconds a job of each lane may still wait in this delivery for its moment under
+        the rate; one held back longer joins its lane's line (``worker/limits/rate.py``)."""
         if moment.stopping:
-            return 0.0
-        return max(self._bulk_rate_wait - moment.spent, 0.0)
+            return {"interactive": 0.0, "bulk": 0.0}
+        return {
+            "interactive": max(self._inprocess_max_delay - moment.spent, 0.0),
+            "bulk": max(self._bulk_rate_wait - moment.spent, 0.0),
+        }
 
     def after_claiming(self, job: Job, moment: Moment) -> Decision | Reconcile:
         """A job just claimed: an uncertain one follows the ambiguity policy (a replayed one
@@ -224,19 +237,20 @@ class Decisions:
             return Decision(job, self._wait(job, error, delay, moment))
         if admission.reason is Reason.OUTAGE:
             return self._held(job, admission, moment)
+        if admission.reason is Reason.LINE:
+            error = JobError(kind=ErrorKind.RETRYABLE, message=IN_LINE)
+            return Decision(job, self._wait(job, error, admission.wait, moment, held_back=True))
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
         error = JobError(kind=ErrorKind.RETRYABLE, message=message)
-        if job.claim.lane == "bulk" and admission.reason is Reason.RATE:
-            if admission.wait <= self.bulk_hold(moment):
-                return Decision(job, Again(admission.wait))
-            # Its turn in the bulk line: back on the queue a little before it comes.
-            delay = max(admission.wait - self._come_back_lead, 0.0)
-            return Decision(job, self._wait(job, error, delay, moment, held_back=True))
+        if admission.reason is Reason.RESERVED:
+            if moment.stopping:
+                return Decision(job, self._wait(job, error, admission.wait, moment, held_back=True))
+            until = moment.now + admission.wait + LATE
+            return Decision(replace(job, reserved_until=until), Again(admission.wait))
         if self._waits_in_process(admission.wait, moment):
             return Decision(job, Again(admission.wait))
-        held_back = admission.reason is Reason.RATE
-        return Decision(job, self._wait(job, error, admission.wait, moment, held_back=held_back))
+        return Decision(job, self._wait(job, error, admission.wait, moment))
 
     def answered(self, job: Job, answer: Answer, moment: Moment) -> Decision:
         """StackOne answered (or the network failed) the request ``job`` sent: what now."""

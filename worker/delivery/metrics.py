@@ -79,8 +79,9 @@ class WorkerMetrics:
         }
         waits = Counter(
             "ticketq_limiter_waits",
-            "Requests the limiter held back, by why (rate, key_paused, account_paused, "
-            "account_busy, key_refused, outage).",
+            "Requests the limiter held back, by why (reserved: given a later moment; line: "
+            "joined its lane's fair line; key_paused, account_paused, account_busy, "
+            "key_refused, outage).",
             ["reason"],
             registry=registry,
         )

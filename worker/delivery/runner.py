@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol, assert_never
 
@@ -46,7 +46,7 @@ from worker.delivery.metrics import ReconcileResult, WorkerMetrics
 from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, find_candidates
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
-from worker.limits.rate import Admission, Limiter, Reason
+from worker.limits.rate import Admission, Limiter, Reason, Request
 from worker.settings import LEASE_SLACK, Settings
 from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
@@ -71,6 +71,10 @@ CANCELLED = "cancelled as asked while it was in flight, once handed back unsent"
 CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
+GO = Admission(Reason.ADMITTED, 0.0)  # a job whose reserved moment has come
+# Jobs whose moments fall this close after the first of them go in the same round (at the
+# last one's moment), so a high rate's reserved moments cost one round per group.
+GROUP = 0.02
 
 
 class TicketApi(TicketLister, Protocol):
@@ -111,7 +115,7 @@ class JobRunner:
         self._began = time.time()  # every request of this delivery went out after this
         waiting = self._claimed(job_ids, started)
         while waiting:
-            delay = min(wait for _, wait in waiting)
+            delay = _next_group(wait for _, wait in waiting)
             if delay > 0:
                 time.sleep(delay)
             ready = [job for job, wait in waiting if wait <= delay]
@@ -212,10 +216,7 @@ class JobRunner:
             # Renewed before they are sent: a job that waited its turn behind other jobs'
             # slow answers may have outlived its lease, and another delivery sends it now.
             jobs = self._renewed(jobs)
-        admissions = self._limiter.admit_many(
-            [(job.spec.account_id, job.claim.lane, job.claim.token) for job in jobs],
-            bulk_hold=self._decisions.bulk_hold(self._moment(spent)),
-        )
+        admissions = self._admissions(jobs, spent)
         refusal = self._refusal(admissions)
         moment = self._moment(spent)
         again: Waiting = []
@@ -241,6 +242,22 @@ class JobRunner:
                 self._follow(tried, outcomes, again)
         self._record(outcomes, again, started)
         return again
+
+    def _admissions(self, jobs: list[Job], spent: float) -> list[Admission]:
+        """Each job's admission: a job whose reserved moment has come goes unasked; the
+        rest are asked for in one round (``Limiter.admit_many``)."""
+        moment = self._moment(spent)
+        asking = [job for job in jobs if not job.reserved(moment.now)]
+        answers = iter(
+            self._limiter.admit_many(
+                [
+                    Request(job.spec.account_id, job.claim.lane, job.claim.token, job.claim.job_id)
+                    for job in asking
+                ],
+                holds=self._decisions.holds(moment),
+            )
+        )
+        return [GO if job.reserved(moment.now) else next(answers) for job in jobs]
 
     def _attempted(self, attempt: Attempt) -> None:
         """The attempt's log line (the message renders itself only if written) and counts."""
@@ -354,6 +371,16 @@ class JobRunner:
             tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+def _next_group(waits: Iterable[float]) -> float:
+    """How long to sleep before the next round: until the last of the waits that fall
+    within ``GROUP`` of the first (a wait of 0 goes at once)."""
+    ordered = sorted(waits)
+    first = ordered[0]
+    if first <= 0:
+        return first
+    return max(wait for wait in ordered if wait <= first + GROUP)
 
 
 def _with_history(outcome: Transition, job: Job) -> Transition:

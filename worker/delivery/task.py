@@ -75,13 +75,7 @@ class WorkerProcess:
         assert settings.stackone_api_key is not None  # StackOneClient checked it
         key = fingerprint(self.store.redis, settings.stackone_api_key)
         key_state = LimitStore(self.store.redis, ApiKeyNames.of(key))
-        limiter = Limiter(
-            key_state,
-            settings.parsed_rate_limit,
-            account_cap=settings.account_concurrency,
-            holder_lease=settings.lease_seconds,
-            probe_interval=settings.auth_pause,
-        )
+        limiter = Limiter.of(key_state, settings)
         health = KeyHealth(key_state, key, settings.auth_pause)
         outage = KeyOutage(key_state, key, settings)
         decisions = Decisions(settings, RetryPolicy(settings))
@@ -128,6 +122,10 @@ class WorkerProcess:
             key_fingerprint=fingerprint(self.store.redis, key) if key is not None else "",
         )
         self._heartbeat = Heartbeat(self.store.redis, me, settings.scheduler_interval)
+        lines = None
+        if key is not None:
+            names = ApiKeyNames.of(fingerprint(self.store.redis, key))
+            lines = Limiter.of(LimitStore(self.store.redis, names), settings).release
         Scheduler(
             app,
             self.store,
@@ -135,6 +133,7 @@ class WorkerProcess:
             settings.bulk_batch,
             self.stopping,
             self._heartbeat,
+            release=lines,
         ).start()
         if settings.metrics_port is not None:
             self.metrics.serve(settings.metrics_host, settings.metrics_port)

@@ -1,28 +1,35 @@
-"""Limits shared by every worker process on every host: one rate per API key, a cap on
-requests in flight per linked account, the pauses a 429 asks for, and the holds of a
-refused key (``keyhealth.py``) and of an outage (``outage.py``), each with its one probe.
+"""Limits shared by every worker process on every host: one rate per API key (and, if set,
+per linked account), fair shares of it between accounts, a cap on requests in flight per
+linked account, the pauses a 429 asks for, and the holds of a refused key
+(``keyhealth.py``) and of an outage (``outage.py``), each with its one probe.
 
 Celery's ``rate_limit`` is per worker, so it cannot keep a fleet under StackOne's limit;
 this is one Lua script (``admit.lua``, GCRA) run in the Redis every worker already uses,
 timed by Redis's own clock so hosts need not agree on theirs.
 
-Two lanes share the rate. Interactive requests may run a few intervals ahead of the
-schedule; bulk ones two intervals less, so a ticket from a backend service goes out at
-once even while a bulk import keeps the limit saturated. Bulk requests that would wait
-longer than their delivery may hold its thread get a turn in the key's bulk line, one
-interval apart, and come back for it; so a saturated import costs one handback per job,
-not one every second. The rate is kept a margin below the configured limit so that,
-bursts included, no 60-second window ever holds more requests than the limit. Time is
+Waiting for the limit costs nothing: a request the rate holds back a short while (at most
+``reserve_ahead``) is given its moment at once and goes then without asking again, and one
+held back longer joins its lane's line and is handed back. The lines are fair: while
+several accounts have requests waiting, each is let out at its weight's share of the rate
+(start-time fair queueing in ``admit.lua``; the scheduler releases them, ``release.lua``),
+so one account's 50,000-ticket import does not hold another's 60 tickets behind it.
+
+Interactive requests may run further ahead of the schedule than bulk ones (a few intervals
+past the moments bulk has reserved), so a ticket from a backend service goes out at once
+even while an import keeps the limit saturated. The rate is kept a margin below the
+configured limit so that, that run-ahead included, no window of the limit's length holds
+more requests than the limit, with room for the time a request takes to arrive. Time is
 Redis's, in microseconds, so that high rates (the limit "out of the way") still admit a
 whole pipelined batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from worker.settings import RateLimit
+from worker.settings import RateLimit, Settings
 from worker.store.jobs import Lane
 from worker.store.limits import Ask, LimitStore, Round
 from worker.store.scripts import Reason
@@ -34,28 +41,57 @@ __all__ = [
     "Admission",
     "Limiter",
     "Reason",
+    "Request",
     "burst_us",
     "interval_us",
+    "reserve_ahead",
 ]
 
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
-SAFETY_MARGIN = 0.01  # of the limit, so burst and clock jitter never reach it
+SAFETY_MARGIN = 0.015  # of the limit: about 0.9 s of lateness between admission and arrival
 MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
+RESERVE_SLACK = 0.25  # seconds the lines are released beyond one scheduler interval
+DEFAULT_WEIGHT = 1.0
 
 
-def interval_us(limit: RateLimit) -> float:
-    """Microseconds between two requests at the rate actually used (margin applied)."""
-    usable = limit.requests * (1 - SAFETY_MARGIN) - INTERACTIVE_BURST
-    return limit.per_seconds * 1_000_000 / max(usable, 1.0)
+def reserve_ahead(scheduler_interval: float, inprocess_max_delay: float) -> float:
+    """Seconds ahead a request may be given its moment, and the lines released: one
+    scheduler interval (every worker's scheduler releases once an interval) and a little,
+    so the schedule never runs dry between two releases; never longer than a delivery may
+    wait in its worker."""
+    return min(scheduler_interval + RESERVE_SLACK, inprocess_max_delay)
 
 
-def burst_us(limit: RateLimit, lane: Lane) -> float:
+def interval_us(limit: RateLimit, ahead: float = 0.0) -> float:
+    """Microseconds between two requests at the rate used: no window of the limit's length
+    holds more than the limit less the margin, the interactive lane's run-ahead (its burst,
+    beyond the ``ahead`` seconds of moments reserved) included."""
+    usable = limit.requests * (1 - SAFETY_MARGIN)
+    by_burst = (limit.per_seconds + ahead) / max(usable - INTERACTIVE_BURST, 1.0)
+    by_floor = (limit.per_seconds + ahead + MIN_BURST_US / 1e6) / max(usable - 1, 1.0)
+    return max(by_burst, by_floor) * 1_000_000
+
+
+def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
     """How far ahead of the schedule a lane may go. Interactive: ``INTERACTIVE_BURST``
-    requests (or 100 ms, whichever is longer); bulk: two intervals less, so that an
+    requests (or 100 ms, whichever is longer) beyond the ``ahead`` seconds that reserved
+    moments may reach; bulk: two intervals less than the interactive burst, so that an
     interactive ticket always finds room even while bulk keeps the rate saturated."""
-    interval = interval_us(limit)
+    interval = interval_us(limit, ahead)
     interactive = max((INTERACTIVE_BURST - 1) * interval, MIN_BURST_US)
-    return interactive if lane == "interactive" else max(interactive - 2 * interval, 0.0)
+    if lane == "interactive":
+        return interactive + ahead * 1_000_000
+    return max(interactive - 2 * interval, 0.0)
+
+
+class Request(NamedTuple):
+    """One request to admit: whose, in which lane, its holder (released by the job store's
+    transition) and its job (named in its lane's line if it joins it)."""
+
+    account_id: str
+    lane: Lane
+    holder: str
+    job_id: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +101,7 @@ class Admission:
 
     @property
     def admitted(self) -> bool:
+        """It may go now (a ``RESERVED`` one goes at its moment, ``wait`` from now)."""
         return self.reason in (Reason.ADMITTED, Reason.PROBE)
 
 
@@ -76,41 +113,83 @@ class Limiter:
         account_cap: int,
         holder_lease: float,
         probe_interval: float = 30.0,
+        *,
+        ahead: float = 0.0,
+        weights: Mapping[str, float] | None = None,
+        account_limit: RateLimit | None = None,
     ) -> None:
         self._store = store
         self._limit = limit
-        self._account_cap = account_cap
-        self._holder_lease = holder_lease
-        self._probe_interval = probe_interval
+        self._ahead = ahead
+        self._weights = dict(weights or {})
+        own = account_limit
+        self._round = Round(
+            interval_us=interval_us(limit, ahead),
+            account_cap=account_cap,
+            holder_lease=holder_lease,
+            probe_interval=probe_interval,
+            account_interval_us=interval_us(own, ahead) if own else 0.0,
+            account_ahead_us=burst_us(own, "interactive", ahead) if own else 0.0,
+        )
 
-    def admit(self, account_id: str, lane: Lane, holder: str) -> Admission:
+    @classmethod
+    def of(cls, store: LimitStore, settings: Settings) -> Limiter:
+        """The limiter the settings describe, for a worker."""
+        return cls(
+            store,
+            settings.parsed_rate_limit,
+            account_cap=settings.account_concurrency,
+            holder_lease=settings.lease_seconds,
+            probe_interval=settings.auth_pause,
+            ahead=reserve_ahead(settings.scheduler_interval, settings.inprocess_max_delay),
+            weights=settings.parsed_account_weights,
+            account_limit=settings.parsed_account_rate_limit,
+        )
+
+    @property
+    def ahead(self) -> float:
+        """Seconds ahead a request may be given its moment (``reserve_ahead``)."""
+        return self._ahead
+
+    def admit(self, account_id: str, lane: Lane, holder: str, job_id: str = "") -> Admission:
         """Ask to send one request now; ``holder`` names it in the account's in-flight set
-        until the outcome is recorded (the job store's transition releases it)."""
-        return self.admit_many([(account_id, lane, holder)])[0]
+        until the outcome is recorded (the job store's transition releases it), and
+        ``job_id`` (the holder if not given) in its lane's line, if it joins it."""
+        return self.admit_many([Request(account_id, lane, holder, job_id or holder)])[0]
 
     def admit_many(
-        self, requests: Sequence[tuple[str, Lane, str]], bulk_hold: float | None = None
+        self, requests: Sequence[Request], holds: Mapping[Lane, float] | None = None
     ) -> list[Admission]:
-        """Ask for a round of requests, in order, in one script run (``admit.lua``): once
-        the key's rate or a pause of the key refuses one, the rest wait unasked, each one
-        interval after the one before. A bulk request the rate holds back longer than
-        ``bulk_hold`` seconds (if given) is told to wait for its turn in the bulk line."""
+        """Ask for a round of requests, in order, in one script run (``admit.lua``). A
+        request of a lane with a hold (seconds it may still wait in its delivery) that the
+        rate holds back no longer than that, and than ``ahead``, is given its moment
+        (``Reason.RESERVED``); one held back longer joins its lane's line (``Reason.LINE``).
+        Without a hold, a request may be given any moment. Once a pause of the key refuses
+        one, the rest wait unasked."""
         if not requests:
             return []
-        limits = Round(
-            interval_us=interval_us(self._limit),
-            account_cap=self._account_cap,
-            holder_lease=self._holder_lease,
-            probe_interval=self._probe_interval,
-            bulk_hold=bulk_hold,
-        )
+        holds = holds or {}
         asks = [
-            Ask(account_id, burst_us(self._limit, lane), holder, bulk=lane == "bulk")
-            for account_id, lane, holder in requests
+            Ask(
+                request.account_id,
+                burst_us(self._limit, request.lane, self._ahead),
+                request.holder,
+                request.lane,
+                request.job_id,
+                self._weights.get(request.account_id, DEFAULT_WEIGHT),
+                _hold(holds.get(request.lane), self._ahead, request.lane),
+            )
+            for request in requests
         ]
         return [
-            Admission(reason, wait_us / 1e6) for reason, wait_us in self._store.admit(limits, asks)
+            Admission(reason, wait_us / 1e6)
+            for reason, wait_us in self._store.admit(self._round, asks)
         ]
+
+    def release(self, most: int, now: float) -> int:
+        """Let jobs out of the lines for the next ``ahead`` seconds of the key's schedule
+        (the scheduler sends them); how many, at most ``most``."""
+        return self._store.release(self._round, self._ahead, most, now)
 
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""
@@ -119,3 +198,12 @@ class Limiter:
     def pause_account(self, account_id: str, seconds: float) -> None:
         """The provider behind one linked account said 429: only that account waits."""
         self._store.pause_account(account_id, seconds)
+
+
+def _hold(hold: float | None, ahead: float, lane: Lane) -> float | None:
+    """How long a request may wait for its moment: bulk no longer than ``ahead`` (its
+    delivery would hold a thread the lines can do without), interactive as long as its
+    delivery may wait."""
+    if hold is None:
+        return None
+    return min(hold, ahead) if lane == "bulk" else hold

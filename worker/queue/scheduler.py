@@ -1,7 +1,9 @@
 """The scheduler: every worker process looks, once a ``scheduler_interval``, for jobs whose
 time has come and sends them back to the queue.
 
-That covers retries whose wait is over, jobs whose worker died (their lease ran out) and
+That covers the jobs the rate limit's fair lines let out (the API key's limiter releases
+them: ``release.lua``, at most as many as the key's schedule has moments for), retries
+whose wait is over, jobs whose worker died (their lease ran out) and
 jobs whose message a producer never confirmed sending. Taking due jobs is one Lua script,
 so with many workers each due job is handed to exactly one of them; there is no leader to
 elect and nothing else to run (Sidekiq's scheduled set works the same way).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from celery import Celery
@@ -36,6 +39,8 @@ class Scheduler(threading.Thread):
         bulk_batch: int,
         stopping: threading.Event,
         heartbeat: Heartbeat | None = None,
+        *,
+        release: Callable[[int, float], int] | None = None,
     ) -> None:
         super().__init__(name="ticketq-scheduler", daemon=True)
         self._app = app
@@ -44,6 +49,7 @@ class Scheduler(threading.Thread):
         self._bulk_batch = bulk_batch
         self._stopping = stopping
         self._heartbeat = heartbeat
+        self._release = release  # lets jobs out of the rate limit's lines: they become due
         self._last_beat = -float("inf")  # time.monotonic() of the last heartbeat
 
     def run(self) -> None:
@@ -69,6 +75,8 @@ class Scheduler(threading.Thread):
             log.warning("heartbeat: %s; trying again", exc)
 
     def tick(self) -> int:
+        if self._release is not None:
+            self._release(BATCH, time.time())
         due = self._store.take_due(BATCH)
         if due:
             dispatch(self._app, self._store, due, self._bulk_batch)

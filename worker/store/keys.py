@@ -100,7 +100,12 @@ class ApiKeyNames:
     fingerprint, keyed by the deployment's salt (the key itself is never stored)."""
 
     schedule: str  # GCRA: when the next request is due (microseconds)
-    line: str  # the end of the bulk line (microseconds)
+    interactive_line: str  # interactive requests the rate holds back, by fair-share tag
+    bulk_line: str  # bulk requests the rate holds back, by fair-share tag
+    shares: str  # hash: the lines' virtual times, each account's last tag and release pace
+    turns: str  # jobs released from a line, not yet admitted (job -> when released, ms)
+    release: str  # when the next job may be released from the lines (microseconds)
+    account_schedules: str  # + an account: its own GCRA schedule (TICKETQ_ACCOUNT_RATE_LIMIT)
     pause: str  # the pause a 429 for the whole key asked for, until when (ms)
     refusal: str  # StackOne's last refusal of the key, kept until a request succeeds again
     refusal_pause: str  # the pause after a refusal (401/403), until when (ms)
@@ -113,7 +118,12 @@ class ApiKeyNames:
     def of(cls, key_fingerprint: str) -> ApiKeyNames:
         return cls(
             schedule=f"{PREFIX}:rl:{key_fingerprint}",
-            line=f"{PREFIX}:rl:line:{key_fingerprint}",
+            interactive_line=f"{PREFIX}:rl:line:interactive:{key_fingerprint}",
+            bulk_line=f"{PREFIX}:rl:line:bulk:{key_fingerprint}",
+            shares=f"{PREFIX}:rl:shares:{key_fingerprint}",
+            turns=f"{PREFIX}:rl:turns:{key_fingerprint}",
+            release=f"{PREFIX}:rl:release:{key_fingerprint}",
+            account_schedules=f"{PREFIX}:rl:account:{key_fingerprint}:",
             pause=f"{PREFIX}:rl:pause:{key_fingerprint}",
             refusal=f"{PREFIX}:auth:refused:{key_fingerprint}",
             refusal_pause=f"{PREFIX}:auth:pause:{key_fingerprint}",
@@ -122,3 +132,7 @@ class ApiKeyNames:
             outage=f"{PREFIX}:outage:{key_fingerprint}",
             outage_probe=f"{PREFIX}:outage:probe:{key_fingerprint}",
         )
+
+    def account_schedule(self, account_id: str) -> str:
+        """An account's own GCRA schedule with this key (microseconds)."""
+        return self.account_schedules + segment(account_id)

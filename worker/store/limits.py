@@ -1,7 +1,8 @@
 """The limiter's and the key health's state in Redis, for one StackOne API key: its rate
-schedule and bulk line, the pauses 429s ask for, StackOne's refusal of the key (a 401/403)
-with the pause and the probe that follow it, and an outage (5xx and connection errors in a
-row) with its growing pause and its probe.
+schedule, the fair lines of the requests it holds back and their release, the pauses 429s
+ask for, StackOne's refusal of the key (a 401/403) with the pause and the probe that follow
+it, and an outage (5xx and connection errors in a row) with its growing pause and its
+probe.
 
 Times are Redis's own clock, so hosts need not agree on theirs. The policy (what the rate
 is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
@@ -17,10 +18,11 @@ from typing import cast
 import redis
 from redis.client import Pipeline
 
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
-from worker.store.scripts import ADMIT, PAUSE, Reason, run_one
+from worker.store.jobs import Lane, stamp
+from worker.store.keys import DUE_INDEX, ApiKeyNames, account_pause_key, inflight_key
+from worker.store.scripts import ADMIT, PAUSE, RELEASE, Reason, run_one
 
-NO_LINE = 2**53  # a bulk hold this long (microseconds) never sends anyone to the line
+ANY_WAIT = 2**53  # microseconds a request may wait when its delivery sets no bound
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,12 @@ class Ask:
     """One request of an admission round."""
 
     account_id: str
-    burst_us: float  # how far ahead of the key's schedule it may go
+    ahead_us: float  # how far ahead of the key's schedule its lane may go
     holder: str  # names it in its account's in-flight set until its outcome is recorded
-    bulk: bool
+    lane: Lane
+    job_id: str  # names it in its lane's line, and its turn once released
+    weight: float  # its account's share of the key's rate while others wait too
+    hold: float | None  # seconds it may wait for its moment in its delivery (None: any)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class Round:
     account_cap: int  # requests in flight per account (0: no cap)
     holder_lease: float  # seconds an admitted request counts against its account at most
     probe_interval: float  # seconds between two probes of a refused key
-    bulk_hold: float | None  # seconds a bulk request may wait in its delivery (None: any)
+    account_interval_us: float = 0.0  # between two requests of one account (0: no own rate)
+    account_ahead_us: float = 0.0  # how far ahead of its own schedule an account may go
 
 
 @dataclass(frozen=True)
@@ -114,23 +120,66 @@ class LimitStore:
             names.refusal_pause,
             names.refusal,
             names.probe,
-            names.line,
             names.outage,
             names.outage_probe,
+            names.interactive_line,
+            names.bulk_line,
+            names.shares,
+            names.turns,
         ]
-        hold = NO_LINE if limits.bulk_hold is None else int(limits.bulk_hold * 1_000_000)
         args: list[str | int | float] = [
             limits.interval_us,
             limits.account_cap,
             int(limits.holder_lease * 1000),
             int(limits.probe_interval * 1000),
-            hold,
+            limits.account_interval_us,
+            limits.account_ahead_us,
         ]
         for ask in asks:
-            keys += [inflight_key(ask.account_id), account_pause_key(ask.account_id)]
-            args += [ask.burst_us, ask.holder, "1" if ask.bulk else "0"]
+            keys += [
+                inflight_key(ask.account_id),
+                account_pause_key(ask.account_id),
+                names.account_schedule(ask.account_id),
+            ]
+            hold = ANY_WAIT if ask.hold is None else int(ask.hold * 1_000_000)
+            args += [
+                ask.ahead_us,
+                ask.holder,
+                ask.lane,
+                ask.job_id,
+                ask.account_id,
+                ask.weight,
+                hold,
+            ]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
+
+    def release(self, limits: Round, lookahead: float, most: int, now: float) -> int:
+        """Let up to ``most`` jobs out of the key's lines, as many as the next ``lookahead``
+        seconds of the key's schedule have moments for, made due at ``now`` (this host's
+        clock, as the due index keeps it); how many were let out."""
+        names = self._names
+        keys = [
+            names.interactive_line,
+            names.bulk_line,
+            names.shares,
+            names.turns,
+            names.release,
+            names.schedule,
+            DUE_INDEX,
+            names.pause,
+            names.refusal_pause,
+            names.refusal,
+            names.outage,
+        ]
+        args: list[str | int | float] = [
+            limits.interval_us,
+            int(lookahead * 1_000_000),
+            most,
+            limits.account_interval_us,
+            stamp(now),
+        ]
+        return int(run_one(self._redis, RELEASE, keys, args))
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""

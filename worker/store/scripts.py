@@ -81,13 +81,14 @@ class Reason(IntEnum):
     """admit.lua: why a request may (ADMITTED, PROBE) or may not go to StackOne now."""
 
     ADMITTED = 0
-    RATE = 1
+    LINE = 1  # the rate holds it back longer than it may wait: it joined its lane's line
     KEY_PAUSED = 2
     ACCOUNT_PAUSED = 3
     ACCOUNT_BUSY = 4
     KEY_REFUSED = 5
     PROBE = 6  # admitted, as the one request that finds out whether the key works again
     OUTAGE = 7  # StackOne is failing for the key: every request waits for the probe
+    RESERVED = 8  # its moment is set: it goes then without asking again
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")
@@ -172,6 +173,7 @@ REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=D
 PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason)
 PAUSE = Script("pause.lua")
+RELEASE = Script("release.lua")
 SCRIPTS = (
     CREATE,
     SENT,
@@ -184,6 +186,7 @@ SCRIPTS = (
     PURGE,
     ADMIT,
     PAUSE,
+    RELEASE,
     UNCREATE,
 )
 

@@ -1,53 +1,59 @@
 -- Admit a round of requests to StackOne, in order, or say how long each must wait: a GCRA
--- rate limit per API key, a cap on requests in flight per linked account, and pauses (429s,
--- a refused key, an outage). The first refusal that holds for the whole key (rate, a pause
--- of the key, a refused key, an outage) ends the round: every request after it gets that
--- answer unasked (for the rate, each one interval later than the one before it), so a
--- saturated limit costs one evaluation per round, not one per waiting request.
--- Bulk requests the rate holds back longer than their delivery may wait are given a place
--- in the key's bulk line instead: each one interval behind the last, so a saturated
--- import's jobs come back one at a time, when their turn comes, rather than all asking
--- again every second.
--- KEYS[1] schedule of the key (GCRA theoretical arrival time, microseconds), KEYS[2] pause
--- of the key (429), KEYS[3] pause after StackOne refused the key (401/403), KEYS[4] the
--- refusal not yet cleared by a success, KEYS[5] the probe lock, KEYS[6] the end of the bulk
--- line (microseconds), KEYS[7] the outage (hash: "until" ms, "step" ms; exists until a
--- success ends it), KEYS[8] the outage's probe lock; then per request i: KEYS[7 + 2i]
--- in-flight set of its account (holder -> expiry ms), KEYS[8 + 2i] pause of its account
--- (the provider's 429). Pauses hold their end in ms.
--- ARGV[1] emission interval in microseconds, ARGV[2] account cap (0: none), ARGV[3] holder
--- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] microseconds a bulk
--- request may wait in its delivery; then per request i: ARGV[3 + 3i] burst tolerance in
--- microseconds for its lane, ARGV[4 + 3i] holder id, ARGV[5 + 3i] "1" if it is bulk.
+-- rate per API key (and, if set, per linked account), fair lines between accounts, a cap
+-- on requests in flight per account, and pauses (429s, a refused key, an outage).
+-- A request the rate holds back no longer than it may wait in its delivery is given its
+-- moment at once (RESERVED: the schedule counts it, and it goes then without asking again,
+-- so waiting for the limit costs no polling). One held back longer joins its lane's line,
+-- ordered by start-time fair queueing: its tag is the later of the line's virtual time and
+-- its account's last tag, and the account's next tag is 1/weight further; so while
+-- several accounts wait, each gets the key's rate in proportion to its weight, and one
+-- alone gets all of it. While a lane's line holds anyone, every new request of that lane
+-- joins it too; release.lua (the scheduler) lets jobs out of the lines at the key's rate,
+-- and a released job's turn lets it past the line once.
+-- A refusal that holds for the whole key (a pause of the key, a refused key, an outage)
+-- ends the round: every request after it gets that answer unasked.
+-- KEYS[1] schedule of the key (GCRA theoretical arrival time, µs), KEYS[2] pause of the key
+-- (429), KEYS[3] pause after StackOne refused the key (401/403), KEYS[4] the refusal not yet
+-- cleared by a success, KEYS[5] the refusal's probe lock, KEYS[6] the outage (hash: "until"
+-- ms, "step" ms; exists until a success ends it), KEYS[7] the outage's probe lock, KEYS[8]
+-- the interactive line and KEYS[9] the bulk line (sorted sets, "job|account" -> tag),
+-- KEYS[10] shares (hash: "<lane>|v" the line's virtual time, "<lane>:<account>" the
+-- account's next tag), KEYS[11] turns (job -> ms released); then per request i:
+-- KEYS[8 + 3i] in-flight set of its account (holder -> expiry ms), KEYS[9 + 3i] pause of its
+-- account (the provider's 429), KEYS[10 + 3i] its account's own schedule (µs).
+-- Pauses hold their end in ms.
+-- ARGV[1] the key's emission interval (µs), ARGV[2] account cap (0: none), ARGV[3] holder
+-- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] an account's own interval
+-- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs); then per
+-- request i: ARGV[7i] how far ahead of the key's schedule its lane may go (µs), ARGV[1 + 7i]
+-- holder id, ARGV[2 + 7i] lane, ARGV[3 + 7i] job id, ARGV[4 + 7i] account id, ARGV[5 + 7i]
+-- the account's weight, ARGV[6 + 7i] how long it may wait for its moment (µs).
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
--- probe of a refused key or of an outage whose pause is over; an admitted holder counts
--- against its account's cap until released), REASON_RATE, REASON_KEY_PAUSED,
+-- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
+-- wait_us, unasked), REASON_LINE (joined its lane's line: wait_us is how long until it is
+-- due again by itself, should no release come first), REASON_KEY_PAUSED,
 -- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
 -- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
--- request is probing; then at most one step of the outage's backoff).
--- The requests admitted are counted as sent in the minute's hash (lua/lib/moves.lua).
+-- request is probing; then at most one step of the outage's backoff). An admitted or
+-- reserved holder counts against its account's cap until released.
+-- The requests admitted are counted as sent in their minute's hash (lua/lib/moves.lua).
 local t = redis.call("TIME")
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 local interval = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
-local hold = tonumber(ARGV[5])
-local n = (#ARGV - 5) / 3
+local account_interval = tonumber(ARGV[5])
+local account_ahead = tonumber(ARGV[6])
+local fixed_keys, fixed_args, per_keys, per_args = 11, 6, 3, 7
+local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
+local line_kept_ms = 86400000
+local n = (#ARGV - fixed_args) / per_args
 local out = {}
-local sending = 0  -- requests admitted this round
+local sending = 0  -- requests admitted this round, to go now
 
--- The wait of a request the rate holds back: its own, if it may wait that long in its
--- delivery; else (bulk) its place at the end of the line, which then moves one interval on.
-local function in_line(i, wait)
-  if ARGV[5 + 3 * i] ~= "1" or wait <= hold then
-    return wait
-  end
-  local tail = tonumber(redis.call("GET", KEYS[6]) or "0")
-  local turn = math.max(tail, now_us + wait)
-  redis.call("SET", KEYS[6], string.format("%.0f", turn + interval),
-    "PX", math.floor((turn + interval - now_us) / 1000) + 1000)
-  return math.ceil(turn - now_us)
+local function number(text)
+  return string.format("%.17g", text)
 end
 
 local function paused(key)
@@ -58,19 +64,71 @@ local function paused(key)
   return nil
 end
 
+local function line_of(lane)
+  if lane == "bulk" then
+    return KEYS[9]
+  end
+  return KEYS[8]
+end
+
+-- The job joins its lane's line behind its account's last request there; returns how long
+-- it may wait before it is due again by itself (twice its estimated turn, and a minute).
+local function join(lane, account, weight, job)
+  local line = line_of(lane)
+  local v = tonumber(redis.call("HGET", KEYS[10], lane .. "|v") or "0")
+  local field = lane .. ":" .. account
+  local tag = math.max(v, tonumber(redis.call("HGET", KEYS[10], field) or "0"))
+  redis.call("HSET", KEYS[10], field, number(tag + 1 / weight))
+  redis.call("ZADD", line, number(tag), job .. "|" .. account)
+  local waiting = redis.call("ZCARD", KEYS[8]) + redis.call("ZCARD", KEYS[9])
+  local estimate = 2 * waiting * math.max(interval, account_interval) + line_slack_us
+  local kept = math.max(line_kept_ms, math.floor(estimate / 1000))
+  redis.call("PEXPIRE", KEYS[10], kept)
+  redis.call("PEXPIRE", line, kept)
+  return estimate
+end
+
+-- A refused key or an outage whose pause is over: one request probes, the rest wait.
+local function probing(holder, refused, outage_until)
+  if refused then
+    if not redis.call("SET", KEYS[5], holder, "NX", "PX", tonumber(ARGV[4])) then
+      return math.max(redis.call("PTTL", KEYS[5]), 1) * 1000, REASON_KEY_REFUSED
+    end
+  elseif outage_until then
+    if not redis.call("SET", KEYS[7], holder, "NX", "PX", lease_ms) then
+      local step = tonumber(redis.call("HGET", KEYS[6], "step") or "1000")
+      return math.max(math.min(redis.call("PTTL", KEYS[7]), step), 1) * 1000, REASON_OUTAGE
+    end
+  end
+  return 0, REASON_PROBE
+end
+
+-- When the schedules let the request go: the key's, and its account's if it has one.
+local function moment(ahead)
+  local tat = math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now_us)
+  return math.max(tat - ahead, now_us), tat
+end
+
 local function admit(i)
-  local inflight, account_pause = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
-  local burst, holder = tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
+  local k, a = fixed_keys + per_keys * (i - 1), fixed_args + per_args * (i - 1)
+  local inflight, account_pause, account_schedule = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local ahead, holder, lane = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local job, account, weight = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
+  local hold = tonumber(ARGV[a + 7])
   local wait = paused(KEYS[3])
   if wait then return wait, REASON_KEY_REFUSED, true end
   wait = paused(KEYS[2])
   if wait then return wait, REASON_KEY_PAUSED, true end
-  local outage_until = redis.call("HGET", KEYS[7], "until")  -- false: no outage
+  local outage_until = redis.call("HGET", KEYS[6], "until")  -- false: no outage
   if outage_until and tonumber(outage_until) > now_ms then
     return (tonumber(outage_until) - now_ms) * 1000, REASON_OUTAGE, true
   end
   wait = paused(account_pause)
   if wait then return wait, REASON_ACCOUNT_PAUSED, false end
+  local released = redis.call("ZSCORE", KEYS[11], job)
+  if not released and redis.call("ZCARD", line_of(lane)) > 0 then
+    return join(lane, account, weight, job), REASON_LINE, false
+  end
   if cap > 0 then
     redis.call("ZREMRANGEBYSCORE", inflight, "-inf", now_ms)
     if redis.call("ZCARD", inflight) >= cap then
@@ -79,44 +137,55 @@ local function admit(i)
       return wait_ms * 1000, REASON_ACCOUNT_BUSY, false
     end
   end
-  local tat = math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now_us)
-  local allow_at = tat - burst
-  if allow_at > now_us then
-    return allow_at - now_us, REASON_RATE, true
+  local at, tat = moment(ahead)
+  local account_tat = nil
+  if account_interval > 0 then
+    account_tat = math.max(tonumber(redis.call("GET", account_schedule) or "0"), now_us)
+    at = math.max(at, account_tat - account_ahead)
   end
-  -- After a refusal's pause, one request probes the key; the rest wait for its answer.
+  if at - now_us > hold then
+    return join(lane, account, weight, job), REASON_LINE, false
+  end
   local admitted = REASON_ADMITTED
-  if redis.call("EXISTS", KEYS[4]) == 1 then
-    if not redis.call("SET", KEYS[5], holder, "NX", "PX", tonumber(ARGV[4])) then
-      return math.max(redis.call("PTTL", KEYS[5]), 1) * 1000, REASON_KEY_REFUSED, true
+  if at > now_us then
+    admitted = REASON_RESERVED
+  end
+  local refused = redis.call("EXISTS", KEYS[4]) == 1
+  if refused or outage_until then
+    if at > now_us then
+      -- The probe goes first and alone; nobody reserves a moment behind it.
+      return at - now_us, refused and REASON_KEY_REFUSED or REASON_OUTAGE, true
     end
-    admitted = REASON_PROBE
-  elseif outage_until then
-    -- The outage's pause is over: one request tests StackOne, the rest wait for its answer.
-    if not redis.call("SET", KEYS[8], holder, "NX", "PX", lease_ms) then
-      local step = tonumber(redis.call("HGET", KEYS[7], "step") or "1000")
-      return math.max(math.min(redis.call("PTTL", KEYS[8]), step), 1) * 1000, REASON_OUTAGE, true
-    end
+    local probe_wait, probe = probing(holder, refused, outage_until)
+    if probe ~= REASON_PROBE then return probe_wait, probe, true end
     admitted = REASON_PROBE
   end
-  redis.call("SET", KEYS[1], string.format("%.0f", tat + interval),
-    "PX", math.floor((tat + interval - now_us) / 1000) + 60000)
+  local next_tat = math.max(tat, at) + interval
+  redis.call("SET", KEYS[1], number(next_tat), "PX", math.floor((next_tat - now_us) / 1000) + 60000)
+  if account_tat then
+    local next_account = math.max(account_tat, at) + account_interval
+    redis.call("SET", account_schedule, number(next_account),
+      "PX", math.floor((next_account - now_us) / 1000) + 60000)
+  end
   if cap > 0 then
-    redis.call("ZADD", inflight, now_ms + lease_ms, holder)
-    redis.call("PEXPIRE", inflight, lease_ms + 60000)
+    redis.call("ZADD", inflight, math.floor(at / 1000) + lease_ms, holder)
+    redis.call("PEXPIRE", inflight, math.floor((at - now_us) / 1000) + lease_ms + 60000)
   end
-  return 0, admitted, false
+  if released then
+    redis.call("ZREM", KEYS[11], job)
+  end
+  if admitted == REASON_RESERVED then
+    sent(at, 1)
+  else
+    sending = sending + 1
+  end
+  return at - now_us, admitted, false
 end
 
 local stop_wait, stop_reason = nil, nil
 for i = 1, n do
   local wait, reason
   if stop_reason then
-    -- Behind a rate refusal, each request waits one interval after the one before it, so
-    -- a waiting batch asks again one request at a time instead of all at once.
-    if stop_reason == REASON_RATE then
-      stop_wait = stop_wait + interval
-    end
     wait, reason = stop_wait, stop_reason
   else
     local for_all
@@ -125,14 +194,8 @@ for i = 1, n do
       stop_wait, stop_reason = wait, reason
     end
   end
-  if reason == REASON_RATE then
-    wait = in_line(i, wait)
-  end
   out[#out + 1] = math.ceil(wait)
   out[#out + 1] = reason
-  if reason == REASON_ADMITTED or reason == REASON_PROBE then
-    sending = sending + 1
-  end
 end
 if sending > 0 then
   sent(now_us, sending)  -- each admitted request goes out now: the rate limit's use

@@ -1,0 +1,93 @@
+-- Let jobs out of the key's lines at the key's rate, for the scheduler to send: the
+-- interactive line first, then bulk, each in fair-share tag order (admit.lua gives the
+-- tags), as many as the key's schedule has moments for within the lookahead, an account
+-- with a rate of its own no faster than that rate. Nothing is released while the key is
+-- paused, refused or in an outage (its probe goes first). A released job is made due now,
+-- so the scheduler hands it out next, and is given its turn: its admission passes the line
+-- once (admit.lua takes the turn when it admits or reserves it).
+-- KEYS[1] interactive line, KEYS[2] bulk line (sorted sets, "job|account" -> tag),
+-- KEYS[3] shares (hash: "<lane>|v" each line's virtual time, "pace:<account>" when the
+-- account may next be released, µs), KEYS[4] turns (job -> ms released), KEYS[5] the
+-- release pace (µs), KEYS[6] the key's schedule (µs), KEYS[7] the due index, KEYS[8] pause
+-- of the key, KEYS[9] pause after a refusal, KEYS[10] the refusal, KEYS[11] the outage
+-- ARGV[1] the key's interval (µs), ARGV[2] lookahead (µs), ARGV[3] most jobs to release,
+-- ARGV[4] an account's own interval (µs; 0: none), ARGV[5] now as the due index keeps it
+-- Returns the number of jobs released.
+local t = redis.call("TIME")
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local turn_kept_ms = 600000  -- a turn its job never came back for (it ended otherwise)
+local scan_factor = 4  -- entries looked at per release, past accounts held by their own rate
+
+local function number(value)
+  return string.format("%.17g", value)
+end
+
+local function later(key)
+  return tonumber(redis.call("GET", key) or "0") > now_ms
+end
+
+if later(KEYS[8]) or later(KEYS[9]) or redis.call("EXISTS", KEYS[10], KEYS[11]) > 0 then
+  return 0
+end
+local interval, horizon = tonumber(ARGV[1]), now_us + tonumber(ARGV[2])
+local account_interval = tonumber(ARGV[4])
+local pace = math.max(tonumber(redis.call("GET", KEYS[5]) or "0"),
+  tonumber(redis.call("GET", KEYS[6]) or "0"), now_us)
+local most = math.min(tonumber(ARGV[3]), math.floor((horizon - pace) / interval) + 1)
+if most <= 0 then
+  return 0
+end
+redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", now_ms - turn_kept_ms)
+local released = 0
+
+-- Whether the account may have one more job released now (its own rate, if any).
+local function paced(account)
+  if account_interval <= 0 then
+    return true
+  end
+  local field = "pace:" .. account
+  local at = math.max(tonumber(redis.call("HGET", KEYS[3], field) or "0"), now_us)
+  if at > horizon then
+    return false
+  end
+  redis.call("HSET", KEYS[3], field, number(at + account_interval))
+  return true
+end
+
+local function release(line, lane)
+  local v = tonumber(redis.call("HGET", KEYS[3], lane .. "|v") or "0")
+  local scan = most - released
+  if account_interval > 0 then
+    scan = scan_factor * scan
+  end
+  if scan <= 0 then
+    return
+  end
+  local entries = redis.call("ZRANGE", line, 0, scan - 1, "WITHSCORES")
+  for j = 1, #entries, 2 do
+    if released >= most then
+      break
+    end
+    local member, tag = entries[j], tonumber(entries[j + 1])
+    local bar = string.find(member, "|", 1, true)
+    local account = string.sub(member, bar + 1)
+    if paced(account) then
+      local job = string.sub(member, 1, bar - 1)
+      redis.call("ZREM", line, member)
+      redis.call("ZADD", KEYS[4], now_ms, job)
+      redis.call("ZADD", KEYS[7], ARGV[5], job)
+      v = math.max(v, tag)
+      released = released + 1
+    end
+  end
+  redis.call("HSET", KEYS[3], lane .. "|v", number(v))
+end
+
+release(KEYS[1], "interactive")
+release(KEYS[2], "bulk")
+if released > 0 then
+  pace = pace + released * interval
+  redis.call("SET", KEYS[5], number(pace), "PX", math.floor((pace - now_us) / 1000) + 60000)
+end
+return released
