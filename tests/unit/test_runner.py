@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
-from worker.limits.rate import Limiter, Reason, interval_us
+from worker.limits.rate import Admission, Limiter, Reason, Request, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore, NotClaimed
@@ -400,9 +400,14 @@ def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_unasked_or_wait_in_li
         TICKETQ_INPROCESS_MAX_DELAY=5,
         TICKETQ_SCHEDULER_INTERVAL=1,
     )
-    rounds = []
+    rounds: list[Sequence[Request]] = []
     admit_many = h.limiter.admit_many
-    h.limiter.admit_many = lambda *args, **kw: rounds.append(args[0]) or admit_many(*args, **kw)  # type: ignore[method-assign]
+
+    def counted(requests: Sequence[Request], **kw: Any) -> list[Admission]:
+        rounds.append(requests)
+        return admit_many(requests, **kw)
+
+    h.limiter.admit_many = counted  # type: ignore[method-assign]
     jobs = [h.submit() for _ in range(12)]
     for job_id in jobs:
         h.redis.hset(job_key(job_id), "lane", "bulk")
