@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason, Request, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
-from worker.store.jobs import Claim, JobStore, NotClaimed
+from worker.store.jobs import Claim, JobStore, Lane, NotClaimed
 from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
 from worker.store.limits import LimitStore
 from worker.text import printable
@@ -403,9 +403,11 @@ def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_unasked_or_wait_in_li
     rounds: list[Sequence[Request]] = []
     admit_many = h.limiter.admit_many
 
-    def counted(requests: Sequence[Request], **kw: Any) -> list[Admission]:
+    def counted(
+        requests: Sequence[Request], holds: Mapping[Lane, float] | None = None
+    ) -> list[Admission]:
         rounds.append(requests)
-        return admit_many(requests, **kw)
+        return admit_many(requests, holds)
 
     h.limiter.admit_many = counted  # type: ignore[method-assign]
     jobs = [h.submit() for _ in range(12)]
