@@ -51,3 +51,22 @@ def test_workers_share_one_rate_and_interactive_tickets_go_ahead_of_bulk(
     per_second = 1e6 / interval_us(RateLimit.parse(RATE))
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
     assert busiest <= per_second + INTERACTIVE_BURST + 1
+
+
+def test_an_account_that_comes_late_gets_its_fair_share_instead_of_waiting_behind_an_import(
+    fleet: LocalStack,
+) -> None:
+    producer = Producer(fleet.settings())
+    early = producer.submit_many("acct-early", [{"title": f"early {n}"} for n in range(120)])
+    time.sleep(2.0)  # the early import keeps the rate saturated: its jobs wait in line
+    came = time.time()
+    late = producer.submit_many("acct-late", [{"title": f"late {n}"} for n in range(8)])
+
+    assert late.wait(timeout=60) == {JobState.SUCCEEDED: 8}
+    done = max(r.finished_at or 0.0 for r in producer.store.get_many(late.job_ids) if r)
+    early_left = sum(1 for state in early.progress().elements() if state != JobState.SUCCEEDED)
+    # Half the rate (about 5 a second) takes 8 in under 2 s, and the scheduler lets the line
+    # out once a second; behind the whole import it would have waited over 9 s.
+    assert done - came < 6.0
+    assert early_left >= 40
+    assert early.wait(timeout=60) == {JobState.SUCCEEDED: 120}
