@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from worker.limits.rate import Limiter, Reason, Request
 from worker.settings import RateLimit
 from worker.store.jobs import Lane
-from worker.store.keys import DUE_INDEX, ApiKeyNames
+from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
 from worker.store.limits import LimitStore
 
 NAMES = ApiKeyNames.of("fp")
@@ -41,11 +41,20 @@ def limiter(
     )
 
 
-def join(client: redis.Redis, lim: Limiter, account: str, job: str, lane: Lane = "bulk") -> None:
-    """The key's schedule is full for a long while: the request joins its lane's line."""
+def join(
+    client: redis.Redis,
+    lim: Limiter,
+    account: str,
+    job: str,
+    lane: Lane = "bulk",
+    state: str = "retrying",
+) -> None:
+    """The key's schedule is full for a long while: the request joins its lane's line, and
+    its delivery hands it back (``state``)."""
     client.set(NAMES.schedule, int((time.time() + 3600) * 1e6))
     answer = lim.admit_many([Request(account, lane, f"h-{job}", job)], NOWHERE)[0]
     assert answer.reason is Reason.LINE
+    client.hset(job_key(job), "state", state)
 
 
 def released(client: redis.Redis, lim: Limiter, most: int) -> list[str]:
@@ -132,6 +141,31 @@ def test_a_new_request_joins_a_line_that_holds_anyone_even_with_the_rate_free(
 
     assert bulk.reason is Reason.LINE
     assert interactive.reason is Reason.ADMITTED  # the bulk line holds no interactive request
+
+
+def test_a_job_whose_handback_is_not_yet_recorded_waits_for_the_next_release(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client)
+    join(redis_client, lim, "A", "A-0", state="running")  # its delivery is still recording
+    join(redis_client, lim, "A", "A-1")
+
+    assert released(redis_client, lim, 2) == ["A-1"]
+    redis_client.hset(job_key("A-0"), "state", "retrying")
+    assert released(redis_client, lim, 2) == ["A-0"]
+
+
+def test_a_job_gone_or_finished_leaves_the_line_without_taking_a_moment(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client)
+    join(redis_client, lim, "A", "A-0", state="cancelled")
+    join(redis_client, lim, "A", "A-1")
+    redis_client.delete(job_key("A-1"))
+    join(redis_client, lim, "A", "A-2")
+
+    assert released(redis_client, lim, 1) == ["A-2"]
+    assert redis_client.zcard(NAMES.bulk_line) == 0
 
 
 def test_nothing_is_let_out_while_the_key_is_paused(redis_client: redis.Redis) -> None:

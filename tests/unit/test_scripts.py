@@ -126,7 +126,7 @@ def every_script_once() -> list[Call]:
         Call(
             RELEASE,
             ["li", "lb", "sh", "t", "rel", "s", DUE_INDEX, "p", "rp", "r", "o"],
-            [1000, 1000, 10, 0, "1"],
+            [1000, 1000, 10, 0, "1", "ticketq:job:"],
         ),
         Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
     ]

@@ -19,7 +19,7 @@ import redis
 from redis.client import Pipeline
 
 from worker.store.jobs import Lane, stamp
-from worker.store.keys import DUE_INDEX, ApiKeyNames, account_pause_key, inflight_key
+from worker.store.keys import DUE_INDEX, JOB_PREFIX, ApiKeyNames, account_pause_key, inflight_key
 from worker.store.scripts import ADMIT, PAUSE, RELEASE, Reason, run_one
 
 ANY_WAIT = 2**53  # microseconds a request may wait when its delivery sets no bound
@@ -178,6 +178,7 @@ class LimitStore:
             most,
             limits.account_interval_us,
             stamp(now),
+            JOB_PREFIX,
         ]
         return int(run_one(self._redis, RELEASE, keys, args))
 

@@ -173,7 +173,7 @@ REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=D
 PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason)
 PAUSE = Script("pause.lua")
-RELEASE = Script("release.lua")
+RELEASE = Script("release.lua", STATE=JobState)
 SCRIPTS = (
     CREATE,
     SENT,

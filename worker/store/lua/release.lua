@@ -4,20 +4,24 @@
 -- with a rate of its own no faster than that rate. Nothing is released while the key is
 -- paused, refused or in an outage (its probe goes first). A released job is made due now,
 -- so the scheduler hands it out next, and is given its turn: its admission passes the line
--- once (admit.lua takes the turn when it admits or reserves it).
+-- once (admit.lua takes the turn when it admits or reserves it). Only a job already handed
+-- back (retrying) is let out: one whose delivery has not yet recorded its handback stays
+-- for the next release (else that record would put its due time back to the line's
+-- safety bound), and one gone or final leaves the line.
 -- KEYS[1] interactive line, KEYS[2] bulk line (sorted sets, "job|account" -> tag),
 -- KEYS[3] shares (hash: "<lane>|v" each line's virtual time, "pace:<account>" when the
 -- account may next be released, µs), KEYS[4] turns (job -> ms released), KEYS[5] the
 -- release pace (µs), KEYS[6] the key's schedule (µs), KEYS[7] the due index, KEYS[8] pause
 -- of the key, KEYS[9] pause after a refusal, KEYS[10] the refusal, KEYS[11] the outage
 -- ARGV[1] the key's interval (µs), ARGV[2] lookahead (µs), ARGV[3] most jobs to release,
--- ARGV[4] an account's own interval (µs; 0: none), ARGV[5] now as the due index keeps it
+-- ARGV[4] an account's own interval (µs; 0: none), ARGV[5] now as the due index keeps it,
+-- ARGV[6] the job key prefix
 -- Returns the number of jobs released.
 local t = redis.call("TIME")
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 local turn_kept_ms = 600000  -- a turn its job never came back for (it ended otherwise)
-local scan_factor = 4  -- entries looked at per release, past accounts held by their own rate
+local scan_factor = 4  -- entries looked at per release: past those not ready, gone or paced
 
 local function number(value)
   return string.format("%.17g", value)
@@ -57,10 +61,7 @@ end
 
 local function release(line, lane)
   local v = tonumber(redis.call("HGET", KEYS[3], lane .. "|v") or "0")
-  local scan = most - released
-  if account_interval > 0 then
-    scan = scan_factor * scan
-  end
+  local scan = scan_factor * (most - released)
   if scan <= 0 then
     return
   end
@@ -71,9 +72,11 @@ local function release(line, lane)
     end
     local member, tag = entries[j], tonumber(entries[j + 1])
     local bar = string.find(member, "|", 1, true)
-    local account = string.sub(member, bar + 1)
-    if paced(account) then
-      local job = string.sub(member, 1, bar - 1)
+    local job, account = string.sub(member, 1, bar - 1), string.sub(member, bar + 1)
+    local state = redis.call("HGET", ARGV[6] .. job, "state")
+    if not state or is_final(state) then
+      redis.call("ZREM", line, member)
+    elseif state == STATE_RETRYING and paced(account) then
       redis.call("ZREM", line, member)
       redis.call("ZADD", KEYS[4], now_ms, job)
       redis.call("ZADD", KEYS[7], ARGV[5], job)
