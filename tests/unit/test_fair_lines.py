@@ -129,6 +129,34 @@ def test_a_job_let_out_is_due_at_once_and_passes_the_line_once(redis_client: red
     assert again.reason is Reason.LINE  # its turn was taken: A-1 still waits, it goes behind
 
 
+def test_a_job_let_out_waits_for_its_moment_as_long_as_its_delivery_may_keeping_its_place(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client)  # bulk may reserve 1.25 s ahead; its delivery may wait 2 s
+    join(redis_client, lim, "A", "A-0")
+    join(redis_client, lim, "A", "A-1")
+    released(redis_client, lim, 1)
+    redis_client.set(NAMES.schedule, int((time.time() + 1.8) * 1e6))  # others went first
+    holds: dict[Lane, float] = {"interactive": 5.0, "bulk": 2.0}
+
+    answer = lim.admit_many([Request("A", "bulk", "h", "A-0")], holds)[0]
+
+    assert answer.reason is Reason.RESERVED and 1.5 < answer.wait <= 2.0
+
+
+def test_a_job_whose_moment_lapsed_passes_the_line_again(redis_client: redis.Redis) -> None:
+    lim = limiter(redis_client)
+    join(redis_client, lim, "A", "A-1")  # the line holds someone
+    redis_client.delete(NAMES.schedule)
+    holds: dict[Lane, float] = {"interactive": 5.0, "bulk": 2.0}
+
+    again = lim.admit_many([Request("B", "bulk", "h", "B-0", passed=True)], holds)[0]
+    fresh = lim.admit_many([Request("B", "bulk", "h2", "B-1")], holds)[0]
+
+    assert again.reason is Reason.ADMITTED
+    assert fresh.reason is Reason.LINE
+
+
 def test_a_new_request_joins_a_line_that_holds_anyone_even_with_the_rate_free(
     redis_client: redis.Redis,
 ) -> None:

@@ -89,7 +89,9 @@ def test_requests_admitted_count_as_sent_in_the_last_minute_and_its_throughput(
 ) -> None:
     limiter = LimitStore(redis_client, ApiKeyNames.of("k"))
     limits = Round(1.0, 0, 60, 30)
-    asks = [Ask("acct", 10_000_000, f"h{i}", "interactive", f"j{i}", 1.0, None) for i in range(7)]
+    asks = [
+        Ask("acct", 10_000_000, f"h{i}", "interactive", f"j{i}", 1.0, None, None) for i in range(7)
+    ]
     limiter.admit(limits, asks)
     now = time.time()
 

@@ -251,7 +251,13 @@ class JobRunner:
         answers = iter(
             self._limiter.admit_many(
                 [
-                    Request(job.spec.account_id, job.claim.lane, job.claim.token, job.claim.job_id)
+                    Request(
+                        job.spec.account_id,
+                        job.claim.lane,
+                        job.claim.token,
+                        job.claim.job_id,
+                        passed=job.reserved_until > 0,  # its moment lapsed: it keeps its place
+                    )
                     for job in asking
                 ],
                 holds=self._decisions.holds(moment),

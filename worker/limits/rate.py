@@ -86,12 +86,14 @@ def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
 
 class Request(NamedTuple):
     """One request to admit: whose, in which lane, its holder (released by the job store's
-    transition) and its job (named in its lane's line if it joins it)."""
+    transition), its job (named in its lane's line if it joins it), and whether it was let
+    past the line earlier in its delivery (its reserved moment lapsed): it passes again."""
 
     account_id: str
     lane: Lane
     holder: str
     job_id: str
+    passed: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,9 @@ class Limiter:
         request of a lane with a hold (seconds it may still wait in its delivery) that the
         rate holds back no longer than that, and than ``ahead``, is given its moment
         (``Reason.RESERVED``); one held back longer joins its lane's line (``Reason.LINE``).
-        Without a hold, a request may be given any moment. Once a pause of the key refuses
-        one, the rest wait unasked."""
+        A request past the line (let out of it, or passed earlier in its delivery) may wait
+        for its moment as long as its delivery may. Without a hold, a request may be given
+        any moment. Once a pause of the key refuses one, the rest wait unasked."""
         if not requests:
             return []
         holds = holds or {}
@@ -178,6 +181,8 @@ class Limiter:
                 request.job_id,
                 self._weights.get(request.account_id, DEFAULT_WEIGHT),
                 _hold(holds.get(request.lane), self._ahead, request.lane),
+                holds.get(request.lane),
+                request.passed,
             )
             for request in requests
         ]

@@ -36,6 +36,8 @@ class Ask:
     job_id: str  # names it in its lane's line, and its turn once released
     weight: float  # its account's share of the key's rate while others wait too
     hold: float | None  # seconds it may wait for its moment in its delivery (None: any)
+    passed_hold: float | None  # the same once past the line (let out, or earlier passed)
+    passed: bool = False  # let past the line earlier in its delivery: it passes again
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ def _refusal(raw: str, until: str | int | None) -> KeyRefusal:
     return KeyRefusal(info["status"], info["message"], info["since"], paused_until)
 
 
+def _microseconds(hold: float | None) -> int:
+    """A wait bound as admit.lua reads it (None: any wait)."""
+    return ANY_WAIT if hold is None else int(hold * 1_000_000)
+
+
 class LimitStore:
     """Reads and writes the limiter's and the key health's keys for one API key."""
 
@@ -141,7 +148,6 @@ class LimitStore:
                 account_pause_key(ask.account_id),
                 names.account_schedule(ask.account_id),
             ]
-            hold = ANY_WAIT if ask.hold is None else int(ask.hold * 1_000_000)
             args += [
                 ask.ahead_us,
                 ask.holder,
@@ -149,7 +155,9 @@ class LimitStore:
                 ask.job_id,
                 ask.account_id,
                 ask.weight,
-                hold,
+                _microseconds(ask.hold),
+                _microseconds(ask.passed_hold),
+                "1" if ask.passed else "0",
             ]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]

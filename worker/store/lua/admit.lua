@@ -19,15 +19,18 @@
 -- the interactive line and KEYS[9] the bulk line (sorted sets, "job|account" -> tag),
 -- KEYS[10] shares (hash: "<lane>|v" the line's virtual time, "<lane>:<account>" the
 -- account's next tag), KEYS[11] turns (job -> ms released); then per request i:
--- KEYS[8 + 3i] in-flight set of its account (holder -> expiry ms), KEYS[9 + 3i] pause of its
--- account (the provider's 429), KEYS[10 + 3i] its account's own schedule (µs).
+-- KEYS[9 + 3i] in-flight set of its account (holder -> expiry ms), KEYS[10 + 3i] pause of
+-- its account (the provider's 429), KEYS[11 + 3i] its account's own schedule (µs).
 -- Pauses hold their end in ms.
 -- ARGV[1] the key's emission interval (µs), ARGV[2] account cap (0: none), ARGV[3] holder
 -- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] an account's own interval
 -- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs); then per
--- request i: ARGV[7i] how far ahead of the key's schedule its lane may go (µs), ARGV[1 + 7i]
--- holder id, ARGV[2 + 7i] lane, ARGV[3 + 7i] job id, ARGV[4 + 7i] account id, ARGV[5 + 7i]
--- the account's weight, ARGV[6 + 7i] how long it may wait for its moment (µs).
+-- request i, from a = 6 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
+-- lane may go (µs), ARGV[a + 2] holder id, ARGV[a + 3] lane, ARGV[a + 4] job id,
+-- ARGV[a + 5] account id, ARGV[a + 6] the account's weight, ARGV[a + 7] how long it may
+-- wait for its moment (µs), ARGV[a + 8] how long if it passes the line (µs: it was let out,
+-- or let past earlier in its delivery), ARGV[a + 9] "1" if it was let past the line earlier
+-- in its delivery (its moment lapsed, or the cap held it): it passes again.
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
 -- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
 -- wait_us, unasked), REASON_LINE (joined its lane's line: wait_us is how long until it is
@@ -45,7 +48,7 @@ local cap = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local account_interval = tonumber(ARGV[5])
 local account_ahead = tonumber(ARGV[6])
-local fixed_keys, fixed_args, per_keys, per_args = 11, 6, 3, 7
+local fixed_keys, fixed_args, per_keys, per_args = 11, 6, 3, 9
 local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
 local line_kept_ms = 86400000
 local n = (#ARGV - fixed_args) / per_args
@@ -114,7 +117,7 @@ local function admit(i)
   local inflight, account_pause, account_schedule = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local ahead, holder, lane = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local job, account, weight = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
-  local hold = tonumber(ARGV[a + 7])
+  local hold, passed = tonumber(ARGV[a + 7]), ARGV[a + 9] == "1"
   local wait = paused(KEYS[3])
   if wait then return wait, REASON_KEY_REFUSED, true end
   wait = paused(KEYS[2])
@@ -126,7 +129,9 @@ local function admit(i)
   wait = paused(account_pause)
   if wait then return wait, REASON_ACCOUNT_PAUSED, false end
   local released = redis.call("ZSCORE", KEYS[11], job)
-  if not released and redis.call("ZCARD", line_of(lane)) > 0 then
+  if released or passed then
+    hold = tonumber(ARGV[a + 8])
+  elseif redis.call("ZCARD", line_of(lane)) > 0 then
     return join(lane, account, weight, job), REASON_LINE, false
   end
   if cap > 0 then
