@@ -14,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.limits.rate import Limiter, Reason, Request
+from worker.limits.rate import Limiter, Reason, Request, Standing
 from worker.settings import RateLimit
 from worker.store.jobs import Lane
 from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
@@ -150,7 +150,7 @@ def test_a_job_whose_moment_lapsed_passes_the_line_again(redis_client: redis.Red
     redis_client.delete(NAMES.schedule)
     holds: dict[Lane, float] = {"interactive": 5.0, "bulk": 2.0}
 
-    again = lim.admit_many([Request("B", "bulk", "h", "B-0", passed=True)], holds)[0]
+    again = lim.admit_many([Request("B", "bulk", "h", "B-0", Standing.PASSED)], holds)[0]
     fresh = lim.admit_many([Request("B", "bulk", "h2", "B-1")], holds)[0]
 
     assert again.reason is Reason.ADMITTED

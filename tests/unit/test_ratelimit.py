@@ -17,6 +17,7 @@ from worker.limits.rate import (
     Limiter,
     Reason,
     Request,
+    Standing,
     burst_us,
     interval_us,
 )
@@ -169,6 +170,22 @@ def test_an_account_at_its_cap_waits_until_a_request_leaves_its_in_flight_set(
     assert busy.reason is Reason.ACCOUNT_BUSY and busy.wait > 0
     assert lim.admit("acct", "interactive", "c").admitted
     assert lim.admit("other-account", "interactive", "d").admitted
+
+
+def test_a_reserved_moment_takes_its_accounts_slot_only_when_it_comes(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "60/min", cap=1, ahead=3.0)
+    redis_client.set(ApiKeyNames.of("fp").schedule, int((time.time() + 3.0) * 1e6))  # others'
+    first, second = moments(lim, asks("acct", 2))
+    assert first[0] is second[0] is Reason.RESERVED  # not in flight: the cap is not theirs yet
+    assert redis_client.zcard(inflight_key("acct")) == 0
+
+    go = [Request("acct", "bulk", f"h-acct{n}", f"acct{n:04d}", Standing.MOMENT) for n in (0, 1)]
+    at_first, at_second = lim.admit_many(go)
+
+    assert at_first.reason is Reason.ADMITTED and at_first.wait == 0
+    assert at_second.reason is Reason.ACCOUNT_BUSY  # one in flight: its moment waits for it
 
 
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(

@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -389,7 +390,7 @@ class TimedStackOne(ScriptedStackOne):
         return await super().create_ticket(account_id, ticket)
 
 
-def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_unasked_or_wait_in_line_unsent(
+def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_or_wait_in_line_unsent(
     redis_client: redis.Redis,
 ) -> None:
     api = TimedStackOne(*[created(n) for n in range(12)])
@@ -420,7 +421,9 @@ def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_unasked_or_wait_in_li
     sent = [r for r in records if r and r.state == JobState.SUCCEEDED]
     waiting = [r for r in records if r and r.state == JobState.RETRYING]
     assert 3 <= len(sent) <= 6 and len(sent) + len(waiting) == len(jobs)
-    assert len([asked for asked in rounds if asked]) == 1  # given moments, nobody polled
+    # Each job asked at most twice: for its moment, and when it came (for its account's slot).
+    asked = Counter(request.job_id for round_ in rounds for request in round_)
+    assert max(asked.values()) <= 2 and sum(asked.values()) <= len(jobs) + len(sent)
     interval = interval_us(h.settings.parsed_rate_limit, 1.25) / 1e6
     gaps = [later - earlier for earlier, later in itertools.pairwise(api.times)]
     assert min(gaps[2:]) >= interval - 0.02  # past the burst, one moment after another

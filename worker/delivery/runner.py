@@ -46,7 +46,7 @@ from worker.delivery.metrics import ReconcileResult, WorkerMetrics
 from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, find_candidates
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
-from worker.limits.rate import Admission, Limiter, Reason, Request
+from worker.limits.rate import Admission, Limiter, Reason, Request, Standing
 from worker.settings import LEASE_SLACK, Settings
 from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
@@ -71,7 +71,6 @@ CANCELLED = "cancelled as asked while it was in flight, once handed back unsent"
 CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
-GO = Admission(Reason.ADMITTED, 0.0)  # a job whose reserved moment has come
 # Jobs whose moments fall this close after the first of them go in the same round (at the
 # last one's moment), so a high rate's reserved moments cost one round per group.
 GROUP = 0.02
@@ -244,26 +243,23 @@ class JobRunner:
         return again
 
     def _admissions(self, jobs: list[Job], spent: float) -> list[Admission]:
-        """Each job's admission: a job whose reserved moment has come goes unasked; the
-        rest are asked for in one round (``Limiter.admit_many``)."""
+        """Each job's admission, in one round (``Limiter.admit_many``): a job whose
+        reserved moment has come asks only for its account's slot; one whose moment lapsed
+        keeps its place past the line."""
         moment = self._moment(spent)
-        asking = [job for job in jobs if not job.reserved(moment.now)]
-        answers = iter(
-            self._limiter.admit_many(
-                [
-                    Request(
-                        job.spec.account_id,
-                        job.claim.lane,
-                        job.claim.token,
-                        job.claim.job_id,
-                        passed=job.reserved_until > 0,  # its moment lapsed: it keeps its place
-                    )
-                    for job in asking
-                ],
-                holds=self._decisions.holds(moment),
-            )
+        return self._limiter.admit_many(
+            [
+                Request(
+                    job.spec.account_id,
+                    job.claim.lane,
+                    job.claim.token,
+                    job.claim.job_id,
+                    _standing(job, moment.now),
+                )
+                for job in jobs
+            ],
+            holds=self._decisions.holds(moment),
         )
-        return [GO if job.reserved(moment.now) else next(answers) for job in jobs]
 
     def _attempted(self, attempt: Attempt) -> None:
         """The attempt's log line (the message renders itself only if written) and counts."""
@@ -377,6 +373,13 @@ class JobRunner:
             tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+def _standing(job: Job, now: float) -> Standing:
+    """Where the job stands towards its lane's line as it asks to go."""
+    if job.reserved(now):
+        return Standing.MOMENT
+    return Standing.PASSED if job.reserved_until else Standing.FRESH
 
 
 def _next_group(waits: Iterable[float]) -> float:

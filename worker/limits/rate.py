@@ -32,7 +32,7 @@ from typing import NamedTuple
 from worker.settings import RateLimit, Settings
 from worker.store.jobs import Lane
 from worker.store.limits import Ask, LimitStore, Round
-from worker.store.scripts import Reason
+from worker.store.scripts import Reason, Standing
 
 __all__ = [
     "INTERACTIVE_BURST",
@@ -42,6 +42,7 @@ __all__ = [
     "Limiter",
     "Reason",
     "Request",
+    "Standing",
     "burst_us",
     "interval_us",
     "reserve_ahead",
@@ -86,14 +87,14 @@ def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
 
 class Request(NamedTuple):
     """One request to admit: whose, in which lane, its holder (released by the job store's
-    transition), its job (named in its lane's line if it joins it), and whether it was let
-    past the line earlier in its delivery (its reserved moment lapsed): it passes again."""
+    transition), its job (named in its lane's line if it joins it), and where it stands
+    (``Standing``: fresh, let past the line earlier in its delivery, or at its moment)."""
 
     account_id: str
     lane: Lane
     holder: str
     job_id: str
-    passed: bool = False
+    standing: Standing = Standing.FRESH
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class Limiter:
                 self._weights.get(request.account_id, DEFAULT_WEIGHT),
                 _hold(holds.get(request.lane), self._ahead, request.lane),
                 holds.get(request.lane),
-                request.passed,
+                request.standing,
             )
             for request in requests
         ]

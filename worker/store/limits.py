@@ -20,7 +20,7 @@ from redis.client import Pipeline
 
 from worker.store.jobs import Lane, stamp
 from worker.store.keys import DUE_INDEX, JOB_PREFIX, ApiKeyNames, account_pause_key, inflight_key
-from worker.store.scripts import ADMIT, PAUSE, RELEASE, Reason, run_one
+from worker.store.scripts import ADMIT, PAUSE, RELEASE, Reason, Standing, run_one
 
 ANY_WAIT = 2**53  # microseconds a request may wait when its delivery sets no bound
 
@@ -37,7 +37,7 @@ class Ask:
     weight: float  # its account's share of the key's rate while others wait too
     hold: float | None  # seconds it may wait for its moment in its delivery (None: any)
     passed_hold: float | None  # the same once past the line (let out, or earlier passed)
-    passed: bool = False  # let past the line earlier in its delivery: it passes again
+    standing: Standing = Standing.FRESH
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class LimitStore:
                 ask.weight,
                 _microseconds(ask.hold),
                 _microseconds(ask.passed_hold),
-                "1" if ask.passed else "0",
+                ask.standing.value,
             ]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]

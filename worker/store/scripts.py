@@ -91,6 +91,14 @@ class Reason(IntEnum):
     RESERVED = 8  # its moment is set: it goes then without asking again
 
 
+class Standing(StrEnum):
+    """admit.lua: where a request stands towards its lane's line when it asks."""
+
+    FRESH = "fresh"  # joins the line if anyone is in it (unless the line let it out)
+    PASSED = "passed"  # let past the line earlier in its delivery: it passes again
+    MOMENT = "moment"  # its reserved moment has come: only pauses, a probe and the cap apply
+
+
 _PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")
 
 
@@ -171,7 +179,7 @@ DUE = Script("due.lua", moves=True, STATE=JobState)
 CANCEL = Script("cancel.lua", moves=True, STATE=JobState, CANCEL=CancelCode)
 REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
 PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
-ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason)
+ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
 PAUSE = Script("pause.lua")
 RELEASE = Script("release.lua", STATE=JobState)
 SCRIPTS = (

@@ -29,16 +29,18 @@
 -- lane may go (µs), ARGV[a + 2] holder id, ARGV[a + 3] lane, ARGV[a + 4] job id,
 -- ARGV[a + 5] account id, ARGV[a + 6] the account's weight, ARGV[a + 7] how long it may
 -- wait for its moment (µs), ARGV[a + 8] how long if it passes the line (µs: it was let out,
--- or let past earlier in its delivery), ARGV[a + 9] "1" if it was let past the line earlier
--- in its delivery (its moment lapsed, or the cap held it): it passes again.
+-- or let past earlier in its delivery), ARGV[a + 9] its standing: STANDING_FRESH,
+-- STANDING_PASSED (let past the line earlier in its delivery, its moment lapsed: it passes
+-- again) or STANDING_MOMENT (its reserved moment has come: only pauses, a probe and the cap
+-- apply; the rate counted it when it was reserved).
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
 -- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
 -- wait_us, unasked), REASON_LINE (joined its lane's line: wait_us is how long until it is
 -- due again by itself, should no release come first), REASON_KEY_PAUSED,
 -- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
 -- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
--- request is probing; then at most one step of the outage's backoff). An admitted or
--- reserved holder counts against its account's cap until released.
+-- request is probing; then at most one step of the outage's backoff). An admitted holder
+-- counts against its account's cap until released; a reserved one from its moment.
 -- The requests admitted are counted as sent in their minute's hash (lua/lib/moves.lua).
 local t = redis.call("TIME")
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -112,12 +114,32 @@ local function moment(ahead)
   return math.max(tat - ahead, now_us), tat
 end
 
+-- The account is at its cap: how long until its first holder's lease ends (at most 1 s).
+local function busy(inflight)
+  if cap <= 0 then
+    return nil
+  end
+  redis.call("ZREMRANGEBYSCORE", inflight, "-inf", now_ms)
+  if redis.call("ZCARD", inflight) < cap then
+    return nil
+  end
+  local first = redis.call("ZRANGE", inflight, 0, 0, "WITHSCORES")
+  return math.max(math.min(tonumber(first[2]) - now_ms, 1000), 5) * 1000
+end
+
+local function hold_slot(inflight, holder)
+  if cap > 0 then
+    redis.call("ZADD", inflight, now_ms + lease_ms, holder)
+    redis.call("PEXPIRE", inflight, lease_ms + 60000)
+  end
+end
+
 local function admit(i)
   local k, a = fixed_keys + per_keys * (i - 1), fixed_args + per_args * (i - 1)
   local inflight, account_pause, account_schedule = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local ahead, holder, lane = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local job, account, weight = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
-  local hold, passed = tonumber(ARGV[a + 7]), ARGV[a + 9] == "1"
+  local hold, standing = tonumber(ARGV[a + 7]), ARGV[a + 9]
   local wait = paused(KEYS[3])
   if wait then return wait, REASON_KEY_REFUSED, true end
   wait = paused(KEYS[2])
@@ -128,20 +150,23 @@ local function admit(i)
   end
   wait = paused(account_pause)
   if wait then return wait, REASON_ACCOUNT_PAUSED, false end
+  local refused = redis.call("EXISTS", KEYS[4]) == 1
+  local probing_now = refused or outage_until
+  if standing == STANDING_MOMENT and not probing_now then
+    -- Its moment, reserved earlier, has come: the rate counted it then; only the cap is left.
+    wait = busy(inflight)
+    if wait then return wait, REASON_ACCOUNT_BUSY, false end
+    hold_slot(inflight, holder)
+    return 0, REASON_ADMITTED, false
+  end
   local released = redis.call("ZSCORE", KEYS[11], job)
-  if released or passed then
+  if released or standing ~= STANDING_FRESH then
     hold = tonumber(ARGV[a + 8])
   elseif redis.call("ZCARD", line_of(lane)) > 0 then
     return join(lane, account, weight, job), REASON_LINE, false
   end
-  if cap > 0 then
-    redis.call("ZREMRANGEBYSCORE", inflight, "-inf", now_ms)
-    if redis.call("ZCARD", inflight) >= cap then
-      local first = redis.call("ZRANGE", inflight, 0, 0, "WITHSCORES")
-      local wait_ms = math.max(math.min(tonumber(first[2]) - now_ms, 1000), 5)
-      return wait_ms * 1000, REASON_ACCOUNT_BUSY, false
-    end
-  end
+  wait = busy(inflight)
+  if wait then return wait, REASON_ACCOUNT_BUSY, false end
   local at, tat = moment(ahead)
   local account_tat = nil
   if account_interval > 0 then
@@ -155,8 +180,7 @@ local function admit(i)
   if at > now_us then
     admitted = REASON_RESERVED
   end
-  local refused = redis.call("EXISTS", KEYS[4]) == 1
-  if refused or outage_until then
+  if probing_now then
     if at > now_us then
       -- The probe goes first and alone; nobody reserves a moment behind it.
       return at - now_us, refused and REASON_KEY_REFUSED or REASON_OUTAGE, true
@@ -172,16 +196,13 @@ local function admit(i)
     redis.call("SET", account_schedule, number(next_account),
       "PX", math.floor((next_account - now_us) / 1000) + 60000)
   end
-  if cap > 0 then
-    redis.call("ZADD", inflight, math.floor(at / 1000) + lease_ms, holder)
-    redis.call("PEXPIRE", inflight, math.floor((at - now_us) / 1000) + lease_ms + 60000)
-  end
   if released then
     redis.call("ZREM", KEYS[11], job)
   end
   if admitted == REASON_RESERVED then
-    sent(at, 1)
+    sent(at, 1)  -- the cap is taken at its moment, when it asks again
   else
+    hold_slot(inflight, holder)
     sending = sending + 1
   end
   return at - now_us, admitted, false
