@@ -120,6 +120,8 @@ def fairness_notes(f: Fairness, a_count: int, b_count: int, share: str) -> str:
         text += f"A: {f.a_done_when_b_done:,} of {a_count:,} done by then (not waited for)"
     else:
         text += f"A's {a_count:,} done in {f.a_seconds:.0f} s ({f.a_done_when_b_done:,} by B's end)"
+    if math.isnan(f.pct_limit_both):
+        return text + "; never both with work (A was done before B came)"
     return text + f"; limit used while both had work: {f.pct_limit_both:.1f}%"
 
 
