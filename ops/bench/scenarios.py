@@ -689,7 +689,7 @@ def limited_ticketq(bench: Bench, busy: int = 0, suffix: str = "") -> list[Row]:
         bulk = ticketq_outcome(p.times(ids))
         quick = ticketq_outcome(p.times(interactive_ids))
     return _limited_rows(
-        "ticketq", bulk, quick, stats, meter, options, len(unfinished), suffix=suffix
+        "ticketq", bulk, quick, stats, meter, options, len(unfinished), suffix, busy
     )
 
 
@@ -723,7 +723,7 @@ def limited_baseline(bench: Bench, busy: int = 0, suffix: str = "") -> list[Row]
         unfinished = len(ids) + len(interactive_ids) - len(metas)
         bulk = baseline_outcome(ids, submitted, metas)
         quick = baseline_outcome(interactive_ids, submitted, metas)
-    return _limited_rows("baseline", bulk, quick, stats, meter, options, unfinished, suffix=suffix)
+    return _limited_rows("baseline", bulk, quick, stats, meter, options, unfinished, suffix, busy)
 
 
 def _limited_rows(
@@ -735,6 +735,7 @@ def _limited_rows(
     options: Options,
     unfinished: int,
     suffix: str = "",
+    busy: int = 0,
 ) -> list[Row]:
     first = min(bulk.first_submit, quick.first_submit)
     last = max(x for x in (bulk.last_done, quick.last_done) if not math.isnan(x))
@@ -747,6 +748,8 @@ def _limited_rows(
         not_ok=bulk.not_ok + quick.not_ok,
     )
     notes = f"{created:,} created in {last - first:,.0f} s, {stats.get('requests', 0):,} requests"
+    if busy:
+        notes += f"; {busy} busy loops kept the cores busy"
     if unfinished:
         notes += f"; {unfinished} unfinished at the deadline"
     import_row = row(f"limited import{suffix}", system, all_jobs, stats, meter, notes)
