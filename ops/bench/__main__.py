@@ -95,6 +95,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-doc", action="store_true", help="write no Markdown")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    parser.add_argument(
+        "--ticketq-env",
+        action="append",
+        default=[],
+        metavar="TICKETQ_X=VALUE",
+        help="a setting for every ticketq phase, after the scenario's own (repeatable)",
+    )
     fair = parser.add_argument_group("fair (issue 13): account B's tickets beside A's import")
     fair.add_argument("--fair-tickets", type=int, help="account A's bulk import (1,500)")
     fair.add_argument("--fair-b-tickets", type=int, help="account B's tickets (60)")
@@ -125,6 +132,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "interactive" in chosen:
         chosen.add("limited")
     args.chosen = chosen
+    args.extra_env = {}
+    for item in args.ticketq_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name.startswith("TICKETQ_"):
+            parser.error(f"--ticketq-env takes TICKETQ_NAME=VALUE, not {item!r}")
+        args.extra_env[name] = value
     return args
 
 
@@ -223,6 +236,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
         workers=args.workers,
         concurrency=args.concurrency,
         log=lambda text: console.print(text, highlight=False),
+        extra_env=args.extra_env,
     )
     settings = (
         f"stand-in latency {options.latency_ms:g} ms; ticketq {options.workers} worker "
@@ -232,6 +246,10 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
         f"enqueue {size.enqueue:,} lines; import {size.import_rows:,} rows a file; "
         f"soak {size.soak:,} tickets"
     )
+    if args.extra_env:
+        settings += "; every ticketq phase with " + ", ".join(
+            f"{name}={value}" for name, value in sorted(args.extra_env.items())
+        )
     fair, cap = fair_options(args, size), cap_options(args, size)
     if "fair" in args.chosen:
         settings += (

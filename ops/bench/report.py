@@ -510,6 +510,7 @@ Both use one private `redis-server` that the benchmark starts (AOF on, as in pro
 never the system Redis) and a fresh stand-in per scenario, all on 127.0.0.1.
 
 {scenarios}
+
 Columns: tickets/s = tickets that succeeded / (last result stored - first submitted);
 CPU = utime + stime of the process trees (from `/proc`) over the measured run, per ticket
 submitted; p50/p99 = submit to result stored (ticketq: the job record's `finished_at -
@@ -532,6 +533,11 @@ This is a shared 2-core machine and the figures are noisy (the stand-in, Redis, 
 producer and the workers share the cores): repeated scenarios report the median of the
 runs and list each run's tickets/s. Benchmarks are not timed tests; nothing fails on a
 figure.
+
+`make bench` runs every scenario at the sizes above: RUNTIME. `--scenarios` picks some
+(`single,bulk,enqueue,import,limited,interactive,memory`; issue 13's `fair,cap,loaded`) and
+the size options shorten them (`python -m ops.bench --help`); `--no-doc` leaves this file
+as it is.
 """
 
 

@@ -102,6 +102,7 @@ class Options:
     baseline_concurrency: int = 50
     interactive_every: float = 0.5
     log: Callable[[str], None] = print
+    extra_env: dict[str, str] = field(default_factory=dict)  # every ticketq phase, last
 
 
 @dataclass
@@ -221,7 +222,7 @@ class Bench:
             worker_concurrency=self.options.concurrency,
             redis_url=self.redis.url,
             fake_api=self.fake_api(rpm_limit, latency_ms),
-            settings_env=settings_env,
+            settings_env={**settings_env, **self.options.extra_env},
         )
         with LocalStack(config) as stack:
             phase = TicketqPhase(self, stack)

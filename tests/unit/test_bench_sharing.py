@@ -85,3 +85,10 @@ def test_issue_13_scenarios_are_chosen_by_name_with_sizes_from_the_command_line(
     assert (cap.cap, cap.tickets, cap.slow_rpm, cap.slow_baseline) == (4, 3_000, 1_000, False)
     quick = sizes(parse_args(["--quick"]))
     assert quick.cap_tickets < 3_000 and quick.fair_tickets < 1_500
+
+
+def test_settings_for_every_ticketq_phase_come_as_ticketq_name_value() -> None:
+    args = parse_args(["--ticketq-env", "TICKETQ_ACCOUNT_RATE_LIMIT=120/min"])
+    assert args.extra_env == {"TICKETQ_ACCOUNT_RATE_LIMIT": "120/min"}
+    with pytest.raises(SystemExit):
+        parse_args(["--ticketq-env", "STACKONE_API_KEY=x"])
