@@ -645,12 +645,13 @@ def import_with_ticker(
 
 
 @contextlib.contextmanager
-def busy_cpu(processes: int) -> Iterator[None]:
+def busy_cpu(processes: int) -> Iterator[list[int]]:
     """``processes`` busy loops (at the bench's own nice level) for the length of the block:
-    a competing load that keeps the cores busy, as a neighbour on a shared host does."""
+    a competing load that keeps the cores busy, as a neighbour on a shared host does.
+    Yields their pids; they are killed and reaped when the block ends."""
     loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(processes)]
     try:
-        yield
+        yield [loop.pid for loop in loops]
     finally:
         for loop in loops:
             loop.kill()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -143,14 +143,19 @@ def weights_env(weights: tuple[int, int]) -> str:
     return f"{ACCOUNT_A}={weights[0]},{ACCOUNT_B}={weights[1]}"
 
 
-def _submit_a_then_b(submit: Any, fair: FairOptions) -> tuple[list[str], list[str], float, float]:
+Submit = Callable[[Sequence[dict[str, Any]], str], list[str]]  # (tickets, account) -> ids
+
+
+def _submit_a_then_b(
+    submit: Submit, fair: FairOptions
+) -> tuple[list[str], list[str], float, float]:
     """A's import, then B's ``fair.delay`` seconds after A's began; returns both id lists
     and both submission times (Unix)."""
     a_start = time.time()
-    a_ids: list[str] = submit(tickets("fair-a", fair.a_tickets), ACCOUNT_A)
+    a_ids = submit(tickets("fair-a", fair.a_tickets), ACCOUNT_A)
     time.sleep(max(0.0, a_start + fair.delay - time.time()))
     b_start = time.time()
-    b_ids: list[str] = submit(tickets("fair-b", fair.b_tickets), ACCOUNT_B)
+    b_ids = submit(tickets("fair-b", fair.b_tickets), ACCOUNT_B)
     return a_ids, b_ids, a_start, b_start
 
 
