@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m ops.bench",
         description="ticketq beside a textbook Celery task, measured in the same run.",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about 7 minutes")
     parser.add_argument(
         "--scenarios",
         default=",".join(ALL),

@@ -82,8 +82,9 @@ class Fairness:
 
     @property
     def pct_of_fair(self) -> float:
-        """B's rate as a percentage of its fair share's (100: exactly its share)."""
-        if not self.b_seconds > 0:
+        """B's rate as a percentage of its fair share's (100: exactly its share); NaN if A
+        was done before B came (B alone had the whole limit: no share to compare with)."""
+        if not self.b_seconds > 0 or math.isnan(self.pct_limit_both):
             return math.nan
         return 100 * self.b_fair_seconds / self.b_seconds
 

@@ -70,6 +70,7 @@ def test_fairness_notes_say_when_the_accounts_never_overlapped() -> None:
     text = fairness_notes(f, 150, 20, "1/2")
     assert text.startswith("B's 20 done 0.3 s after its submission; its fair share (1/2")
     assert text.endswith("never both with work (A was done before B came)")
+    assert math.isnan(f.pct_of_fair)  # B had the whole limit: no share to compare with
 
 
 def test_weights_are_given_to_ticketq_as_its_setting_reads_them() -> None:
