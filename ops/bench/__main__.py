@@ -19,11 +19,23 @@ from types import FrameType
 
 from rich.console import Console
 
-from ops.bench import report, scenarios
-from ops.bench.report import Row
+from ops.bench import report, scenarios, sharing
+from ops.bench.report import BUSY, Row
 from ops.bench.scenarios import Bench, Options
+from ops.bench.sharing import CapOptions, FairOptions
 
-ALL = ("single", "bulk", "enqueue", "import", "limited", "interactive", "memory")
+ALL = (
+    "single",
+    "bulk",
+    "enqueue",
+    "import",
+    "limited",
+    "interactive",
+    "memory",
+    "fair",
+    "cap",
+    "loaded",
+)
 DOC = Path("docs/performance.md")
 
 
@@ -35,11 +47,24 @@ class Sizes:
     soak: int
     repeat: int
     import_rows: int = 200_000  # the rows of each file `ticketq import` reads
+    fair_tickets: int = 1_500  # account A's import beside account B's
+    fair_b_tickets: int = 60
+    cap_tickets: int = 3_000  # per lane at the short latency
+    cap_slow_tickets: int = 1_500  # at the long latency, where the limit binds
 
 
 FULL = Sizes(tickets=10_000, import_tickets=5_000, enqueue=20_000, soak=100_000, repeat=3)
 QUICK = Sizes(
-    tickets=1_000, import_tickets=300, enqueue=4_000, soak=2_000, repeat=1, import_rows=20_000
+    tickets=1_000,
+    import_tickets=300,
+    enqueue=4_000,
+    soak=2_000,
+    repeat=1,
+    import_rows=20_000,
+    fair_tickets=300,
+    fair_b_tickets=30,
+    cap_tickets=500,
+    cap_slow_tickets=200,
 )
 
 
@@ -48,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m ops.bench",
         description="ticketq beside a textbook Celery task, measured in the same run.",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about 7 minutes")
     parser.add_argument(
         "--scenarios",
         default=",".join(ALL),
@@ -70,6 +95,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-doc", action="store_true", help="write no Markdown")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    parser.add_argument(
+        "--ticketq-env",
+        action="append",
+        default=[],
+        metavar="TICKETQ_X=VALUE",
+        help="a setting for every ticketq phase, after the scenario's own (repeatable)",
+    )
+    fair = parser.add_argument_group("fair (issue 13): account B's tickets beside A's import")
+    fair.add_argument("--fair-tickets", type=int, help="account A's bulk import (1,500)")
+    fair.add_argument("--fair-b-tickets", type=int, help="account B's tickets (60)")
+    fair.add_argument("--fair-rpm", type=int, default=600, help="the key's limit there")
+    fair.add_argument("--fair-delay", type=float, default=5.0, help="B's submission after A's")
+    fair.add_argument("--fair-weights", default="1,3", help="A's and B's weights: 'a,b'")
+    fair.add_argument("--no-fair-weighted", action="store_true", help="skip the weighted variant")
+    cap = parser.add_argument_group("cap (issue 13): one account's requests in flight")
+    cap.add_argument("--cap", type=int, default=10, help="TICKETQ_ACCOUNT_CONCURRENCY")
+    cap.add_argument("--cap-tickets", type=int, help="tickets per lane at the short latency")
+    cap.add_argument("--cap-latency-ms", type=float, default=20.0, help="the short latency")
+    cap.add_argument("--cap-slow-tickets", type=int, help="the import at the long latency")
+    cap.add_argument("--cap-slow-latency-ms", type=float, default=500.0)
+    cap.add_argument("--cap-slow-rpm", type=int, default=1000, help="the limit there")
+    cap.add_argument(
+        "--cap-slow-baseline", action="store_true", help="run the baseline at the long latency"
+    )
+    loaded = parser.add_argument_group("loaded (issue 13): the limited import, busy CPU")
+    loaded.add_argument("--busy", type=int, default=2, help="busy-loop processes")
+    loaded.add_argument(
+        "--no-loaded-baseline", action="store_true", help="skip the baseline (about 6 min)"
+    )
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.scenarios.split(",") if name.strip()}
     unknown = chosen - set(ALL)
@@ -78,6 +132,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "interactive" in chosen:
         chosen.add("limited")
     args.chosen = chosen
+    args.extra_env = {}
+    for item in args.ticketq_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name.startswith("TICKETQ_"):
+            parser.error(f"--ticketq-env takes TICKETQ_NAME=VALUE, not {item!r}")
+        args.extra_env[name] = value
     return args
 
 
@@ -91,6 +151,34 @@ def sizes(args: argparse.Namespace) -> Sizes:
         soak=args.soak or base.soak,
         repeat=args.repeat or base.repeat,
         import_rows=args.import_rows or base.import_rows,
+        fair_tickets=args.fair_tickets or base.fair_tickets,
+        fair_b_tickets=args.fair_b_tickets or base.fair_b_tickets,
+        cap_tickets=args.cap_tickets or base.cap_tickets,
+        cap_slow_tickets=args.cap_slow_tickets or base.cap_slow_tickets,
+    )
+
+
+def fair_options(args: argparse.Namespace, size: Sizes) -> FairOptions:
+    a, _, b = args.fair_weights.partition(",")
+    return FairOptions(
+        a_tickets=size.fair_tickets,
+        b_tickets=size.fair_b_tickets,
+        rpm=args.fair_rpm,
+        delay=args.fair_delay,
+        weights=(int(a), int(b)),
+        weighted=not args.no_fair_weighted,
+    )
+
+
+def cap_options(args: argparse.Namespace, size: Sizes) -> CapOptions:
+    return CapOptions(
+        tickets=size.cap_tickets,
+        cap=args.cap,
+        latency_ms=args.cap_latency_ms,
+        slow_tickets=size.cap_slow_tickets,
+        slow_latency_ms=args.cap_slow_latency_ms,
+        slow_rpm=args.cap_slow_rpm,
+        slow_baseline=args.cap_slow_baseline,
     )
 
 
@@ -148,6 +236,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
         workers=args.workers,
         concurrency=args.concurrency,
         log=lambda text: console.print(text, highlight=False),
+        extra_env=args.extra_env,
     )
     settings = (
         f"stand-in latency {options.latency_ms:g} ms; ticketq {options.workers} worker "
@@ -157,6 +246,26 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
         f"enqueue {size.enqueue:,} lines; import {size.import_rows:,} rows a file; "
         f"soak {size.soak:,} tickets"
     )
+    if args.extra_env:
+        settings += "; every ticketq phase with " + ", ".join(
+            f"{name}={value}" for name, value in sorted(args.extra_env.items())
+        )
+    fair, cap = fair_options(args, size), cap_options(args, size)
+    if "fair" in args.chosen:
+        settings += (
+            f"; fair: A {fair.a_tickets:,}, B {fair.b_tickets:,} after {fair.delay:g} s, "
+            f"{fair.rpm}/min" + (f", weights {fair.weights}" if fair.weighted else "")
+        )
+    if "cap" in args.chosen:
+        settings += (
+            f"; cap {cap.cap}: {cap.tickets:,} per lane at {cap.latency_ms:g} ms, "
+            f"{cap.slow_tickets:,} at {cap.slow_latency_ms:g} ms and {cap.slow_rpm}/min"
+            + (" (baseline too)" if cap.slow_baseline else "")
+        )
+    if "loaded" in args.chosen:
+        settings += f"; busy CPU: {args.busy} busy loops" + (
+            " (ticketq only)" if args.no_loaded_baseline else ""
+        )
     console.print(f"[bold]ticketq bench[/]: {settings}\nlogs in {run_dir}", highlight=False)
     rows: list[Row] = []
     growth: float | None = None
@@ -189,6 +298,26 @@ def run(args: argparse.Namespace, console: Console) -> tuple[list[Row], float | 
                 rows += [r for r in limited if r.scenario == "limited import"]
                 if "interactive" in args.chosen:
                     rows += [r for r in limited if r.scenario == "interactive"]
+            if "loaded" in args.chosen:
+                console.rule(f"limited import, {args.busy} busy loops")
+                rows += scenarios.limited_ticketq(bench, busy=args.busy, suffix=BUSY)
+                if not args.no_loaded_baseline:
+                    rows += scenarios.limited_baseline(bench, busy=args.busy, suffix=BUSY)
+            if "fair" in args.chosen:
+                console.rule(f"fair share ({fair.a_tickets:,} + {fair.b_tickets:,})")
+                rows.append(sharing.fair_ticketq(bench, fair))
+                rows.append(sharing.fair_baseline(bench, fair))
+                if fair.weighted:
+                    rows.append(sharing.fair_ticketq(bench, fair, weighted=True))
+            if "cap" in args.chosen:
+                console.rule(f"cap {cap.cap}")
+                ours = sharing.cap_ticketq(bench, cap)
+                theirs = sharing.cap_baseline(bench, cap)
+                rows += [r for r in ours if not r.scenario.startswith("cap 0,")]
+                rows += theirs + [r for r in ours if r.scenario.startswith("cap 0,")]
+                rows.append(sharing.cap_slow_ticketq(bench, cap))
+                if cap.slow_baseline:
+                    rows.append(sharing.cap_slow_baseline(bench, cap))
             if "memory" in args.chosen:
                 console.rule(f"memory ({size.soak:,} tickets)")
                 soak_rows, growth = scenarios.soak(bench, size.soak)
@@ -237,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[red]interrupted[/]: everything the bench started has been stopped")
         return 130
     neighbours = sorted(set(neighbours_before) | set(busy_neighbours()))
-    table_rows = report.with_ratios(rows)
+    table_rows = report.with_ratios(report.cpu_against_unlimited(rows))
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"ticketq bench {date}{' (quick)' if args.quick else ''}"
     console.print(report.rich_table(table_rows, title))
@@ -245,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     items = report.targets(rows, growth)
     console.print(report.targets_table(items))
+    items_13 = report.targets_13(rows)
+    console.print(report.targets_table(items_13, issue=13))
     extra = [f"took {time.monotonic() - started:,.0f} s"]
     extra += report.cpu_budget(rows, machine.cpus)
     if neighbours:
@@ -269,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code=code,
                 rows=table_rows,
                 target_items=items,
+                issue13=items_13,
                 extra=extra,
             )
         )

@@ -45,7 +45,8 @@ CONTROL_ATTEMPTS = 3  # broadcasts to workers before a phase gives up
 POLL_WINDOW = 2_000  # job states read per poll: the oldest pending ones
 FINAL_BASELINE = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 OUT_OF_THE_WAY = {"TICKETQ_RATE_LIMIT": "1000000/min", "TICKETQ_ACCOUNT_CONCURRENCY": "0"}
-SCENARIOS = ("single", "bulk", "limited", "enqueue", "import", "memory")
+SCENARIOS = ("single", "bulk", "limited", "enqueue", "import", "memory", "fair", "cap", "loaded")
+BUSY_LOOP = "while True: pass"  # one process keeping one core busy
 T = TypeVar("T")
 BODY = "p99 checkout latency has been above 2 s for 10 minutes in eu-west-1. " * 3
 
@@ -101,6 +102,7 @@ class Options:
     baseline_concurrency: int = 50
     interactive_every: float = 0.5
     log: Callable[[str], None] = print
+    extra_env: dict[str, str] = field(default_factory=dict)  # every ticketq phase, last
 
 
 @dataclass
@@ -198,8 +200,10 @@ class Bench:
         time.sleep(0.2)
         return int(self.client.info("memory")["used_memory"])
 
-    def fake_api(self, rpm_limit: int | None) -> FakeApiOptions:
-        return FakeApiOptions(latency_ms=self.options.latency_ms, rpm_limit=rpm_limit)
+    def fake_api(self, rpm_limit: int | None, latency_ms: float | None = None) -> FakeApiOptions:
+        """The stand-in's options: the run's latency unless a scenario sets its own."""
+        latency = self.options.latency_ms if latency_ms is None else latency_ms
+        return FakeApiOptions(latency_ms=latency, rpm_limit=rpm_limit)
 
     @contextlib.contextmanager
     def ticketq(
@@ -209,6 +213,7 @@ class Bench:
         settings_env: dict[str, str],
         rpm_limit: int | None = None,
         workers: int | None = None,
+        latency_ms: float | None = None,
     ) -> Iterator[TicketqPhase]:
         self.flush()
         config = StackConfig(
@@ -216,8 +221,8 @@ class Bench:
             workers=self.options.workers if workers is None else workers,
             worker_concurrency=self.options.concurrency,
             redis_url=self.redis.url,
-            fake_api=self.fake_api(rpm_limit),
-            settings_env=settings_env,
+            fake_api=self.fake_api(rpm_limit, latency_ms),
+            settings_env={**settings_env, **self.options.extra_env},
         )
         with LocalStack(config) as stack:
             phase = TicketqPhase(self, stack)
@@ -228,14 +233,19 @@ class Bench:
 
     @contextlib.contextmanager
     def baseline(
-        self, name: str, *, rpm_limit: int | None = None, start_worker: bool = True
+        self,
+        name: str,
+        *,
+        rpm_limit: int | None = None,
+        start_worker: bool = True,
+        latency_ms: float | None = None,
     ) -> Iterator[BaselinePhase]:
         self.flush()
         config = StackConfig(
             run_dir=self.options.run_dir / name,
             workers=0,
             redis_url=self.redis.url,
-            fake_api=self.fake_api(rpm_limit),
+            fake_api=self.fake_api(rpm_limit, latency_ms),
         )
         with LocalStack(config) as stack:
             phase = BaselinePhase(self, stack, self.options.run_dir / name)
@@ -265,10 +275,10 @@ class TicketqPhase:
         assert self.stack.fake_api is not None
         return Meter(self.worker_pids, self.stack.fake_api.pid, self.bench.redis_pid)
 
-    def submit_bulk(self, items: Sequence[dict[str, Any]]) -> list[str]:
+    def submit_bulk(self, items: Sequence[dict[str, Any]], account: str = ACCOUNT) -> list[str]:
         ids: list[str] = []
         for chunk in chunks(items, BULK_CHUNK):
-            ids += self.producer.submit_many(ACCOUNT, chunk).job_ids
+            ids += self.producer.submit_many(account, chunk).job_ids
         return ids
 
     def wait(self, ids: Sequence[str], timeout: float, progress: Progress) -> list[str]:
@@ -350,11 +360,16 @@ class BaselinePhase:
         assert self.stack.fake_api is not None
         return Meter(self.worker_pids, self.stack.fake_api.pid, self.bench.redis_pid)
 
-    def submit(self, items: Sequence[dict[str, Any]], submitted: dict[str, float]) -> list[str]:
+    def submit(
+        self,
+        items: Sequence[dict[str, Any]],
+        submitted: dict[str, float],
+        account: str = ACCOUNT,
+    ) -> list[str]:
         ids = []
         for item in items:
             started = time.time()
-            task_id: str = self.task.delay(ACCOUNT, item).id
+            task_id: str = self.task.delay(account, item).id
             submitted[task_id] = started
             ids.append(task_id)
         return ids
@@ -518,7 +533,7 @@ def pct_of_limit(created: int, seconds: float, rpm: int) -> float:
 # --- scenarios: single and bulk ------------------------------------------------------------
 
 
-def _deadline(count: int) -> float:
+def deadline(count: int) -> float:
     return 120 + count / 20
 
 
@@ -538,7 +553,7 @@ def throughput_ticketq(bench: Bench, scenario: str) -> list[Row]:
             else:
                 ids = phase.submit_bulk(items)
             submit_rate = len(ids) / (time.perf_counter() - started)
-            unfinished = phase.wait(ids, _deadline(len(ids)), meter.progress)
+            unfinished = phase.wait(ids, deadline(len(ids)), meter.progress)
             meter.stop()
             outcome = ticketq_outcome(phase.times(ids))
             notes = f"submitted at {submit_rate:,.0f}/s"
@@ -563,7 +578,7 @@ def throughput_baseline(bench: Bench, scenario: str) -> list[Row]:
             started = time.perf_counter()
             ids = phase.submit(items, submitted)
             submit_rate = len(ids) / (time.perf_counter() - started)
-            metas = phase.wait(ids, _deadline(len(ids)), meter.progress)
+            metas = phase.wait(ids, deadline(len(ids)), meter.progress)
             meter.stop()
             outcome = baseline_outcome(ids, submitted, metas)
             notes = f"submitted at {submit_rate:,.0f}/s"
@@ -629,11 +644,33 @@ def import_with_ticker(
     return ids, waited, interactive_ids
 
 
-def limited_ticketq(bench: Bench) -> list[Row]:
+@contextlib.contextmanager
+def busy_cpu(processes: int) -> Iterator[list[int]]:
+    """``processes`` busy loops (at the bench's own nice level) for the length of the block:
+    a competing load that keeps the cores busy, as a neighbour on a shared host does.
+    Yields their pids; they are killed and reaped when the block ends."""
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(processes)]
+    try:
+        yield [loop.pid for loop in loops]
+    finally:
+        for loop in loops:
+            loop.kill()
+        for loop in loops:
+            loop.wait()
+
+
+def limited_ticketq(bench: Bench, busy: int = 0, suffix: str = "") -> list[Row]:
+    """The rate-limited import with interactive tickets beside it; with ``busy`` busy loops
+    running from the moment the stack is up (its rows' scenarios end in ``suffix``)."""
     options = bench.options
     settings_env = {"TICKETQ_RATE_LIMIT": f"{options.rpm}/min"}
     count = options.import_tickets
-    with bench.ticketq("limited-ticketq", settings_env=settings_env, rpm_limit=options.rpm) as p:
+    with (
+        bench.ticketq(
+            f"limited-ticketq{busy or ''}", settings_env=settings_env, rpm_limit=options.rpm
+        ) as p,
+        busy_cpu(busy),
+    ):
         interactive_producer = Producer(p.stack.settings())
 
         def submit_one(n: int) -> str:
@@ -653,13 +690,18 @@ def limited_ticketq(bench: Bench) -> list[Row]:
         stats = p.control.stats()
         bulk = ticketq_outcome(p.times(ids))
         quick = ticketq_outcome(p.times(interactive_ids))
-    return _limited_rows("ticketq", bulk, quick, stats, meter, options, len(unfinished))
+    return _limited_rows(
+        "ticketq", bulk, quick, stats, meter, options, len(unfinished), suffix, busy
+    )
 
 
-def limited_baseline(bench: Bench) -> list[Row]:
+def limited_baseline(bench: Bench, busy: int = 0, suffix: str = "") -> list[Row]:
     options = bench.options
     count = options.import_tickets
-    with bench.baseline("limited-baseline", rpm_limit=options.rpm) as p:
+    with (
+        bench.baseline(f"limited-baseline{busy or ''}", rpm_limit=options.rpm) as p,
+        busy_cpu(busy),
+    ):
         submitted: dict[str, float] = {}
 
         def submit_one(n: int) -> str:
@@ -683,7 +725,7 @@ def limited_baseline(bench: Bench) -> list[Row]:
         unfinished = len(ids) + len(interactive_ids) - len(metas)
         bulk = baseline_outcome(ids, submitted, metas)
         quick = baseline_outcome(interactive_ids, submitted, metas)
-    return _limited_rows("baseline", bulk, quick, stats, meter, options, unfinished)
+    return _limited_rows("baseline", bulk, quick, stats, meter, options, unfinished, suffix, busy)
 
 
 def _limited_rows(
@@ -694,6 +736,8 @@ def _limited_rows(
     meter: Meter,
     options: Options,
     unfinished: int,
+    suffix: str = "",
+    busy: int = 0,
 ) -> list[Row]:
     first = min(bulk.first_submit, quick.first_submit)
     last = max(x for x in (bulk.last_done, quick.last_done) if not math.isnan(x))
@@ -706,9 +750,11 @@ def _limited_rows(
         not_ok=bulk.not_ok + quick.not_ok,
     )
     notes = f"{created:,} created in {last - first:,.0f} s, {stats.get('requests', 0):,} requests"
+    if busy:
+        notes += f"; {busy} busy loops kept the cores busy"
     if unfinished:
         notes += f"; {unfinished} unfinished at the deadline"
-    import_row = row("limited import", system, all_jobs, stats, meter, notes)
+    import_row = row(f"limited import{suffix}", system, all_jobs, stats, meter, notes)
     import_row = replace(
         import_row,
         tickets=bulk.submitted,
@@ -718,7 +764,7 @@ def _limited_rows(
         pct_limit=pct_of_limit(created, last - first, options.rpm),
     )
     interactive_row = Row(
-        scenario="interactive",
+        scenario=f"interactive{suffix}",
         system=system,
         tickets=quick.submitted,
         p50_s=percentile(quick.latencies, 50),
@@ -936,7 +982,7 @@ def drain_ticketq(bench: Bench, name: str, items: Sequence[dict[str, Any]], lane
             consuming(control, queues, True, workers)
         finally:
             control.close()
-        unfinished = phase.wait(ids, _deadline(len(ids)), meter.progress)
+        unfinished = phase.wait(ids, deadline(len(ids)), meter.progress)
         meter.stop()
         finished = (bench.used_memory() - before) / len(ids)
         outcome = replace(ticketq_outcome(phase.times(ids)), first_submit=started)
@@ -956,7 +1002,7 @@ def drain_baseline(bench: Bench, name: str, items: Sequence[dict[str, Any]]) -> 
         meter.start()
         started = time.time()
         consuming(phase.app, queues, True, 1)
-        metas = phase.wait(ids, _deadline(len(ids)), meter.progress)
+        metas = phase.wait(ids, deadline(len(ids)), meter.progress)
         meter.stop()
         finished = (bench.used_memory() - before) / len(ids)
         outcome = replace(baseline_outcome(ids, submitted, metas), first_submit=started)

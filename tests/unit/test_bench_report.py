@@ -10,12 +10,14 @@ from ops.bench.report import (
     Row,
     cell,
     combine,
+    cpu_against_unlimited,
     cpu_budget,
     markdown_document,
     markdown_table,
     notes_lines,
     rich_table,
     targets,
+    targets_13,
     with_ratios,
 )
 
@@ -167,3 +169,80 @@ def test_document_names_date_machine_command_and_targets() -> None:
     assert "Code: `abc1234`" in text
     assert "| single | one ticket per job" in text
     assert "- took 1 s" in text
+
+
+def test_pct_of_bound_is_a_column_left_out_of_ratio_rows() -> None:
+    rows = [
+        Row("cap 10, 20 ms, bulk", "ticketq", tickets_per_s=450, pct_bound=90.0),
+        Row("cap 10, 20 ms, bulk", "baseline", tickets_per_s=250),
+    ]
+    ours, theirs, ratio = with_ratios(rows)
+    assert cell(ours, COLUMN["pct_bound"]) == "90.0"
+    assert cell(theirs, COLUMN["pct_bound"]) == ""
+    assert cell(ratio, COLUMN["pct_bound"]) == ""
+    assert cell(ratio, COLUMN["tickets_per_s"]) == "1.80x"
+
+
+def test_issue_13_targets_read_the_fair_cap_and_busy_rows() -> None:
+    rows = [
+        Row("fair share", "ticketq", pct_bound=85.0),
+        Row("fair share", "baseline", pct_bound=10.0),
+        Row("fair share, weights 1:3", "ticketq", pct_bound=70.0),
+        Row("cap 10, 20 ms, bulk", "ticketq", tickets_per_s=450, pct_bound=90.0),
+        Row("cap 10, 20 ms, single", "ticketq", tickets_per_s=179, pct_bound=35.8),
+        Row("cap 0, 20 ms, bulk", "ticketq", tickets_per_s=1300),
+        Row("cap 10, 500 ms, limit 1000/min, bulk", "ticketq", pct_limit=98.0),
+        Row("limited import, busy CPU", "ticketq", pct_limit=97.0, http_429=1, worker_cpu_ms=0.9),
+        Row("interactive, busy CPU", "ticketq", p99_s=0.5),
+        Row("limited import", "ticketq", worker_cpu_ms=0.4),
+        Row("bulk", "ticketq", worker_cpu_ms=0.5),
+    ]
+    found = {t.what: (t.verdict, t.measured) for t in targets_13(rows)}
+    assert found == {
+        "account B beside A's import": ("met", "85% of the bound"),
+        "account B beside A's import, weighted": ("short", "70% of the bound"),
+        "one account's bulk import, short latency": ("met", "450/s, 90% of the bound"),
+        "one account's single jobs, short latency": ("short", "179/s, 36% of the bound"),
+        "one account's bulk import, long latency (the limit binds)": ("met", "98.0%, 0 x 429"),
+        "rate-limited import, busy CPU": ("short", "97.0%, 1 x 429"),
+        "interactive ticket during it, busy CPU": ("met", "p99 0.50 s"),
+        "worker CPU under the limit": ("met", "0.40 ms against 0.50 ms"),
+        "worker CPU under the limit, busy CPU": ("short", "0.90 ms against 0.50 ms"),
+    }
+    assert {t.verdict for t in targets_13([])} == {"not measured"}
+
+
+def test_limited_imports_are_noted_against_the_same_systems_unlimited_bulk_run() -> None:
+    rows = [
+        Row("bulk", "ticketq", worker_cpu_ms=0.5),
+        Row("bulk", "baseline", worker_cpu_ms=4.0),
+        Row("limited import", "ticketq", worker_cpu_ms=8.0, notes="5,000 created"),
+        Row("limited import, busy CPU", "baseline", worker_cpu_ms=36.0),
+        Row("interactive", "ticketq", worker_cpu_ms=1.0),
+    ]
+    out = cpu_against_unlimited(rows)
+    assert out[2].notes == (
+        "5,000 created; worker CPU 16.0x the unlimited bulk run's 0.50 ms/ticket"
+    )
+    assert out[3].notes == "worker CPU 9.0x the unlimited bulk run's 4.00 ms/ticket"
+    assert out[4].notes == "" and out[:2] == rows[:2]
+
+
+def test_document_has_issue_13s_targets_and_explains_every_scenario() -> None:
+    text = markdown_document(
+        date="2030-01-01 00:00 UTC",
+        machine=Machine(2, "Some CPU", "0.10 0.20 0.30"),
+        command="python -m ops.bench",
+        settings="s",
+        rows=[],
+        target_items=[],
+        issue13=targets_13([]),
+    )
+    assert "### Targets (issue 13)" in text
+    for scenario in (
+        "fair share",
+        "cap N, 20 ms, bulk / single",
+        "limited import / interactive, busy CPU",
+    ):
+        assert f"| {scenario}" in text
+    assert "one FIFO queue for\nevery account" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from ops.bench.scenarios import (
     Outcome,
     baseline_outcome,
+    busy_cpu,
     duplicates,
     epoch,
     pct_of_limit,
@@ -88,3 +90,15 @@ def test_slow_notes_say_how_many_interactive_tickets_were_late_and_when() -> Non
         "one every 0.5 s during the import; 2 over 2 s (max 4.0 s; sent at 1, 10 s into the import)"
     )
     assert slow_notes(replace(outcome, latencies=[0.1] * 4), 100.0, 0.5).endswith("0 over 2 s")
+
+
+def test_busy_loops_run_for_the_block_and_are_gone_after_it() -> None:
+    with busy_cpu(2) as pids:
+        assert len(pids) == 2
+        for pid in pids:
+            os.kill(pid, 0)  # alive
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with busy_cpu(0) as none:
+        assert none == []
