@@ -7,6 +7,7 @@ integration and chaos tests run the same deliveries against real HTTP and real w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -20,12 +21,13 @@ from typing import Any, cast
 import pytest
 import redis
 
+from tests.unit.test_decisions import claimed
 from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
 from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import Decisions
 from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
-from worker.delivery.runner import JobRunner
+from worker.delivery.runner import JobRunner, _next_group
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason, Request, interval_us
@@ -872,3 +874,12 @@ def test_a_ticket_made_at_the_first_request_leaves_no_history(redis_client: redi
 
     assert h.run(job_id).attempt_log == []
     assert h.redis.hget(job_key(job_id), "attempt_log") is None
+
+
+def test_reserved_moments_close_together_go_in_one_round_and_other_waits_keep_their_time() -> None:
+    reserved = dataclasses.replace(claimed(), reserved_until=time.time() + 10)
+    retry = claimed()
+
+    assert _next_group([(reserved, 0.10), (reserved, 0.30), (reserved, 0.40)]) == 0.30
+    assert _next_group([(retry, 0.10), (reserved, 0.30)]) == 0.10  # a retry is not held
+    assert _next_group([(reserved, 0.0), (reserved, 0.1)]) == 0.0  # due now goes now

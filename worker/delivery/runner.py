@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol, assert_never
 
@@ -116,7 +116,7 @@ class JobRunner:
         self._began = time.time()  # every request of this delivery went out after this
         waiting = self._claimed(job_ids, started)
         while waiting:
-            delay = _next_group(wait for _, wait in waiting)
+            delay = _next_group(waiting)
             if delay > 0:
                 time.sleep(delay)
             ready = [job for job, wait in waiting if wait <= delay]
@@ -384,14 +384,14 @@ def _standing(job: Job, now: float) -> Standing:
     return Standing.PASSED if job.reserved_until else Standing.FRESH
 
 
-def _next_group(waits: Iterable[float]) -> float:
-    """How long to sleep before the next round: until the last of the waits that fall
-    within ``GROUP`` of the first (a wait of 0 goes at once)."""
-    ordered = sorted(waits)
-    first = ordered[0]
-    if first <= 0:
+def _next_group(waiting: Waiting) -> float:
+    """How long to sleep before the next round: until the first wait, or, if that is a
+    reserved moment, until the last moment within ``GROUP`` of it (a wait of 0 goes at
+    once; other waits, such as a retry's, keep their own time)."""
+    first_job, first = min(waiting, key=lambda entry: entry[1])
+    if first <= 0 or not first_job.reserved_until:
         return first
-    return max(wait for wait in ordered if wait <= first + GROUP)
+    return max(wait for job, wait in waiting if job.reserved_until and wait <= first + GROUP)
 
 
 def _with_history(outcome: Transition, job: Job) -> Transition:
