@@ -47,7 +47,8 @@ class Job:
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
     # Its answered requests in this delivery, for the record's history with its next outcome.
     tried: tuple[AttemptEntry, ...] = ()
-    # The limiter gave it a moment: it goes then, unasked, if it is no later than this
+    # The limiter gave it a moment: at it, only its account's slot is asked for, if it is
+    # no later than this
     # (Unix seconds; 0: no moment reserved).
     reserved_until: float = 0.0
 
@@ -63,7 +64,7 @@ class Job:
         )
 
     def reserved(self, now: float) -> bool:
-        """Its reserved moment is still good: it goes without asking the limiter again."""
+        """Its reserved moment is still good: the rate need not be asked again."""
         return now <= self.reserved_until
 
     def answered(self, entry: AttemptEntry) -> Job:

@@ -8,7 +8,8 @@ this is one Lua script (``admit.lua``, GCRA) run in the Redis every worker alrea
 timed by Redis's own clock so hosts need not agree on theirs.
 
 Waiting for the limit costs nothing: a request the rate holds back a short while (at most
-``reserve_ahead``) is given its moment at once and goes then without asking again, and one
+``reserve_ahead``) is given its moment at once, counted by the schedule then (at its moment
+it asks only for its account's slot: no polling for the rate), and one
 held back longer joins its lane's line and is handed back. The lines are fair: while
 several accounts have requests waiting, each is let out at its weight's share of the rate
 (start-time fair queueing in ``admit.lua``; the scheduler releases them, ``release.lua``),

@@ -2,8 +2,8 @@
 -- rate per API key (and, if set, per linked account), fair lines between accounts, a cap
 -- on requests in flight per account, and pauses (429s, a refused key, an outage).
 -- A request the rate holds back no longer than it may wait in its delivery is given its
--- moment at once (RESERVED: the schedule counts it, and it goes then without asking again,
--- so waiting for the limit costs no polling). One held back longer joins its lane's line,
+-- moment at once (RESERVED: the schedule counts it; at the moment it asks once more, for
+-- its account's slot only, so waiting for the limit costs no polling). One held back longer joins its lane's line,
 -- ordered by start-time fair queueing: its tag is the later of the line's virtual time and
 -- its account's last tag, and the account's next tag is 1/weight further; so while
 -- several accounts wait, each gets the key's rate in proportion to its weight, and one
@@ -35,7 +35,7 @@
 -- apply; the rate counted it when it was reserved).
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
 -- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
--- wait_us, unasked), REASON_LINE (joined its lane's line: wait_us is how long until it is
+-- wait_us, asking then as STANDING_MOMENT), REASON_LINE (joined its lane's line: wait_us is how long until it is
 -- due again by itself, should no release come first), REASON_KEY_PAUSED,
 -- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
 -- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
