@@ -48,8 +48,7 @@ class Job:
     # Its answered requests in this delivery, for the record's history with its next outcome.
     tried: tuple[AttemptEntry, ...] = ()
     # The limiter gave it a moment: at it, only its account's slot is asked for, if it is
-    # no later than this
-    # (Unix seconds; 0: no moment reserved).
+    # no later than this (Unix seconds; 0: no moment reserved).
     reserved_until: float = 0.0
 
     @property
