@@ -41,6 +41,8 @@ class Job:
     sent_at: float = 0.0  # when its latest request went out (Unix seconds)
     probe: bool = False  # its request finds out whether the key works again (refused, outage)
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
+    # Held back only by its account's cap: a slot of the account freed ends its wait.
+    awaits_slot: bool = False
     # Its answered requests in this delivery, for the record's history with its next outcome.
     tried: tuple[AttemptEntry, ...] = ()
 
@@ -51,7 +53,7 @@ class Job:
     def sent(self, at: float, probe: bool) -> Job:
         """The job once its request went out at ``at``: one more attempt, counted until an
         answer says it was not the job's fault."""
-        return replace(self, attempts=self.attempts + 1, sent_at=at, probe=probe)
+        return replace(self, attempts=self.attempts + 1, sent_at=at, probe=probe, awaits_slot=False)
 
     def answered(self, entry: AttemptEntry) -> Job:
         """The job with its latest request's answer in its history."""
@@ -211,7 +213,10 @@ class Decisions:
         self, job: Job, admission: Admission, refusal: KeyRefusal | None, moment: Moment
     ) -> Decision:
         """The limits said wait: in this delivery if the wait is short, else hand back.
-        ``refusal`` is StackOne's last word on the key, when it is the key that waits."""
+        ``refusal`` is StackOne's last word on the key, when it is the key that waits.
+        A job held back only by its account's cap waits for a slot of it to come free (the
+        wait is then the longest it waits: the runner asks again as soon as one does)."""
+        job = replace(job, awaits_slot=admission.reason is Reason.ACCOUNT_BUSY)
         if admission.reason is Reason.KEY_REFUSED:
             said = f" ({refusal.status}: {refusal.message})" if refusal else ""
             error = JobError(

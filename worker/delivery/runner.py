@@ -7,7 +7,8 @@ then in rounds admit every waiting job through the shared limiter (one pipeline)
 admitted ones concurrently on the worker's event loop, decide each answer, perform the
 effects the decisions name (pauses, the key's health, an outage) and record the outcomes (one
 pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
-the due index, so a worker slot never sleeps for long. Only the runner reads the clock: it
+the due index, so a worker slot never sleeps for long; jobs held back by their account's
+cap go round as soon as a slot of it comes free. Only the runner reads the clock: it
 times each request, and every answered one is a line of the log and a count in the
 process's metrics (``worker/delivery/attempt.py``, ``worker/delivery/metrics.py``).
 """
@@ -113,10 +114,29 @@ class JobRunner:
         while waiting:
             delay = min(wait for _, wait in waiting)
             if delay > 0:
-                time.sleep(delay)
+                waiting, delay = self._pause(delay, waiting)
             ready = [job for job, wait in waiting if wait <= delay]
             later = [(job, wait - delay) for job, wait in waiting if wait > delay]
             waiting = later + self._round(ready, started)
+
+    def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
+        """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
+        seconds waited. Jobs held back only by their account's cap wait for one of its
+        slots instead (a semaphore's waiters, not a poll): when one comes free, they are due
+        at once, and the rest have waited that much less."""
+        accounts = sorted({job.spec.account_id for job, _ in waiting if job.awaits_slot})
+        if not accounts:
+            time.sleep(delay)
+            return waiting, delay
+        began = time.monotonic()
+        freed = self._limiter.wait_for_slot(accounts, delay)
+        if freed is None:
+            return waiting, delay
+        woken = [
+            (job, 0.0 if job.awaits_slot and job.spec.account_id == freed else wait)
+            for job, wait in waiting
+        ]
+        return woken, min(time.monotonic() - began, delay)
 
     def _moment(self, spent: float) -> Moment:
         """Now, for a decision of a delivery that has run ``spent`` seconds (a round's

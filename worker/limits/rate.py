@@ -112,6 +112,12 @@ class Limiter:
             Admission(reason, wait_us / 1e6) for reason, wait_us in self._store.admit(limits, asks)
         ]
 
+    def wait_for_slot(self, accounts: Sequence[str], timeout: float) -> str | None:
+        """Wait at most ``timeout`` seconds for a request of one of these accounts, each at
+        its cap, to be answered and recorded: the account with a slot free again, or None.
+        Only one of the requests waiting for that slot is woken (a semaphore's waiter)."""
+        return self._store.wait_for_slot(accounts, timeout)
+
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""
         self._store.pause_key(seconds)

@@ -89,6 +89,19 @@ def inflight_key(account_id: str) -> str:
     return f"{PREFIX}:inflight:{segment(account_id)}"
 
 
+def wake_key(account_id: str) -> str:
+    """Wake tokens of an account at its cap (a list): recording an outcome frees a slot and
+    pushes one, and a delivery waiting for a slot takes it (BLPOP) and asks again at once.
+    Kept at most as long as ``WAKE_TTL_MS`` after the last push, and at most one token per
+    slot free when it was pushed."""
+    return f"{PREFIX}:wake:{segment(account_id)}"
+
+
+# How long wake tokens outlive the last slot freed (ms): a delivery refused an instant before
+# still finds the token, and tokens nobody waited for do not wake the next one much later.
+WAKE_TTL_MS = 2000
+
+
 def account_pause_key(account_id: str) -> str:
     """The pause the provider behind one linked account asked for (a 429), until when (ms)."""
     return f"{PREFIX}:rl:pause:account:{segment(account_id)}"

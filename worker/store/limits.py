@@ -10,6 +10,7 @@ is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -17,7 +18,7 @@ from typing import cast
 import redis
 from redis.client import Pipeline
 
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
+from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key, wake_key
 from worker.store.scripts import ADMIT, PAUSE, Reason, run_one
 
 NO_LINE = 2**53  # a bulk hold this long (microseconds) never sends anyone to the line
@@ -131,6 +132,19 @@ class LimitStore:
             args += [ask.burst_us, ask.holder, "1" if ask.bulk else "0"]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
+
+    def wait_for_slot(self, accounts: Sequence[str], timeout: float) -> str | None:
+        """Block until a slot of one of these accounts (each at its cap) comes free, for at
+        most ``timeout`` seconds: the account whose wake token this took, or None.
+
+        One token is pushed per slot freed (``transition.lua``), and each waiter takes one,
+        so a freed slot wakes one waiter, not every one. The wait holds one connection of
+        the pool for its length (the client sets no socket timeout that could cut it)."""
+        names = {wake_key(account): account for account in accounts}
+        # Redis takes a whole number of ms here, and 0 blocks for good.
+        seconds = max(math.ceil(timeout * 1000), 1) / 1000
+        popped = cast(tuple[str, str] | None, self._redis.blpop(list(names), timeout=seconds))
+        return names[popped[0]] if popped else None
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""
