@@ -508,6 +508,17 @@ def test_a_bulk_job_waiting_for_its_account_takes_the_ordinary_wait() -> None:
     assert decision.step == Again(3.0)
 
 
+def test_a_job_held_back_by_its_accounts_cap_waits_for_a_slot_and_no_other_wait_does() -> None:
+    """The runner ends that wait as soon as a slot of the account comes free; a wait for
+    the rate or a pause is slept out, whatever the job waited for before."""
+    busy = rules().not_admitted(claimed(), Admission(Reason.ACCOUNT_BUSY, 1.0), None, CALM)
+    then_rate = rules().not_admitted(busy.job, Admission(Reason.RATE, 0.5), None, CALM)
+
+    assert busy.job.awaits_slot and busy.step == Again(1.0)
+    assert not then_rate.job.awaits_slot
+    assert not busy.job.sent(NOW, probe=False).awaits_slot
+
+
 # --- after claiming --------------------------------------------------------------------
 
 

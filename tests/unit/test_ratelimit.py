@@ -4,17 +4,19 @@ per-account cap, the pauses a 429 asks for, and an outage's pause and probe."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
 import redis
 
+from worker.contract import JobSpec, TicketIds
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
 from worker.settings import RateLimit, Settings
-from worker.store.jobs import Lane
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
+from worker.store.jobs import Claim, JobStore, Lane
+from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key, wake_key
 from worker.store.limits import LimitStore
 
 
@@ -148,6 +150,48 @@ def test_an_account_at_its_cap_waits_until_a_request_leaves_its_in_flight_set(
     assert busy.reason is Reason.ACCOUNT_BUSY and busy.wait > 0
     assert lim.admit("acct", "interactive", "c").admitted
     assert lim.admit("other-account", "interactive", "d").admitted
+
+
+def test_a_request_waiting_for_its_accounts_slot_is_woken_when_an_outcome_frees_one(
+    redis_client: redis.Redis,
+) -> None:
+    """A semaphore's waiter: recording the answer of the request in flight wakes the one
+    waiting, which is then admitted, long before its timeout."""
+    lim = limiter(redis_client, "6000/min", cap=1)
+    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60, account_cap=1)
+    job_spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "t"}})
+    first = store.claim(store.create(job_spec, "interactive").job_id)
+    assert isinstance(first, Claim) and lim.admit("acct", "interactive", first.token).admitted
+    assert lim.admit("acct", "interactive", "second").reason is Reason.ACCOUNT_BUSY
+    answered = threading.Timer(0.2, store.succeed, (first, job_spec, TicketIds(id="t-1"), 1))
+    answered.start()
+
+    woken = lim.wait_for_slots({"other-account": 1, "acct": 1}, timeout=5)
+
+    answered.join()
+    assert woken == ("acct", 1)
+    assert lim.admit("acct", "interactive", "second").admitted
+
+
+def test_a_freed_slot_wakes_one_waiter_and_the_next_waits_out_its_timeout(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "6000/min", cap=3)
+    redis_client.lpush(wake_key("acct"), "1")  # what recording one outcome leaves
+
+    assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 1)
+    assert lim.wait_for_slots({"acct": 2}, timeout=0.05) is None
+
+
+def test_a_waiter_takes_every_freed_slot_it_can_use_and_leaves_the_rest(
+    redis_client: redis.Redis,
+) -> None:
+    """Slots freed while nobody waited (a delivery's own answers, recorded together)."""
+    lim = limiter(redis_client, "6000/min", cap=3)
+    redis_client.lpush(wake_key("acct"), "1", "1", "1")
+
+    assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 2)
+    assert lim.wait_for_slots({"acct": 5}, timeout=1.0) == ("acct", 1)
 
 
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol, assert_never
@@ -121,21 +122,23 @@ class JobRunner:
 
     def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
         """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
-        seconds waited. Jobs held back only by their account's cap wait for one of its
-        slots instead (a semaphore's waiters, not a poll): when one comes free, they are due
-        at once, and the rest have waited that much less."""
-        accounts = sorted({job.spec.account_id for job, _ in waiting if job.awaits_slot})
-        if not accounts:
+        seconds waited. Jobs held back only by their account's cap wait for its slots
+        instead (a semaphore's waiters, not a poll): as many as came free are due at once,
+        and the rest have waited that much less."""
+        wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
+        if not wanted:
             time.sleep(delay)
             return waiting, delay
         began = time.monotonic()
-        freed = self._limiter.wait_for_slot(accounts, delay)
+        freed = self._limiter.wait_for_slots(wanted, delay)
         if freed is None:
             return waiting, delay
-        woken = [
-            (job, 0.0 if job.awaits_slot and job.spec.account_id == freed else wait)
-            for job, wait in waiting
-        ]
+        account, slots = freed
+        woken: Waiting = []
+        for job, wait in waiting:
+            if slots and job.awaits_slot and job.spec.account_id == account:
+                wait, slots = 0.0, slots - 1
+            woken.append((job, wait))
         return woken, min(time.monotonic() - began, delay)
 
     def _moment(self, spent: float) -> Moment:

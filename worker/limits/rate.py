@@ -19,7 +19,7 @@ whole pipelined batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from worker.settings import RateLimit
@@ -112,11 +112,12 @@ class Limiter:
             Admission(reason, wait_us / 1e6) for reason, wait_us in self._store.admit(limits, asks)
         ]
 
-    def wait_for_slot(self, accounts: Sequence[str], timeout: float) -> str | None:
-        """Wait at most ``timeout`` seconds for a request of one of these accounts, each at
-        its cap, to be answered and recorded: the account with a slot free again, or None.
-        Only one of the requests waiting for that slot is woken (a semaphore's waiter)."""
-        return self._store.wait_for_slot(accounts, timeout)
+    def wait_for_slots(self, wanted: Mapping[str, int], timeout: float) -> tuple[str, int] | None:
+        """Wait at most ``timeout`` seconds for requests of these accounts, each at its cap,
+        to be answered and recorded: the account with slots free again and how many of them
+        are this caller's to ask for (at most as many as it ``wanted``), or None. A freed
+        slot wakes one waiter (a semaphore's), not every one."""
+        return self._store.wait_for_slots(wanted, timeout)
 
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -133,18 +133,29 @@ class LimitStore:
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
 
-    def wait_for_slot(self, accounts: Sequence[str], timeout: float) -> str | None:
+    def wait_for_slots(self, wanted: Mapping[str, int], timeout: float) -> tuple[str, int] | None:
         """Block until a slot of one of these accounts (each at its cap) comes free, for at
-        most ``timeout`` seconds: the account whose wake token this took, or None.
+        most ``timeout`` seconds: the account and how many of its freed slots this took (at
+        most as many as ``wanted`` of it), or None.
 
-        One token is pushed per slot freed (``transition.lua``), and each waiter takes one,
-        so a freed slot wakes one waiter, not every one. The wait holds one connection of
-        the pool for its length (the client sets no socket timeout that could cut it)."""
-        names = {wake_key(account): account for account in accounts}
-        # Redis takes a whole number of ms here, and 0 blocks for good.
+        One token is pushed per slot freed (``transition.lua``) and each blocked waiter
+        takes one, the longest waiting first, so a freed slot wakes one waiter, not every
+        one; tokens nobody waited for are taken all at once. The wait holds a connection of
+        the pool for its length (the client sets no socket timeout to cut it short)."""
+        names = {wake_key(account): account for account in wanted}
+        # Redis takes a whole number of ms here, and 0 would block for good; a socket
+        # timeout set in TICKETQ_REDIS_URL must not cut the wait short (then it ends early).
         seconds = max(math.ceil(timeout * 1000), 1) / 1000
+        read_timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if read_timeout:
+            seconds = min(seconds, read_timeout / 2)
         popped = cast(tuple[str, str] | None, self._redis.blpop(list(names), timeout=seconds))
-        return names[popped[0]] if popped else None
+        if popped is None:
+            return None
+        account = names[popped[0]]
+        more = wanted[account] - 1
+        taken = cast(list[str] | None, self._redis.lpop(popped[0], more)) if more > 0 else None
+        return account, 1 + len(taken or [])
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""
