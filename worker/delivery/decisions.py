@@ -214,8 +214,10 @@ class Decisions:
     ) -> Decision:
         """The limits said wait: in this delivery if the wait is short, else hand back.
         ``refusal`` is StackOne's last word on the key, when it is the key that waits.
-        A job held back only by its account's cap waits for a slot of it to come free (the
-        wait is then the longest it waits: the runner asks again as soon as one does)."""
+        A job held back only by its account's cap waits in its delivery for a slot of the
+        account, as long as the delivery may wait: the runner sends it as soon as one comes
+        free (the cap's own wait, at most a second, is then only how long a job handed back
+        waits)."""
         job = replace(job, awaits_slot=admission.reason is Reason.ACCOUNT_BUSY)
         if admission.reason is Reason.KEY_REFUSED:
             said = f" ({refusal.status}: {refusal.message})" if refusal else ""
@@ -239,6 +241,8 @@ class Decisions:
             delay = max(admission.wait - self._come_back_lead, 0.0)
             return Decision(job, self._wait(job, error, delay, moment, held_back=True))
         if self._waits_in_process(admission.wait, moment):
+            if job.awaits_slot:
+                return Decision(job, Again(self._inprocess_max_delay - moment.spent))
             return Decision(job, Again(admission.wait))
         held_back = admission.reason is Reason.RATE
         return Decision(job, self._wait(job, error, admission.wait, moment, held_back=held_back))

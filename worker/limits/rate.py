@@ -1,6 +1,7 @@
 """Limits shared by every worker process on every host: one rate per API key, a cap on
-requests in flight per linked account, the pauses a 429 asks for, and the holds of a
-refused key (``keyhealth.py``) and of an outage (``outage.py``), each with its one probe.
+requests in flight per linked account (a semaphore with waiters: a slot freed wakes one
+request waiting for it), the pauses a 429 asks for, and the holds of a refused key
+(``keyhealth.py``) and of an outage (``outage.py``), each with its one probe.
 
 Celery's ``rate_limit`` is per worker, so it cannot keep a fleet under StackOne's limit;
 this is one Lua script (``admit.lua``, GCRA) run in the Redis every worker already uses,
