@@ -34,6 +34,7 @@ from worker.store.keys import (
     QUEUES,
     WAKE_TTL_MS,
     batch_key,
+    freed_key,
     idempotency_key,
     inflight_key,
     job_key,
@@ -242,11 +243,11 @@ def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_sl
     assert redis_client.zcard(inflight_key("acct-1")) == 0
 
 
-def test_an_outcome_that_frees_an_account_slot_leaves_a_token_to_wake_one_waiting_delivery(
+def test_an_outcome_that_frees_an_account_slot_counts_it_and_wakes_one_waiting_delivery(
     redis_client: redis.Redis,
 ) -> None:
-    """One token per slot freed, and never more tokens than slots free: a slot another
-    delivery took without waiting wakes nobody in vain later."""
+    """The first slot counted signals one waiter, which takes them all (slots.lua); never
+    more counted than slots free: one another delivery took without waiting wakes nobody."""
     store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, account_cap=2)
     first, second = (claimed(store, spec()) for _ in range(2))
     lease_end = time.time() * 1000 + 60_000
@@ -254,12 +255,14 @@ def test_an_outcome_that_frees_an_account_slot_leaves_a_token_to_wake_one_waitin
     error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
 
     store.retry_later(first, spec(), error, due_at=time.time(), attempts=1)
-    one = redis_client.llen(wake_key("acct-1"))
+    one = (redis_client.get(freed_key("acct-1")), redis_client.llen(wake_key("acct-1")))
     redis_client.zadd(inflight_key("acct-1"), {"took-it-without-waiting": lease_end})
     store.retry_later(second, spec(), error, due_at=time.time(), attempts=1)
 
-    assert one == 1
-    assert redis_client.llen(wake_key("acct-1")) == 1  # one slot free now
+    assert one == ("1", 1)
+    assert redis_client.get(freed_key("acct-1")) == "1"  # one slot free now
+    assert redis_client.llen(wake_key("acct-1")) == 1  # one waiter woken, not two
+    assert 0 < redis_client.pttl(freed_key("acct-1")) <= WAKE_TTL_MS
     assert 0 < redis_client.pttl(wake_key("acct-1")) <= WAKE_TTL_MS
 
 
@@ -277,7 +280,7 @@ def test_an_outcome_that_frees_no_slot_wakes_nobody(
     uncapped.retry_later(uncapped_job, spec(), error, due_at=time.time(), attempts=1)
 
     assert redis_client.zcard(inflight_key("acct-1")) == 0
-    assert redis_client.exists(wake_key("acct-1")) == 0
+    assert redis_client.exists(wake_key("acct-1"), freed_key("acct-1")) == 0
 
 
 def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(

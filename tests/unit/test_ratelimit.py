@@ -16,7 +16,14 @@ from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import INTERACTIVE_BURST, Limiter, Reason, burst_us, interval_us
 from worker.settings import RateLimit, Settings
 from worker.store.jobs import Claim, JobStore, Lane
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key, wake_key
+from worker.store.keys import (
+    WAKE_TTL_MS,
+    ApiKeyNames,
+    account_pause_key,
+    freed_key,
+    inflight_key,
+    wake_key,
+)
 from worker.store.limits import LimitStore
 
 
@@ -173,25 +180,32 @@ def test_a_request_waiting_for_its_accounts_slot_is_woken_when_an_outcome_frees_
     assert lim.admit("acct", "interactive", "second").admitted
 
 
+def freed_for_waiters(client: redis.Redis, account: str, slots: int) -> None:
+    """What recording the answers of ``slots`` requests leaves (transition.lua)."""
+    client.set(freed_key(account), slots, px=WAKE_TTL_MS)
+    client.lpush(wake_key(account), "1")
+
+
 def test_a_freed_slot_wakes_one_waiter_and_the_next_waits_out_its_timeout(
     redis_client: redis.Redis,
 ) -> None:
     lim = limiter(redis_client, "6000/min", cap=3)
-    redis_client.lpush(wake_key("acct"), "1")  # what recording one outcome leaves
+    freed_for_waiters(redis_client, "acct", 1)
 
     assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 1)
     assert lim.wait_for_slots({"acct": 2}, timeout=0.05) is None
 
 
-def test_a_waiter_takes_every_freed_slot_it_can_use_and_leaves_the_rest(
+def test_a_waiter_takes_every_freed_slot_it_can_use_and_wakes_the_next_for_the_rest(
     redis_client: redis.Redis,
 ) -> None:
-    """Slots freed while nobody waited (a delivery's own answers, recorded together)."""
+    """The slots one delivery's answers freed together go out together again."""
     lim = limiter(redis_client, "6000/min", cap=3)
-    redis_client.lpush(wake_key("acct"), "1", "1", "1")
+    freed_for_waiters(redis_client, "acct", 3)
 
     assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 2)
     assert lim.wait_for_slots({"acct": 5}, timeout=1.0) == ("acct", 1)
+    assert lim.wait_for_slots({"acct": 5}, timeout=0.05) is None
 
 
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(

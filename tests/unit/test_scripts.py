@@ -27,6 +27,7 @@ from worker.store.scripts import (
     REPLAY,
     SCRIPTS,
     SENT,
+    SLOTS,
     TRANSITION,
     UNCREATE,
     Call,
@@ -119,6 +120,7 @@ def every_script_once() -> list[Call]:
         Call(ADMIT, ["s", "p", "rp", "r", "pr", "l"], [1000, 0, 1000, 1000, 0]),
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
         Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
+        Call(SLOTS, ["ticketq:test:freed", "ticketq:test:wake"], [1, 1000]),
     ]
 
 

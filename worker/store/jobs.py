@@ -41,6 +41,7 @@ from worker.store.keys import (
     WAKE_TTL_MS,
     batch_info_key,
     batch_key,
+    freed_key,
     idempotency_key,
     inflight_key,
     job_key,
@@ -520,7 +521,7 @@ class JobStore:
             ticket_key(account, change.ticket.id) if spec and change.ticket else "",
             inflight_key(account) if spec else "",
             *_batch_keys(spec.batch_id if spec else None),
-            wake_key(account) if spec and self._account_cap else "",
+            *((wake_key(account), freed_key(account)) if spec and self._account_cap else ("", "")),
         ]
         fields = dict(change.fields)
         if change.ticket is not None:

@@ -90,15 +90,20 @@ def inflight_key(account_id: str) -> str:
 
 
 def wake_key(account_id: str) -> str:
-    """Wake tokens of an account at its cap (a list): recording an outcome frees a slot and
-    pushes one, and a delivery waiting for a slot takes it (BLPOP) and asks again at once.
-    Kept at most as long as ``WAKE_TTL_MS`` after the last push, and at most one token per
-    slot free when it was pushed."""
+    """The wake signal of an account at its cap (a list of at most one element): pushed when
+    a slot is freed for waiters with none freed before, taken (BLPOP) by the delivery that
+    has waited longest for one, which then takes the freed slots (``freed_key``)."""
     return f"{PREFIX}:wake:{segment(account_id)}"
 
 
-# How long wake tokens outlive the last slot freed (ms): a delivery refused an instant before
-# still finds the token, and tokens nobody waited for do not wake the next one much later.
+def freed_key(account_id: str) -> str:
+    """The slots of an account freed for the deliveries waiting for one and not yet taken by
+    any (a count, at most the slots free when it last grew)."""
+    return f"{PREFIX}:freed:{segment(account_id)}"
+
+
+# How long the signal and the count outlive their last change (ms): a delivery refused an
+# instant before still finds them, and slots nobody waited for wake nobody much later.
 WAKE_TTL_MS = 2000
 
 

@@ -18,8 +18,15 @@ from typing import cast
 import redis
 from redis.client import Pipeline
 
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key, wake_key
-from worker.store.scripts import ADMIT, PAUSE, Reason, run_one
+from worker.store.keys import (
+    WAKE_TTL_MS,
+    ApiKeyNames,
+    account_pause_key,
+    freed_key,
+    inflight_key,
+    wake_key,
+)
+from worker.store.scripts import ADMIT, PAUSE, SLOTS, Reason, run_one
 
 NO_LINE = 2**53  # a bulk hold this long (microseconds) never sends anyone to the line
 
@@ -134,14 +141,15 @@ class LimitStore:
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
 
     def wait_for_slots(self, wanted: Mapping[str, int], timeout: float) -> tuple[str, int] | None:
-        """Block until a slot of one of these accounts (each at its cap) comes free, for at
+        """Block until slots of one of these accounts (each at its cap) are freed, for at
         most ``timeout`` seconds: the account and how many of its freed slots this took (at
-        most as many as ``wanted`` of it), or None.
+        most as many as ``wanted`` of it; 0 if others took them meanwhile), or None.
 
-        One token is pushed per slot freed (``transition.lua``) and each blocked waiter
-        takes one, the longest waiting first, so a freed slot wakes one waiter, not every
-        one; tokens nobody waited for are taken all at once. The wait holds a connection of
-        the pool for its length (the client sets no socket timeout to cut it short)."""
+        A slot freed is counted, and the first one counted signals the longest waiting
+        delivery (``transition.lua``), which takes as many as it can use (``slots.lua``) and
+        leaves the rest to the next: a freed slot wakes one waiter, not every one, and the
+        slots one delivery's answers freed together go out together again. The wait holds
+        a connection of the pool for its length."""
         names = {wake_key(account): account for account in wanted}
         # Redis takes a whole number of ms here, and 0 would block for good; a socket
         # timeout set in TICKETQ_REDIS_URL must not cut the wait short (then it ends early).
@@ -153,9 +161,8 @@ class LimitStore:
         if popped is None:
             return None
         account = names[popped[0]]
-        more = wanted[account] - 1
-        taken = cast(list[str] | None, self._redis.lpop(popped[0], more)) if more > 0 else None
-        return account, 1 + len(taken or [])
+        keys = [freed_key(account), popped[0]]
+        return account, int(run_one(self._redis, SLOTS, keys, [wanted[account], WAKE_TTL_MS]))
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""

@@ -172,6 +172,7 @@ REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=D
 PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason)
 PAUSE = Script("pause.lua")
+SLOTS = Script("slots.lua")
 SCRIPTS = (
     CREATE,
     SENT,
@@ -185,6 +186,7 @@ SCRIPTS = (
     ADMIT,
     PAUSE,
     UNCREATE,
+    SLOTS,
 )
 
 
