@@ -1,7 +1,8 @@
 """The limiter's and the key health's state in Redis, for one StackOne API key: its rate
 schedule and bulk line, the pauses 429s ask for, StackOne's refusal of the key (a 401/403)
 with the pause and the probe that follow it, and an outage (5xx and connection errors in a
-row) with its growing pause and its probe.
+row) with its growing pause and its probe; and the wait of a request held back by its
+account's cap for a slot to come free (``wait_for_slots``).
 
 Times are Redis's own clock, so hosts need not agree on theirs. The policy (what the rate
 is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.

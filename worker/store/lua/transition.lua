@@ -14,7 +14,7 @@
 -- (else ""), appended to the record's attempt_log, which keeps the last ARGV[10]; a job
 -- that succeeded at its first request keeps none,
 -- ARGV[11] the account cap (requests in flight per account; 0: none), ARGV[12] ms the count
--- and the signal live after they last changed, ARGV[13..] field/value pairs to set; an
+-- and the signal live from the first slot counted, ARGV[13..] field/value pairs to set; an
 -- empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
