@@ -208,6 +208,18 @@ def test_a_waiter_takes_every_freed_slot_it_can_use_and_wakes_the_next_for_the_r
     assert lim.wait_for_slots({"acct": 5}, timeout=0.05) is None
 
 
+def test_slots_freed_and_not_yet_taken_are_taken_at_once_though_another_waiter_was_woken(
+    redis_client: redis.Redis,
+) -> None:
+    """The delivery whose answers freed them is running already: it sends its next jobs at
+    once, and the waiter the signal woke finds none and waits again."""
+    lim = limiter(redis_client, "6000/min", cap=3)
+    freed_for_waiters(redis_client, "acct", 2)
+    redis_client.delete(wake_key("acct"))  # the signal went to a delivery blocked on it
+
+    assert lim.wait_for_slots({"acct": 5}, timeout=1.0) == ("acct", 2)
+
+
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(
     redis_client: redis.Redis,
 ) -> None:

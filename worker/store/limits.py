@@ -149,8 +149,14 @@ class LimitStore:
         A slot freed is counted, and the first one counted signals the longest waiting
         delivery (``transition.lua``), which takes as many as it can use (``slots.lua``) and
         leaves the rest to the next: a freed slot wakes one waiter, not every one, and the
-        slots one delivery's answers freed together go out together again. The wait holds
-        a connection of the pool for its length."""
+        slots one delivery's answers freed together go out together again. Slots freed and
+        not yet taken are taken first, without waiting: so a delivery whose own answers
+        freed them sends its next jobs at once, before the waiter they woke comes to take
+        them (it finds none and waits again). The wait holds a connection of the pool."""
+        for account, most in wanted.items():
+            taken = self._take_slots(account, most)
+            if taken:
+                return account, taken
         names = {wake_key(account): account for account in wanted}
         # Redis takes a whole number of ms here, and 0 would block for good; a socket
         # timeout set in TICKETQ_REDIS_URL must not cut the wait short (then it ends early).
@@ -162,8 +168,12 @@ class LimitStore:
         if popped is None:
             return None
         account = names[popped[0]]
-        keys = [freed_key(account), popped[0]]
-        return account, int(run_one(self._redis, SLOTS, keys, [wanted[account], WAKE_TTL_MS]))
+        return account, self._take_slots(account, wanted[account])
+
+    def _take_slots(self, account: str, most: int) -> int:
+        """Up to ``most`` of the account's freed slots (slots.lua)."""
+        keys = [freed_key(account), wake_key(account)]
+        return int(run_one(self._redis, SLOTS, keys, [most, WAKE_TTL_MS]))
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""
