@@ -204,7 +204,7 @@ class JobStore:
         account_cap: int = 0,
     ) -> None:
         self.redis = client
-        self._account_cap = account_cap  # an outcome frees a slot: a token wakes a waiter
+        self._account_cap = account_cap  # a slot an outcome frees is counted for its waiters
         self._succeeded_ttl = succeeded_ttl
         self._keep_body = keep_body
         self._lease_seconds = lease_seconds

@@ -102,8 +102,9 @@ def freed_key(account_id: str) -> str:
     return f"{PREFIX}:freed:{segment(account_id)}"
 
 
-# How long the signal and the count outlive their last change (ms): a delivery refused an
-# instant before still finds them, and slots nobody waited for wake nobody much later.
+# How long the signal and the count live (ms; the count from its first slot, the signal
+# from its push): a delivery refused an instant before still finds them, and slots nobody
+# waited for wake nobody much later.
 WAKE_TTL_MS = 2000
 
 
