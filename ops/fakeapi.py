@@ -177,6 +177,7 @@ class _State:
         self.by_status: Counter[int] = Counter()
         self.created_by_title: Counter[str] = Counter()
         self.requests_by_title: defaultdict[str, list[float]] = defaultdict(list)
+        self.in_flight: dict[str, _InFlight] = {}  # create requests per x-account-id
 
     def next_step(self, title: str | None) -> Step | None:
         if title is None:
@@ -236,6 +237,14 @@ class _State:
         self.order.append(ticket)
         return ticket
 
+    def arrived(self, account: str) -> _InFlight:
+        """A create request for ``account`` came in (before any check or latency): the
+        account's figures, which its answer (or drop) updates again (a reset meanwhile
+        leaves them behind)."""
+        flight = self.in_flight.setdefault(account, _InFlight())
+        flight.arrived(time.monotonic())
+        return flight
+
     def shown(self, ticket: _Ticket) -> dict[str, Any]:
         """The ticket as a read (listing or by id) returns it, in the current ``list_style``."""
         return _LIST_STYLES[self.options.list_style](ticket.record)
@@ -247,7 +256,9 @@ class _State:
         time to ``requests_by_title``; ``by_status`` counts the answers sent and ``dropped``
         the connections that ``create_then_drop`` aborted instead. Tickets created by
         someone else (``/_fake/tickets``, ``also_elsewhere``) count only in
-        ``created_elsewhere``.
+        ``created_elsewhere``. ``in_flight_by_account`` says, per ``x-account-id``, how many
+        create requests were in flight at once at most (``peak``) and on average from its
+        first arrival to its last answer (``mean``), for the account cap.
         """
         return {
             "requests": self.requests,
@@ -257,7 +268,41 @@ class _State:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "created_by_title": dict(self.created_by_title),
             "requests_by_title": dict(self.requests_by_title),
+            "in_flight_by_account": {
+                account: flight.figures() for account, flight in self.in_flight.items()
+            },
         }
+
+
+@dataclass
+class _InFlight:
+    """One account's create requests in flight: now, at most, and over time (the cap's use)."""
+
+    now: int = 0
+    peak: int = 0
+    first: float | None = None  # the first arrival, monotonic seconds
+    last: float = 0.0  # the latest change
+    request_seconds: float = 0.0  # the integral of ``now`` over time, up to ``last``
+
+    def arrived(self, at: float) -> None:
+        self._until(at)
+        if self.first is None:
+            self.first = at
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def answered(self, at: float) -> None:
+        self._until(at)
+        self.now -= 1
+
+    def _until(self, at: float) -> None:
+        self.request_seconds += self.now * (at - self.last)
+        self.last = at
+
+    def figures(self) -> dict[str, float]:
+        span = self.last - self.first if self.first is not None else 0.0
+        mean = self.request_seconds / span if span > 0 else float(self.peak)
+        return {"peak": self.peak, "mean": round(mean, 3), "now": self.now}
 
 
 _STATE = web.AppKey("fakeapi_state", _State)
@@ -573,6 +618,17 @@ async def _create_ticket(request: web.Request) -> web.Response:
     state.requests += 1
     if title is not None:
         state.requests_by_title[title].append(arrived)
+    account = request.headers.get("x-account-id", "")
+    flight = state.arrived(account)
+    try:
+        return await _answer_create(request, state, body, title)
+    finally:
+        flight.answered(time.monotonic())
+
+
+async def _answer_create(
+    request: web.Request, state: _State, body: object, title: str | None
+) -> web.Response:
     admitted = await _admit(request, state)
     if isinstance(admitted, web.Response):
         response: web.Response | None = admitted

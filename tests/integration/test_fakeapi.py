@@ -598,6 +598,27 @@ def test_stats_count_every_post_by_status_and_title(
     }
 
 
+def test_stats_say_how_many_requests_each_account_had_in_flight_at_most_and_on_average(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    """What the account cap's tests read: the stand-in's own count, not the client's."""
+    control.post("/_fake/config", json={"latency_ms": 200}).raise_for_status()
+
+    def post(account: str) -> None:
+        api.post(TICKETS, json={"title": "in flight"}, headers={"x-account-id": account})
+
+    threads = [threading.Thread(target=post, args=(a,)) for a in [ACCOUNT] * 3 + [OTHER_ACCOUNT]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    flights = _stats(control)["in_flight_by_account"]
+    assert flights[ACCOUNT]["peak"] == 3 and flights[OTHER_ACCOUNT]["peak"] == 1
+    assert 1.0 < flights[ACCOUNT]["mean"] <= 3.0
+    assert flights[ACCOUNT]["now"] == flights[OTHER_ACCOUNT]["now"] == 0
+
+
 def test_reset_forgets_tickets_scripts_and_stats_but_keeps_options(
     api: httpx.Client, control: httpx.Client
 ) -> None:

@@ -412,11 +412,21 @@ def test_an_ambiguous_answer_on_the_last_attempt_is_parked_not_exhausted(policy:
 ORDINARY_WAITS = [Reason.KEY_PAUSED, Reason.ACCOUNT_PAUSED, Reason.ACCOUNT_BUSY]
 
 
-@pytest.mark.parametrize("reason", ORDINARY_WAITS)
+@pytest.mark.parametrize("reason", [Reason.KEY_PAUSED, Reason.ACCOUNT_PAUSED])
 def test_a_short_wait_for_the_limits_is_spent_in_the_worker(reason: Reason) -> None:
     decision = rules().not_admitted(claimed(), Admission(reason, 0.5), None, CALM)
 
     assert decision.step == Again(0.5) and decision.effects == ()
+
+
+def test_a_job_held_back_by_its_accounts_cap_waits_for_a_slot_while_it_may() -> None:
+    """The runner sends it as soon as a slot comes free; the cap's wait (a poll's, at most
+    a second) would only send it round again to be refused."""
+    moment = dataclasses.replace(CALM, spent=1.5)
+
+    decision = rules().not_admitted(claimed(), Admission(Reason.ACCOUNT_BUSY, 0.5), None, moment)
+
+    assert decision.job.awaits_slot and decision.step == Again(3.5)
 
 
 @pytest.mark.parametrize("reason", ORDINARY_WAITS)
@@ -514,7 +524,18 @@ def test_a_bulk_job_waiting_for_its_account_takes_the_ordinary_wait() -> None:
         claimed(lane="bulk"), Admission(Reason.ACCOUNT_BUSY, 3.0), None, CALM
     )
 
-    assert decision.step == Again(3.0)
+    assert decision.step == Again(5.0)
+
+
+def test_a_job_held_back_by_its_accounts_cap_waits_for_a_slot_and_no_other_wait_does() -> None:
+    """The runner ends that wait as soon as a slot of the account comes free; a wait for
+    the rate or a pause is slept out, whatever the job waited for before."""
+    busy = rules().not_admitted(claimed(), Admission(Reason.ACCOUNT_BUSY, 1.0), None, CALM)
+    then_rate = rules().not_admitted(busy.job, Admission(Reason.RESERVED, 0.5), None, CALM)
+
+    assert busy.job.awaits_slot and busy.step == Again(5.0)
+    assert not then_rate.job.awaits_slot
+    assert not busy.job.sent(NOW, probe=False).awaits_slot
 
 
 # --- after claiming --------------------------------------------------------------------

@@ -32,12 +32,15 @@ from worker.store.keys import (
     FAILED_INDEX,
     MINUTE_PREFIX,
     QUEUES,
+    WAKE_TTL_MS,
     batch_key,
+    freed_key,
     idempotency_key,
     inflight_key,
     job_key,
     ref_key,
     ticket_key,
+    wake_key,
 )
 from worker.validation import describe_validation_error
 
@@ -114,6 +117,7 @@ def test_job_key_names_stay_those_running_deployments_use() -> None:
         batch_key("b"),
         ticket_key("a", "t"),
         inflight_key("a"),
+        wake_key("a"),
         DUE_INDEX,
         FAILED_INDEX,
     ] == [
@@ -123,6 +127,7 @@ def test_job_key_names_stay_those_running_deployments_use() -> None:
         "ticketq:batch:b",
         "ticketq:ticket:a:t",
         "ticketq:inflight:a",
+        "ticketq:wake:a",
         "ticketq:due",
         "ticketq:failed",
     ]
@@ -236,6 +241,46 @@ def test_an_outcome_adds_the_requests_its_delivery_made_and_frees_the_account_sl
     record = store.get(claim.job_id)
     assert record is not None and record.attempts == 3
     assert redis_client.zcard(inflight_key("acct-1")) == 0
+
+
+def test_an_outcome_that_frees_an_account_slot_counts_it_and_wakes_one_waiting_delivery(
+    redis_client: redis.Redis,
+) -> None:
+    """The first slot counted signals one waiter, which takes them all (slots.lua); never
+    more counted than slots free: one another delivery took without waiting wakes nobody."""
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, account_cap=2)
+    first, second = (claimed(store, spec()) for _ in range(2))
+    lease_end = time.time() * 1000 + 60_000
+    redis_client.zadd(inflight_key("acct-1"), {first.token: lease_end, second.token: lease_end})
+    error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
+
+    store.retry_later(first, spec(), error, due_at=time.time(), attempts=1)
+    one = (redis_client.get(freed_key("acct-1")), redis_client.llen(wake_key("acct-1")))
+    redis_client.zadd(inflight_key("acct-1"), {"took-it-without-waiting": lease_end})
+    store.retry_later(second, spec(), error, due_at=time.time(), attempts=1)
+
+    assert one == ("1", 1)
+    assert redis_client.get(freed_key("acct-1")) == "1"  # one slot free now
+    assert redis_client.llen(wake_key("acct-1")) == 1  # one waiter woken, not two
+    assert 0 < redis_client.pttl(freed_key("acct-1")) <= WAKE_TTL_MS
+    assert 0 < redis_client.pttl(wake_key("acct-1")) <= WAKE_TTL_MS
+
+
+def test_an_outcome_that_frees_no_slot_wakes_nobody(
+    redis_client: redis.Redis,
+) -> None:
+    """Not in flight (a handback before sending, a second outcome), or no cap at all."""
+    capped = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60, account_cap=2)
+    uncapped = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60)
+    never_sent, uncapped_job = claimed(capped, spec()), claimed(uncapped, spec())
+    redis_client.zadd(inflight_key("acct-1"), {uncapped_job.token: time.time() * 1000 + 60_000})
+    error = JobError(kind=ErrorKind.RETRYABLE, message="503", status=503)
+
+    capped.retry_later(never_sent, spec(), error, due_at=time.time(), attempts=0)
+    uncapped.retry_later(uncapped_job, spec(), error, due_at=time.time(), attempts=1)
+
+    assert redis_client.zcard(inflight_key("acct-1")) == 0
+    assert redis_client.exists(wake_key("acct-1"), freed_key("acct-1")) == 0
 
 
 def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(

@@ -4,11 +4,13 @@ per-account cap, the pauses a 429 asks for, and an outage's pause and probe."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
 import redis
 
+from worker.contract import JobSpec, TicketIds
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import (
@@ -22,8 +24,15 @@ from worker.limits.rate import (
     interval_us,
 )
 from worker.settings import RateLimit, Settings
-from worker.store.jobs import Lane
-from worker.store.keys import ApiKeyNames, account_pause_key, inflight_key
+from worker.store.jobs import Claim, JobStore, Lane
+from worker.store.keys import (
+    WAKE_TTL_MS,
+    ApiKeyNames,
+    account_pause_key,
+    freed_key,
+    inflight_key,
+    wake_key,
+)
 from worker.store.limits import LimitStore
 
 
@@ -186,6 +195,67 @@ def test_a_reserved_moment_takes_its_accounts_slot_only_when_it_comes(
 
     assert at_first.reason is Reason.ADMITTED and at_first.wait == 0
     assert at_second.reason is Reason.ACCOUNT_BUSY  # one in flight: its moment waits for it
+
+
+def test_a_request_waiting_for_its_accounts_slot_is_woken_when_an_outcome_frees_one(
+    redis_client: redis.Redis,
+) -> None:
+    """A semaphore's waiter: recording the answer of the request in flight wakes the one
+    waiting, which is then admitted, long before its timeout."""
+    lim = limiter(redis_client, "6000/min", cap=1)
+    store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60, account_cap=1)
+    job_spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "t"}})
+    first = store.claim(store.create(job_spec, "interactive").job_id)
+    assert isinstance(first, Claim) and lim.admit("acct", "interactive", first.token).admitted
+    assert lim.admit("acct", "interactive", "second").reason is Reason.ACCOUNT_BUSY
+    answered = threading.Timer(0.2, store.succeed, (first, job_spec, TicketIds(id="t-1"), 1))
+    answered.start()
+
+    woken = lim.wait_for_slots({"other-account": 1, "acct": 1}, timeout=5)
+
+    answered.join()
+    assert woken == ("acct", 1)
+    assert lim.admit("acct", "interactive", "second").admitted
+
+
+def freed_for_waiters(client: redis.Redis, account: str, slots: int) -> None:
+    """What recording the answers of ``slots`` requests leaves (transition.lua)."""
+    client.set(freed_key(account), slots, px=WAKE_TTL_MS)
+    client.lpush(wake_key(account), "1")
+
+
+def test_a_freed_slot_wakes_one_waiter_and_the_next_waits_out_its_timeout(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "6000/min", cap=3)
+    freed_for_waiters(redis_client, "acct", 1)
+
+    assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 1)
+    assert lim.wait_for_slots({"acct": 2}, timeout=0.05) is None
+
+
+def test_a_waiter_takes_every_freed_slot_it_can_use_and_wakes_the_next_for_the_rest(
+    redis_client: redis.Redis,
+) -> None:
+    """The slots one delivery's answers freed together go out together again."""
+    lim = limiter(redis_client, "6000/min", cap=3)
+    freed_for_waiters(redis_client, "acct", 3)
+
+    assert lim.wait_for_slots({"acct": 2}, timeout=1.0) == ("acct", 2)
+    assert lim.wait_for_slots({"acct": 5}, timeout=1.0) == ("acct", 1)
+    assert lim.wait_for_slots({"acct": 5}, timeout=0.05) is None
+
+
+def test_slots_freed_and_not_yet_taken_are_taken_at_once_though_another_waiter_was_woken(
+    redis_client: redis.Redis,
+) -> None:
+    """The delivery whose answers freed them is running already: it sends its next jobs at
+    once, and the waiter the signal woke finds none and waits again."""
+    lim = limiter(redis_client, "6000/min", cap=3)
+    freed_for_waiters(redis_client, "acct", 2)
+    redis_client.delete(wake_key("acct"))  # the signal went to a delivery blocked on it
+
+    assert lim.wait_for_slots({"acct": 5}, timeout=1.0) == ("acct", 2)
 
 
 def test_a_holder_that_never_releases_frees_its_slot_when_its_lease_ends(

@@ -28,6 +28,7 @@ from worker.store.scripts import (
     REPLAY,
     SCRIPTS,
     SENT,
+    SLOTS,
     TRANSITION,
     UNCREATE,
     Call,
@@ -129,6 +130,7 @@ def every_script_once() -> list[Call]:
             [1000, 1000, 10, 0, "1", "ticketq:job:"],
         ),
         Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
+        Call(SLOTS, ["ticketq:test:freed", "ticketq:test:wake"], [1, 1000]),
     ]
 
 

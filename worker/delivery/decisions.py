@@ -45,6 +45,8 @@ class Job:
     sent_at: float = 0.0  # when its latest request went out (Unix seconds)
     probe: bool = False  # its request finds out whether the key works again (refused, outage)
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
+    # Held back only by its account's cap: a slot of the account freed ends its wait.
+    awaits_slot: bool = False
     # Its answered requests in this delivery, for the record's history with its next outcome.
     tried: tuple[AttemptEntry, ...] = ()
     # The limiter gave it a moment: at it, only its account's slot is asked for, if it is
@@ -59,7 +61,12 @@ class Job:
         """The job once its request went out at ``at``: one more attempt, counted until an
         answer says it was not the job's fault."""
         return replace(
-            self, attempts=self.attempts + 1, sent_at=at, probe=probe, reserved_until=0.0
+            self,
+            attempts=self.attempts + 1,
+            sent_at=at,
+            probe=probe,
+            reserved_until=0.0,
+            awaits_slot=False,
         )
 
     def reserved(self, now: float) -> bool:
@@ -224,7 +231,12 @@ class Decisions:
         self, job: Job, admission: Admission, refusal: KeyRefusal | None, moment: Moment
     ) -> Decision:
         """The limits said wait: in this delivery if the wait is short, else hand back.
-        ``refusal`` is StackOne's last word on the key, when it is the key that waits."""
+        ``refusal`` is StackOne's last word on the key, when it is the key that waits.
+        A job held back only by its account's cap waits in its delivery for a slot of the
+        account, as long as the delivery may wait: the runner sends it as soon as one comes
+        free (the cap's own wait, at most a second, is then only how long a job handed back
+        waits)."""
+        job = replace(job, awaits_slot=admission.reason is Reason.ACCOUNT_BUSY)
         if admission.reason is Reason.KEY_REFUSED:
             said = f" ({refusal.status}: {refusal.message})" if refusal else ""
             error = JobError(
@@ -249,6 +261,8 @@ class Decisions:
             until = moment.now + admission.wait + LATE
             return Decision(replace(job, reserved_until=until), Again(admission.wait))
         if self._waits_in_process(admission.wait, moment):
+            if job.awaits_slot:
+                return Decision(job, Again(self._inprocess_max_delay - moment.spent))
             return Decision(job, Again(admission.wait))
         return Decision(job, self._wait(job, error, admission.wait, moment))
 

@@ -7,7 +7,8 @@ then in rounds admit every waiting job through the shared limiter (one pipeline)
 admitted ones concurrently on the worker's event loop, decide each answer, perform the
 effects the decisions name (pauses, the key's health, an outage) and record the outcomes (one
 pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
-the due index, so a worker slot never sleeps for long. Only the runner reads the clock: it
+the due index, so a worker slot never sleeps for long; jobs held back by their account's
+cap go round as soon as a slot of it comes free. Only the runner reads the clock: it
 times each request, and every answered one is a line of the log and a count in the
 process's metrics (``worker/delivery/attempt.py``, ``worker/delivery/metrics.py``).
 """
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol, assert_never
@@ -118,10 +120,31 @@ class JobRunner:
         while waiting:
             delay = _next_group(waiting)
             if delay > 0:
-                time.sleep(delay)
+                waiting, delay = self._pause(delay, waiting)
             ready = [job for job, wait in waiting if wait <= delay]
             later = [(job, wait - delay) for job, wait in waiting if wait > delay]
             waiting = later + self._round(ready, started)
+
+    def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
+        """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
+        seconds waited. Jobs held back only by their account's cap wait for its slots
+        instead (a semaphore's waiters, not a poll): as many as came free are due at once,
+        and the rest have waited that much less."""
+        wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
+        if not wanted:
+            time.sleep(delay)
+            return waiting, delay
+        began = time.monotonic()
+        freed = self._limiter.wait_for_slots(wanted, delay)
+        if freed is None:
+            return waiting, delay
+        account, slots = freed
+        woken: Waiting = []
+        for job, wait in waiting:
+            if slots and job.awaits_slot and job.spec.account_id == account:
+                wait, slots = 0.0, slots - 1
+            woken.append((job, wait))
+        return woken, min(time.monotonic() - began, delay)
 
     def _moment(self, spent: float) -> Moment:
         """Now, for a decision of a delivery that has run ``spent`` seconds (a round's

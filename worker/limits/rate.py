@@ -1,6 +1,7 @@
 """Limits shared by every worker process on every host: one rate per API key (and, if set,
 per linked account), fair shares of it between accounts, a cap on requests in flight per
-linked account, the pauses a 429 asks for, and the holds of a refused key
+linked account (a semaphore with waiters: a slot freed wakes one request waiting for it),
+the pauses a 429 asks for, and the holds of a refused key
 (``keyhealth.py``) and of an outage (``outage.py``), each with its one probe.
 
 Celery's ``rate_limit`` is per worker, so it cannot keep a fleet under StackOne's limit;
@@ -197,6 +198,13 @@ class Limiter:
         """Let jobs out of the lines for the next ``ahead`` seconds of the key's schedule
         (the scheduler sends them); how many, at most ``most``."""
         return self._store.release(self._round, self._ahead, most, now)
+
+    def wait_for_slots(self, wanted: Mapping[str, int], timeout: float) -> tuple[str, int] | None:
+        """Wait at most ``timeout`` seconds for requests of these accounts, each at its cap,
+        to be answered and recorded: the account with slots free again and how many of them
+        are this caller's to ask for (at most as many as it ``wanted``), or None. A freed
+        slot wakes one waiter (a semaphore's), not every one."""
+        return self._store.wait_for_slots(wanted, timeout)
 
     def pause_key(self, seconds: float) -> None:
         """StackOne said 429 for the key: no worker sends with it for ``seconds``."""

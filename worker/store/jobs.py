@@ -38,13 +38,16 @@ from worker.store.keys import (
     FAILED_INDEX,
     JOB_PREFIX,
     QUEUES,
+    WAKE_TTL_MS,
     batch_info_key,
     batch_key,
+    freed_key,
     idempotency_key,
     inflight_key,
     job_key,
     ref_key,
     ticket_key,
+    wake_key,
 )
 from worker.store.scripts import (
     CANCEL,
@@ -198,8 +201,10 @@ class JobStore:
         requeue_after: float = 900.0,
         max_lost_attempts: int = 3,
         keep_body: bool = False,
+        account_cap: int = 0,
     ) -> None:
         self.redis = client
+        self._account_cap = account_cap  # a slot an outcome frees is counted for its waiters
         self._succeeded_ttl = succeeded_ttl
         self._keep_body = keep_body
         self._lease_seconds = lease_seconds
@@ -227,6 +232,7 @@ class JobStore:
             requeue_after=settings.requeue_after,
             max_lost_attempts=settings.max_lost_attempts,
             keep_body=settings.keep_body,
+            account_cap=settings.account_concurrency,
         )
 
     def create(self, spec: JobSpec, lane: Lane) -> Stored:
@@ -515,6 +521,7 @@ class JobStore:
             ticket_key(account, change.ticket.id) if spec and change.ticket else "",
             inflight_key(account) if spec else "",
             *_batch_keys(spec.batch_id if spec else None),
+            *((wake_key(account), freed_key(account)) if spec and self._account_cap else ("", "")),
         ]
         fields = dict(change.fields)
         if change.ticket is not None:
@@ -538,6 +545,8 @@ class JobStore:
             "1" if change.held_back else "",
             "\n".join(entry.line() for entry in change.tried),
             str(ATTEMPTS_KEPT),
+            str(self._account_cap),
+            str(WAKE_TTL_MS),
             *(item for pair in fields.items() for item in pair),
         ]
         return keys, args

@@ -89,6 +89,25 @@ def inflight_key(account_id: str) -> str:
     return f"{PREFIX}:inflight:{segment(account_id)}"
 
 
+def wake_key(account_id: str) -> str:
+    """The wake signal of an account at its cap (a list of at most one element): pushed when
+    a slot is freed for waiters with none freed before, taken (BLPOP) by the delivery that
+    has waited longest for one, which then takes the freed slots (``freed_key``)."""
+    return f"{PREFIX}:wake:{segment(account_id)}"
+
+
+def freed_key(account_id: str) -> str:
+    """The slots of an account freed for the deliveries waiting for one and not yet taken by
+    any (a count, at most the slots free when it last grew)."""
+    return f"{PREFIX}:freed:{segment(account_id)}"
+
+
+# How long the signal and the count live (ms; the count from its first slot, the signal
+# from its push): a delivery refused an instant before still finds them, and slots nobody
+# waited for wake nobody much later.
+WAKE_TTL_MS = 2000
+
+
 def account_pause_key(account_id: str) -> str:
     """The pause the provider behind one linked account asked for (a 429), until when (ms)."""
     return f"{PREFIX}:rl:pause:account:{segment(account_id)}"

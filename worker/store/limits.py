@@ -2,7 +2,8 @@
 schedule, the fair lines of the requests it holds back and their release, the pauses 429s
 ask for, StackOne's refusal of the key (a 401/403) with the pause and the probe that follow
 it, and an outage (5xx and connection errors in a row) with its growing pause and its
-probe.
+probe; and the wait of a request held back by its account's cap for a slot to come free
+(``wait_for_slots``).
 
 Times are Redis's own clock, so hosts need not agree on theirs. The policy (what the rate
 is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
@@ -11,7 +12,8 @@ is, how far a lane may run ahead, when to say what) lives in ``worker/limits``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,8 +21,17 @@ import redis
 from redis.client import Pipeline
 
 from worker.store.jobs import Lane, stamp
-from worker.store.keys import DUE_INDEX, JOB_PREFIX, ApiKeyNames, account_pause_key, inflight_key
-from worker.store.scripts import ADMIT, PAUSE, RELEASE, Reason, Standing, run_one
+from worker.store.keys import (
+    DUE_INDEX,
+    JOB_PREFIX,
+    WAKE_TTL_MS,
+    ApiKeyNames,
+    account_pause_key,
+    freed_key,
+    inflight_key,
+    wake_key,
+)
+from worker.store.scripts import ADMIT, PAUSE, RELEASE, SLOTS, Reason, Standing, run_one
 
 ANY_WAIT = 2**53  # microseconds a request may wait when its delivery sets no bound
 
@@ -189,6 +200,40 @@ class LimitStore:
             JOB_PREFIX,
         ]
         return int(run_one(self._redis, RELEASE, keys, args))
+
+    def wait_for_slots(self, wanted: Mapping[str, int], timeout: float) -> tuple[str, int] | None:
+        """Block until slots of one of these accounts (each at its cap) are freed, for at
+        most ``timeout`` seconds: the account and how many of its freed slots this took (at
+        most as many as ``wanted`` of it; 0 if others took them meanwhile), or None.
+
+        A slot freed is counted, and the first one counted signals the longest waiting
+        delivery (``transition.lua``), which takes as many as it can use (``slots.lua``) and
+        leaves the rest to the next: a freed slot wakes one waiter, not every one, and the
+        slots one delivery's answers freed together go out together again. Slots freed and
+        not yet taken are taken first, without waiting: so a delivery whose own answers
+        freed them sends its next jobs at once, before the waiter they woke comes to take
+        them (it finds none and waits again). The wait holds a connection of the pool."""
+        for account, most in wanted.items():
+            taken = self._take_slots(account, most)
+            if taken:
+                return account, taken
+        names = {wake_key(account): account for account in wanted}
+        # Redis takes a whole number of ms here, and 0 would block for good; a socket
+        # timeout set in TICKETQ_REDIS_URL must not cut the wait short (then it ends early).
+        seconds = max(math.ceil(timeout * 1000), 1) / 1000
+        read_timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if read_timeout:
+            seconds = min(seconds, read_timeout / 2)
+        popped = cast(tuple[str, str] | None, self._redis.blpop(list(names), timeout=seconds))
+        if popped is None:
+            return None
+        account = names[popped[0]]
+        return account, self._take_slots(account, wanted[account])
+
+    def _take_slots(self, account: str, most: int) -> int:
+        """Up to ``most`` of the account's freed slots (slots.lua)."""
+        keys = [freed_key(account), wake_key(account)]
+        return int(run_one(self._redis, SLOTS, keys, [most, WAKE_TTL_MS]))
 
     def pause_key(self, seconds: float) -> None:
         """Nobody sends with the key for at least ``seconds`` (a 429)."""

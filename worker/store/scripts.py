@@ -182,6 +182,7 @@ PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
 PAUSE = Script("pause.lua")
 RELEASE = Script("release.lua", STATE=JobState)
+SLOTS = Script("slots.lua")
 SCRIPTS = (
     CREATE,
     SENT,
@@ -196,6 +197,7 @@ SCRIPTS = (
     PAUSE,
     RELEASE,
     UNCREATE,
+    SLOTS,
 )
 
 

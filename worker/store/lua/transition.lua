@@ -3,7 +3,9 @@
 -- or "", KEYS[5] due index, KEYS[6] ticket index key or "", KEYS[7] the account's in-flight
 -- set or "" (the lease token leaves it: the request is answered), KEYS[8] and KEYS[9] the
 -- job's batch (members, record) or "" (they live ARGV[4] seconds more: a batch expires
--- that long after the last move of any of its jobs)
+-- that long after the last move of any of its jobs), KEYS[10] and KEYS[11] the account's
+-- wake signal and count of freed slots or "" (a slot freed is counted for the deliveries
+-- waiting for one, and the first counted wakes the longest waiting: see slots.lua)
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
 -- ARGV[7] requests this delivery made that count as attempts, ARGV[8] "1": a retrying job
@@ -11,15 +13,32 @@
 -- ARGV[9] this delivery's requests of the job, one compact JSON line each, oldest first
 -- (else ""), appended to the record's attempt_log, which keeps the last ARGV[10]; a job
 -- that succeeded at its first request keeps none,
--- ARGV[11..] field/value pairs to set; an empty value deletes the field.
+-- ARGV[11] the account cap (requests in flight per account; 0: none), ARGV[12] ms the count
+-- and the signal live from the first slot counted, ARGV[13..] field/value pairs to set; an
+-- empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
 -- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
 -- in flight: its delivery cancels it now, with cancel.lua),
 -- RECORDED_TAKEN (a succeeded job's ticket is already another job's: nothing is written,
 -- the job stays running under its lease and its delivery goes on looking).
-if KEYS[7] ~= "" then
-  redis.call("ZREM", KEYS[7], ARGV[1])
+if KEYS[7] ~= "" and redis.call("ZREM", KEYS[7], ARGV[1]) == 1 and KEYS[10] ~= "" then
+  -- A slot of the account came free: counted for the waiters (no more than the slots free
+  -- now: others took the rest without waiting). The first one counted wakes the longest
+  -- waiting delivery, which takes all it can use at once (slots.lua), so the slots a
+  -- delivery's answers free together go out together again.
+  -- The count lives ARGV[12] ms from its first slot (a waiter that took the signal and
+  -- died before the count leaves no count that grows for ever with no signal).
+  local before = tonumber(redis.call("GET", KEYS[11]) or "0")
+  if before == 0 then
+    redis.call("SET", KEYS[11], 1, "PX", tonumber(ARGV[12]))
+    redis.call("LPUSH", KEYS[10], "1")
+    redis.call("LTRIM", KEYS[10], 0, 0)
+    redis.call("PEXPIRE", KEYS[10], tonumber(ARGV[12]))
+  else
+    local free = tonumber(ARGV[11]) - redis.call("ZCARD", KEYS[7])
+    redis.call("SET", KEYS[11], math.max(math.min(before + 1, free), 1), "KEEPTTL")
+  end
 end
 local current = redis.call("HMGET", KEYS[1], "state", "lease_token", "lane")
 if not current[1] then
@@ -51,7 +70,7 @@ redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
-for i = 11, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
