@@ -119,6 +119,20 @@ def test_interactive_requests_pass_while_bulk_holds_every_moment_it_may_reserve(
     assert [reason for reason, _ in interactive[:2]] == [Reason.ADMITTED] * 2
 
 
+def test_interactive_requests_alone_take_their_burst_at_once_and_no_more(
+    redis_client: redis.Redis,
+) -> None:
+    """The reach that lets interactive jump bulk's reserved moments is not a burst of its
+    own: without bulk, interactive still takes only its burst at once."""
+    lim = limiter(redis_client, "1000/min", ahead=1.25)
+
+    interactive = moments(lim, asks("acct", 12, "interactive"))
+
+    now = [reason for reason, _ in interactive].count(Reason.ADMITTED)
+    assert now == INTERACTIVE_BURST
+    assert all(reason is Reason.RESERVED for reason, _ in interactive[now:])
+
+
 def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.Redis) -> None:
     limit = RateLimit.parse("3000/min")  # ~49 per second with the margin
     lim = limiter(redis_client, "3000/min", ahead=0.5)
@@ -288,6 +302,7 @@ def test_a_refusal_for_one_account_does_not_hold_up_the_rest_of_the_round(
 def test_limit_key_names_stay_those_running_deployments_use() -> None:
     assert ApiKeyNames.of("fp") == ApiKeyNames(
         schedule="ticketq:rl:fp",
+        interactive_schedule="ticketq:rl:interactive:fp",
         interactive_line="ticketq:rl:line:interactive:fp",
         bulk_line="ticketq:rl:line:bulk:fp",
         shares="ticketq:rl:shares:fp",

@@ -120,8 +120,8 @@ def every_script_once() -> list[Call]:
         Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
         Call(
             ADMIT,
-            ["s", "p", "rp", "r", "pr", "o", "op", "li", "lb", "sh", "t"],
-            [1000, 0, 1000, 1000, 0, 0],
+            ["s", "p", "rp", "r", "pr", "o", "op", "li", "lb", "sh", "t", "is"],
+            [1000, 0, 1000, 1000, 0, 0, 0],
         ),
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
         Call(

@@ -135,6 +135,7 @@ class Limiter:
             probe_interval=probe_interval,
             account_interval_us=interval_us(own, ahead) if own else 0.0,
             account_ahead_us=burst_us(own, "interactive", ahead) if own else 0.0,
+            interactive_burst_us=burst_us(limit, "interactive", ahead) - ahead * 1_000_000,
         )
 
     @classmethod

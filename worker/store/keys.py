@@ -119,6 +119,7 @@ class ApiKeyNames:
     fingerprint, keyed by the deployment's salt (the key itself is never stored)."""
 
     schedule: str  # GCRA: when the next request is due (microseconds)
+    interactive_schedule: str  # the interactive lane's own GCRA, for its burst (microseconds)
     interactive_line: str  # interactive requests the rate holds back, by fair-share tag
     bulk_line: str  # bulk requests the rate holds back, by fair-share tag
     shares: str  # hash: the lines' virtual times, each account's last tag and release pace
@@ -137,6 +138,7 @@ class ApiKeyNames:
     def of(cls, key_fingerprint: str) -> ApiKeyNames:
         return cls(
             schedule=f"{PREFIX}:rl:{key_fingerprint}",
+            interactive_schedule=f"{PREFIX}:rl:interactive:{key_fingerprint}",
             interactive_line=f"{PREFIX}:rl:line:interactive:{key_fingerprint}",
             bulk_line=f"{PREFIX}:rl:line:bulk:{key_fingerprint}",
             shares=f"{PREFIX}:rl:shares:{key_fingerprint}",

@@ -61,6 +61,7 @@ class Round:
     probe_interval: float  # seconds between two probes of a refused key
     account_interval_us: float = 0.0  # between two requests of one account (0: no own rate)
     account_ahead_us: float = 0.0  # how far ahead of its own schedule an account may go
+    interactive_burst_us: float = 0.0  # how far ahead of its own schedule interactive may go
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class LimitStore:
             names.bulk_line,
             names.shares,
             names.turns,
+            names.interactive_schedule,
         ]
         args: list[str | int | float] = [
             limits.interval_us,
@@ -152,6 +154,7 @@ class LimitStore:
             int(limits.probe_interval * 1000),
             limits.account_interval_us,
             limits.account_ahead_us,
+            limits.interactive_burst_us,
         ]
         for ask in asks:
             keys += [

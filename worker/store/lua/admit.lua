@@ -18,14 +18,17 @@
 -- ms, "step" ms; exists until a success ends it), KEYS[7] the outage's probe lock, KEYS[8]
 -- the interactive line and KEYS[9] the bulk line (sorted sets, "job|account" -> tag),
 -- KEYS[10] shares (hash: "<lane>|v" the line's virtual time, "<lane>:<account>" the
--- account's next tag), KEYS[11] turns (job -> ms released); then per request i:
--- KEYS[9 + 3i] in-flight set of its account (holder -> expiry ms), KEYS[10 + 3i] pause of
--- its account (the provider's 429), KEYS[11 + 3i] its account's own schedule (µs).
+-- account's next tag), KEYS[11] turns (job -> ms released), KEYS[12] the interactive
+-- lane's own schedule (µs: its burst counts from it, so jumping the moments bulk reserved
+-- never takes more than the burst); then per request i: KEYS[10 + 3i] in-flight set of its
+-- account (holder -> expiry ms), KEYS[11 + 3i] pause of its account (the provider's 429),
+-- KEYS[12 + 3i] its account's own schedule (µs).
 -- Pauses hold their end in ms.
 -- ARGV[1] the key's emission interval (µs), ARGV[2] account cap (0: none), ARGV[3] holder
 -- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] an account's own interval
--- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs); then per
--- request i, from a = 6 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
+-- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs), ARGV[7]
+-- how far ahead of its own schedule the interactive lane may go (µs); then per request i,
+-- from a = 7 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
 -- lane may go (µs), ARGV[a + 2] holder id, ARGV[a + 3] lane, ARGV[a + 4] job id,
 -- ARGV[a + 5] account id, ARGV[a + 6] the account's weight, ARGV[a + 7] how long it may
 -- wait for its moment (µs), ARGV[a + 8] how long if it passes the line (µs: it was let out,
@@ -50,7 +53,8 @@ local cap = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local account_interval = tonumber(ARGV[5])
 local account_ahead = tonumber(ARGV[6])
-local fixed_keys, fixed_args, per_keys, per_args = 11, 6, 3, 9
+local interactive_burst = tonumber(ARGV[7])
+local fixed_keys, fixed_args, per_keys, per_args = 12, 7, 3, 9
 local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
 local line_kept_ms = 86400000
 local n = (#ARGV - fixed_args) / per_args
@@ -168,6 +172,11 @@ local function admit(i)
   wait = busy(inflight)
   if wait then return wait, REASON_ACCOUNT_BUSY, false end
   local at, tat = moment(ahead)
+  local lane_tat = nil
+  if lane ~= "bulk" then
+    lane_tat = math.max(tonumber(redis.call("GET", KEYS[12]) or "0"), now_us)
+    at = math.max(at, lane_tat - interactive_burst)
+  end
   local account_tat = nil
   if account_interval > 0 then
     account_tat = math.max(tonumber(redis.call("GET", account_schedule) or "0"), now_us)
@@ -191,6 +200,10 @@ local function admit(i)
   end
   local next_tat = math.max(tat, at) + interval
   redis.call("SET", KEYS[1], number(next_tat), "PX", math.floor((next_tat - now_us) / 1000) + 60000)
+  if lane_tat then
+    local next_lane = math.max(lane_tat, at) + interval
+    redis.call("SET", KEYS[12], number(next_lane), "PX", math.floor((next_lane - now_us) / 1000) + 60000)
+  end
   if account_tat then
     local next_account = math.max(account_tat, at) + account_interval
     redis.call("SET", account_schedule, number(next_account),
