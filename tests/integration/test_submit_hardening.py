@@ -21,7 +21,7 @@ from producers.client import (
 from worker.contract import MAX_DEPTH
 from worker.settings import Settings
 from worker.store.jobs import CREATE_CHUNK
-from worker.store.keys import DUE_INDEX, JOB_PREFIX, PREFIX, ref_key
+from worker.store.keys import DUE_INDEX, JOB_PREFIX, PREFIX, ref_entry
 from worker.store.scripts import SCRIPTS
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_a_batch_redis_cannot_hold_whole_leaves_nothing_behind_and_keeps_older_j
     assert jobs_in(redis_client) == before
     assert redis_client.zrange(DUE_INDEX, 0, -1) == [older.job_id]
     assert batch_sets_in(redis_client) == []
-    assert redis_client.get(ref_key(ACCOUNT, "ref-8")) is None
+    assert redis_client.hget(*ref_entry(ACCOUNT, "ref-8")[:2]) is None
     found = producer.find(ACCOUNT, "ref-7")
     assert found is not None and found.job_id == older.job_id
     again = producer.submit(ACCOUNT, {"title": "older"}, idempotency_key="key-0")

@@ -91,7 +91,7 @@ class Harness:
         self.settings = Settings.model_validate(
             {"TICKETQ_MAX_ATTEMPTS": "3", "TICKETQ_INPROCESS_MAX_DELAY": "0", **overrides}
         )
-        self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+        self.store = JobStore.from_settings(self.settings, client=redis_client)
         policy = RetryPolicy(self.settings, rng=random.Random(1))
         key_state = LimitStore(redis_client, ApiKeyNames.of("fp"))
         self.limiter = Limiter(
@@ -812,9 +812,17 @@ def test_a_limiter_wait_and_a_reconciliation_are_counted(redis_client: redis.Red
 def test_each_request_of_a_job_is_in_its_records_history_the_in_delivery_retry_too(
     redis_client: redis.Redis,
 ) -> None:
+    """Kept once the job succeeded only with its body (TICKETQ_KEEP_BODY); a failed or
+    retrying job keeps it always."""
     unavailable = Failure(kind=ErrorKind.RETRYABLE, message="Service unavailable", status=503)
     api = ScriptedStackOne(unavailable, CREATED)
-    h = Harness(redis_client, api, TICKETQ_INPROCESS_MAX_DELAY="1", TICKETQ_BACKOFF_BASE="0.01")
+    h = Harness(
+        redis_client,
+        api,
+        TICKETQ_INPROCESS_MAX_DELAY="1",
+        TICKETQ_BACKOFF_BASE="0.01",
+        TICKETQ_KEEP_BODY="true",
+    )
     job_id = h.submit()
     before = time.time()
 

@@ -122,6 +122,7 @@ class Fleet:
         queued: Counter[str] = Counter()
         for key in cast(list[str], list(self.redis.scan_iter(f"{JOB_PREFIX}*"))):
             state, lane, held = cast(list[str], self.redis.hmget(key, "state", "lane", "held_back"))
+            lane = lane or "interactive"  # a record that does not say is interactive
             counts[f"{lane}:{state}"] += 1
             if held:
                 counts[f"{lane}:held_back"] += 1
