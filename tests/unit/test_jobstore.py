@@ -491,11 +491,16 @@ def test_a_succeeded_job_drops_its_body_unless_told_to_keep_it_and_a_failed_one_
 def test_a_succeeded_record_is_rewritten_compact_and_keeps_its_retention(
     redis_client: redis.Redis,
 ) -> None:
-    """Redis keeps a hash compact only while it never held a long value: the body had made
-    the record a hashtable, which dropping the body alone did not undo."""
+    """Redis keeps a hash compact only while it never held a long value: an error (or a
+    body kept whole, by another version) had made the record a hashtable, which dropping
+    it alone did not undo."""
     store = JobStore(redis_client, succeeded_ttl=600, lease_seconds=30)
     long_title = JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t" * 300}})
-    claim = store.claim(store.create(long_title, "interactive").job_id)
+    first = store.claim(store.create(long_title, "interactive").job_id)
+    assert isinstance(first, Claim)
+    long_error = JobError(kind=ErrorKind.RETRYABLE, message="unavailable " * 20, status=503)
+    store.apply([retrying(first, long_title, long_error, due_at=time.time() - 1, attempts=1)])
+    claim = store.claim(first.job_id)
     assert isinstance(claim, Claim)
     assert redis_client.object("encoding", job_key(claim.job_id)) == "hashtable"
 
@@ -507,6 +512,31 @@ def test_a_succeeded_record_is_rewritten_compact_and_keeps_its_retention(
     record = store.get(claim.job_id)
     assert record is not None and record.state is JobState.SUCCEEDED
     assert record.ticket == TicketIds(id="t-1", remote_id="R-1") and record.finished_at
+
+
+@pytest.mark.parametrize("keep_body", [False, True])
+def test_a_queued_body_is_stored_in_parts_that_keep_the_record_compact_and_read_whole(
+    redis_client: redis.Redis, keep_body: bool
+) -> None:
+    """Each part at most 64 bytes (hash-max-listpack-value), never cut inside a character;
+    a body kept after success is kept whole."""
+    store = JobStore(redis_client, succeeded_ttl=600, lease_seconds=30, keep_body=keep_body)
+    job_spec = JobSpec.model_validate(
+        {"account_id": "acct-1", "ticket": {"title": "é€😀" * 60, "content": [{"plain": "x"}]}}
+    )
+    job_id = store.create(job_spec, "interactive").job_id
+    stored = cast(dict[str, str], redis_client.hgetall(job_key(job_id)))
+    parts = [name for name in stored if name.startswith("spec")]
+    assert len(parts) > 5 and all(len(stored[name].encode()) <= 64 for name in parts)
+    assert redis_client.object("encoding", job_key(job_id)) in ("listpack", "ziplist")
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim) and spec_from_claim(claim) == job_spec
+
+    store.succeed(claim, job_spec, TicketIds(id="t-1"))
+
+    kept = cast(dict[str, str], redis_client.hgetall(job_key(job_id)))
+    assert ({name for name in kept if name.startswith("spec")} == set(parts)) is keep_body
+    assert ("spec" in kept) is keep_body
 
 
 def test_indexes_an_earlier_version_kept_as_keys_are_read_and_move_into_buckets(

@@ -310,7 +310,9 @@ def test_a_stored_job_that_no_longer_validates_fails_as_invalid(
 ) -> None:
     h = Harness(redis_client, ScriptedStackOne())
     job_id = h.submit()
-    h.redis.hset(job_key(job_id), "spec", stored)
+    h.redis.delete(job_key(job_id))  # as another version stored it, in one field
+    old = ["state", "queued", "account_id", "acct", "spec", stored, "created_at", "1"]
+    h.redis.hset(job_key(job_id), items=old)
 
     record = h.run(job_id)
 

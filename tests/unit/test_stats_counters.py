@@ -76,8 +76,7 @@ class Fleet:
         job_id = self.pick(n)
         claim = store.claim(job_id)
         if isinstance(claim, Claim):
-            record = self.redis.hget(f"{JOB_PREFIX}{job_id}", "spec")
-            self.claims.append((claim, JobSpec.model_validate_json(cast(str, record))))
+            self.claims.append((claim, JobSpec.model_validate_json(claim.spec_json)))
 
     def record(self, n: int, outcome: str, held: bool, past: bool) -> None:
         if not self.claims:

@@ -13,6 +13,25 @@
 -- Returns per job {job_id, 1, the job its ref named before or ""} when created (uncreate.lua
 -- takes it back with these), {existing_job_id, 0, 1 if this row put it in the batch else 0}
 -- when its idempotency key was seen before (also earlier in this same call).
+-- A body is stored in parts of at most 64 bytes, "spec" then "spec:1", "spec:2", ... (claim.lua
+-- joins them): Redis keeps a hash in its compact encoding only while every value is at most
+-- hash-max-listpack-value (64 by default) bytes, and one long value made a queued record a
+-- table of three times its body's bytes. A part never ends inside a UTF-8 character, so
+-- each reads as text on its own.
+local function spec_fields(spec)
+  local fields, from, n = {"spec", ""}, 1, 0
+  while from <= #spec do
+    local to = math.min(from + 63, #spec)
+    while to < #spec and to > from and spec:byte(to + 1) >= 128 and spec:byte(to + 1) < 192 do
+      to = to - 1
+    end
+    fields[2 * n + 1] = n == 0 and "spec" or ("spec:" .. n)
+    fields[2 * n + 2] = string.sub(spec, from, to)
+    n, from = n + 1, to + 1
+  end
+  return fields
+end
+
 local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local answers = {}
 for n = 0, (#KEYS - 2) / 5 - 1 do
@@ -31,8 +50,8 @@ for n = 0, (#KEYS - 2) / 5 - 1 do
   else
     -- Fields a job does not need yet are not stored: a lane is interactive unless it says,
     -- attempts are 0 and updated_at is created_at until they are written.
-    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "spec", spec,
-      "created_at", now)
+    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "created_at", now,
+      unpack(spec_fields(spec)))
     if lane ~= "interactive" then
       redis.call("HSET", job, "lane", lane)
     end

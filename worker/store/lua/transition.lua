@@ -39,7 +39,7 @@ end
 local job_id = ARGV[5]
 local succeeded_fields = {"state", "account_id", "lane", "ref", "idempotency_key", "batch_id",
   "attempts", "replays", "ticket_id", "remote_id", "created_at", "finished_at", "spec",
-  "attempt_log"}
+  "attempt_log"}  -- spec is the 13th: its parts follow it
 -- The ticket is claimed here, with the outcome, so that two jobs adopting one ticket at the
 -- same instant cannot both have it; an owner whose record is gone still owns it until the
 -- sweep drops its entry (never another job's ticket).
@@ -105,6 +105,15 @@ end
 -- while it never held a long value, and the body it held until now had made it a table of
 -- several times the bytes. Its updated_at is its finished_at; a lane unsaid is interactive.
 local kept = redis.call("HMGET", KEYS[1], unpack(succeeded_fields))
+-- A body kept is kept whole: its parts after "spec" (create.lua).
+local parts = {}
+while kept[13] do
+  local part = redis.call("HGET", KEYS[1], "spec:" .. (#parts + 1))
+  if not part then
+    break
+  end
+  parts[#parts + 1] = part
+end
 redis.call("DEL", KEYS[1])
 local fields = {}
 for i, name in ipairs(succeeded_fields) do
@@ -112,6 +121,10 @@ for i, name in ipairs(succeeded_fields) do
     fields[#fields + 1] = name
     fields[#fields + 1] = kept[i]
   end
+end
+for i, part in ipairs(parts) do
+  fields[#fields + 1] = "spec:" .. i
+  fields[#fields + 1] = part
 end
 redis.call("HSET", KEYS[1], unpack(fields))
 -- Indexes an earlier version kept as keys of their own move into their buckets; an entry
