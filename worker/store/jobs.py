@@ -10,10 +10,10 @@ re-claimed) can never overwrite the newer attempt's outcome.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar, cast
@@ -284,7 +284,7 @@ class JobStore:
         keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
         args = [*header, batch_id or "", str(self._succeeded_ttl)]
         for new, position in rows:
-            job_id = uuid.uuid4().hex
+            job_id = new_job_id()
             job_keys, fields = _job_keys(job_id, new)
             keys += job_keys
             ref, idem = new.ref or "", new.idempotency_key or ""
@@ -773,6 +773,14 @@ def _kept(answer: list[str]) -> Kept:
 
 def _detail(answer: list[str]) -> str:
     return answer[1] if len(answer) > 1 else ""
+
+
+def new_job_id() -> str:
+    """128 random bits in 26 characters of lowercase base32 (a-z, 2-7): a job id is in its
+    key and in each index entry naming it, so 6 fewer than a UUID's 32 hex digits save about
+    25 bytes per job; lowercase letters and digits only, as a ticket's marker tag must
+    survive providers that lowercase tags. Ids made before (32 hex digits) stay valid."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
 
 
 def stamp(moment: float) -> str:
