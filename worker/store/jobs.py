@@ -353,7 +353,8 @@ class JobStore:
 
     def _named(self, entries: Sequence[IndexEntry]) -> list[str | None]:
         """The job each index entry names, in one round trip: its bucket's field, else the
-        key an earlier version kept it under (a job gone since may be named: see ``live``)."""
+        key an earlier version kept it under (it may name a job gone since, until the sweep
+        drops it)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hget(entry.bucket, entry.field)
