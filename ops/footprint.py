@@ -1,8 +1,14 @@
 """How many bytes of Redis one job costs, queued and finished, measured on a private Redis.
 
 Run ``python -m ops.footprint``. The figure is the growth of Redis's ``used_memory`` over
-many jobs divided by their number, so every key a job adds (record, ref and idempotency
-indexes, due entry, ticket owner) is counted, not just the hash.
+many jobs divided by their number, so everything a job adds (record, ref and idempotency
+index entries, due entry, ticket owner, counters) is counted, not just the hash.
+
+The index entries live in buckets (worker/store/keys.py): a bucket's own cost is shared by
+the entries in it, so the figure depends on how full the buckets are. The buckets these
+jobs' entries land in are first filled as ``RETAINED`` jobs kept for the retention period
+would fill them (the issue's 100,000 tickets a day for 30 days), so the figure is what one
+more job costs in such a Redis, not what the first jobs of an empty one cost.
 """
 
 from __future__ import annotations
@@ -16,7 +22,16 @@ import redis
 
 from ops.redis_server import RedisServer
 from worker.contract import AttemptEntry, ErrorKind, JobError, JobSpec, Outcome, TicketIds
-from worker.store.jobs import Claim, JobStore, retrying, spec_from_claim, succeeded
+from worker.store.jobs import (
+    Claim,
+    JobStore,
+    NewJob,
+    Recorded,
+    retrying,
+    spec_from_claim,
+    succeeded,
+)
+from worker.store.keys import INDEX_BUCKETS, idempotency_entry, ref_entry, ticket_entry
 
 SAMPLE_TICKET = {
     "title": "Checkout latency above 2 s in eu-west-1",
@@ -31,15 +46,19 @@ class Footprint:
     queued: float  # bytes per job waiting in the queue (record, indexes; message excluded)
     succeeded: float  # bytes per finished job kept for the retention period
     retried: float  # the same, for a job that succeeded at its second request (its history)
+    body: float  # bytes of a queued job's body (its spec as JSON), part of ``queued``
 
 
 UNAVAILABLE = "Service Unavailable: the provider did not answer in time, try again later"
+ACCOUNT = "acct-123"
+RETAINED = 3_000_000  # jobs kept for the retention period: 100,000 a day for 30 days
 
 
 def measure(jobs: int = 2_000) -> Footprint:
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         store = JobStore(client, succeeded_ttl=30 * 24 * 3600, lease_seconds=90)
+        _fill_buckets(client, jobs, ("alert", "retried"))
         before = _used(client)
         ids = _queued(store, jobs, "alert")
         queued = _used(client)
@@ -48,27 +67,50 @@ def measure(jobs: int = 2_000) -> Footprint:
         finished = _used(client)
         for n, job_id in enumerate(_queued(store, jobs, "retried")):
             _retry(store, _claim(store, job_id))
-            _succeed(store, _claim(store, job_id), n)
+            _succeed(store, _claim(store, job_id), jobs + n)
         retried = _used(client)
         return Footprint(
-            (queued - before) / jobs, (finished - before) / jobs, (retried - finished) / jobs
+            (queued - before) / jobs,
+            (finished - before) / jobs,
+            (retried - finished) / jobs,
+            len(NewJob.of(_spec("alert", 0)).spec_json),
         )
+
+
+def _spec(prefix: str, n: int) -> JobSpec:
+    key = f"{prefix}-{n:08d}"
+    return JobSpec.model_validate(
+        {"account_id": ACCOUNT, "ticket": SAMPLE_TICKET, "ref": key, "idempotency_key": key}
+    )
+
+
+def _fill_buckets(client: redis.Redis, jobs: int, prefixes: tuple[str, ...]) -> None:
+    """Fill the buckets the jobs' index entries go to as ``RETAINED`` jobs would."""
+    per_bucket = RETAINED // INDEX_BUCKETS
+    buckets = {
+        entry.bucket
+        for n in range(jobs)
+        for prefix in prefixes
+        for entry in (
+            ref_entry(ACCOUNT, f"{prefix}-{n:08d}"),
+            idempotency_entry(ACCOUNT, f"{prefix}-{n:08d}"),
+        )
+    } | {ticket_entry(ACCOUNT, _ticket_id(n)).bucket for n in range(jobs * len(prefixes))}
+    with client.pipeline(transaction=False) as pipe:
+        for bucket in buckets:
+            fields = [(f"acct-000:old-{i:08d}", f"{i:032x}") for i in range(per_bucket)]
+            pipe.hset(bucket, items=[item for pair in fields for item in pair])
+        pipe.execute()
 
 
 def _queued(store: JobStore, jobs: int, prefix: str) -> list[str]:
-    ids = []
-    for n in range(jobs):
-        spec = JobSpec.model_validate(
-            {
-                "account_id": "acct-123",
-                "ticket": SAMPLE_TICKET,
-                "ref": f"{prefix}-{n:08d}",
-                "idempotency_key": f"{prefix}-{n:08d}",
-            }
-        )
-        ids.append(store.create(spec, "interactive").job_id)
+    ids = [store.create(_spec(prefix, n), "interactive").job_id for n in range(jobs)]
     store.confirm_sent(ids)
     return ids
+
+
+def _ticket_id(n: int) -> str:
+    return f"{n:032x}"
 
 
 def _claim(store: JobStore, job_id: str) -> Claim:
@@ -79,9 +121,10 @@ def _claim(store: JobStore, job_id: str) -> Claim:
 
 def _succeed(store: JobStore, claim: Claim, n: int) -> None:
     """Recorded as a worker records it: with the request that made the ticket."""
-    ticket = TicketIds(id=f"{n:032x}", remote_id=f"PROJ-{n}")
+    ticket = TicketIds(id=_ticket_id(n), remote_id=f"PROJ-{n}")
     made = AttemptEntry(at=time.time(), status=201, latency_ms=231.4, outcome=Outcome.SUCCEEDED)
-    store.apply([replace(succeeded(claim, spec_from_claim(claim), ticket, 1), tried=(made,))])
+    change = replace(succeeded(claim, spec_from_claim(claim), ticket, 1), tried=(made,))
+    assert store.apply([change]) == [Recorded.OK]
 
 
 def _retry(store: JobStore, claim: Claim) -> None:
@@ -96,7 +139,7 @@ def _retry(store: JobStore, claim: Claim) -> None:
         error=UNAVAILABLE,
     )
     change = retrying(claim, spec_from_claim(claim), error, due_at=time.time() - 1, attempts=1)
-    store.apply([replace(change, tried=(entry,))])
+    assert store.apply([replace(change, tried=(entry,))]) == [Recorded.OK]
 
 
 def _used(client: redis.Redis) -> int:
@@ -108,6 +151,8 @@ def _used(client: redis.Redis) -> int:
 if __name__ == "__main__":
     result = measure()
     print(
-        f"Redis bytes per job: queued {result.queued:,.0f}, succeeded {result.succeeded:,.0f}, "
-        f"succeeded at its second request {result.retried:,.0f}"
+        f"Redis bytes per job: queued {result.queued:,.0f} (its body {result.body:,.0f} + "
+        f"{result.queued - result.body:,.0f}), succeeded {result.succeeded:,.0f}, "
+        f"succeeded at its second request {result.retried:,.0f} "
+        f"(index buckets as {RETAINED:,} retained jobs fill them)"
     )

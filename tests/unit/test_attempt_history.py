@@ -58,7 +58,11 @@ def retry_now(claim: Claim, attempts: int = 1) -> Transition:
     return retrying(claim, SPEC, UNAVAILABLE, due_at=time.time() - 1, attempts=attempts)
 
 
-def test_a_retried_job_keeps_each_request_its_deliveries_made_in_order(store: JobStore) -> None:
+def test_a_retried_job_keeps_each_request_its_deliveries_made_in_order(
+    redis_client: redis.Redis,
+) -> None:
+    """Once it succeeded, only if its record is kept whole (TICKETQ_KEEP_BODY)."""
+    store = JobStore(redis_client, succeeded_ttl=3600, lease_seconds=60, keep_body=True)
     first = claimed(store)
     again, later = entry(503, Outcome.AGAIN, 1.0), entry(503, Outcome.RETRYING, 2.0)
     record(store, retry_now(first, 2), again, later)
@@ -77,6 +81,21 @@ def test_a_retried_job_keeps_each_request_its_deliveries_made_in_order(store: Jo
         "kind": "retryable",
         "error": "Service unavailable (503)",
     }
+
+
+def test_a_job_made_at_a_later_request_keeps_its_attempts_and_no_history(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """A succeeded record keeps what correlation needs; each request's line is long enough
+    to cost the record Redis's compact encoding, for the retention period."""
+    first = claimed(store)
+    record(store, retry_now(first), entry(503, Outcome.RETRYING, 1.0))
+    second = claimed(store, first.job_id)
+    record(store, succeeded(second, SPEC, TicketIds(id="t-1"), 1), entry(201, Outcome.SUCCEEDED))
+
+    assert redis_client.hget(job_key(first.job_id), "attempt_log") is None
+    job = store.get(first.job_id)
+    assert job is not None and job.attempt_log == [] and job.attempts == 2
 
 
 def test_a_job_made_at_its_first_request_keeps_no_history(

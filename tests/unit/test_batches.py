@@ -26,9 +26,9 @@ from worker.store.keys import (
     DUE_INDEX,
     batch_info_key,
     batch_key,
-    idempotency_key,
+    idempotency_entry,
     job_key,
-    ref_key,
+    ref_entry,
 )
 
 TTL = 3600
@@ -136,7 +136,7 @@ def test_a_failed_create_many_takes_its_known_rows_out_of_the_batch_too(
     store: JobStore, batches: Batches, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     known = store.create(spec(batch_id="old", idempotency_key="k"), "bulk")
-    redis_client.hset(idempotency_key("acct-1", "bad"), "not", "a string")
+    redis_client.hset(idempotency_entry("acct-1", "bad").old_key, "not", "a string")
     monkeypatch.setattr("worker.store.jobs.CREATE_CHUNK", 1)  # Redis refuses the second call
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
@@ -159,7 +159,7 @@ def test_a_failed_page_of_a_batch_leaves_the_rows_earlier_pages_stored(
     """An import stores a batch page by page; a page that fails is taken back, and only it:
     a row of it whose key names a job an earlier page made is not that job's row."""
     earlier = store.create_many([spec(idempotency_key="k")], "bulk", [1])
-    redis_client.hset(idempotency_key("acct-1", "bad"), "not", "a string")
+    redis_client.hset(idempotency_entry("acct-1", "bad").old_key, "not", "a string")
     monkeypatch.setattr("worker.store.jobs.CREATE_CHUNK", 1)  # Redis refuses the second call
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
@@ -386,10 +386,10 @@ def test_a_cancelled_jobs_idempotency_key_is_released_so_the_row_is_queued_anew(
     again = store.create(spec(idempotency_key="k", ref="r"), "bulk")
 
     assert again.is_new and again.job_id != first.job_id
-    assert redis_client.get(idempotency_key("acct-1", "k")) == again.job_id
+    assert redis_client.hget(*idempotency_entry("acct-1", "k")[:2]) == again.job_id
 
 
-def test_a_cancelled_job_expires_with_its_ref_and_keeps_its_batch_alive(
+def test_a_cancelled_job_expires_and_keeps_its_batch_alive_and_its_ref_lives_as_long(
     store: JobStore, batches: Batches, redis_client: redis.Redis
 ) -> None:
     batches.open("b", at=time.time(), account_id="acct-1", source=None)
@@ -398,8 +398,9 @@ def test_a_cancelled_job_expires_with_its_ref_and_keeps_its_batch_alive(
 
     store.cancel_many([job_id])
 
-    for key in (job_key(job_id), ref_key("acct-1", "r"), batch_key("b"), batch_info_key("b")):
+    for key in (job_key(job_id), batch_key("b"), batch_info_key("b")):
         assert TTL - 5 < redis_client.ttl(key) <= TTL, key
+    assert redis_client.hget(*ref_entry("acct-1", "r")[:2]) == job_id  # swept once it is gone
 
 
 def test_an_outcome_for_a_job_cancelled_meanwhile_is_not_recorded(store: JobStore) -> None:
@@ -441,7 +442,7 @@ def test_a_cancelled_job_whose_last_attempt_may_have_made_its_ticket_keeps_its_k
 
     again = store.create(job_spec, "bulk")
     assert (again.job_id, again.is_new) == (job_id, False)
-    assert 0 < redis_client.ttl(idempotency_key("acct-1", "k")) <= TTL
+    assert redis_client.hget(*idempotency_entry("acct-1", "k")[:2]) == job_id
 
 
 def test_cancelling_a_batch_leaves_alone_the_jobs_an_earlier_batch_made(

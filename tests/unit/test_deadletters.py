@@ -22,9 +22,9 @@ from worker.store.keys import (
     FAILED_INDEX,
     QUEUES,
     batch_key,
-    idempotency_key,
+    idempotency_entry,
     job_key,
-    ref_key,
+    ref_entry,
 )
 
 REQUEUE_AFTER = 900.0
@@ -213,8 +213,8 @@ def test_purge_deletes_the_job_and_every_index_that_names_it(
     assert report.done == [job_id] and report.skipped == []
     assert not redis_client.exists(job_key(job_id))
     assert redis_client.zscore(FAILED_INDEX, job_id) is None
-    assert not redis_client.exists(ref_key("acct-1", "r"))
-    assert not redis_client.exists(idempotency_key("acct-1", "k"))
+    assert redis_client.hget(*ref_entry("acct-1", "r")[:2]) is None
+    assert redis_client.hget(*idempotency_entry("acct-1", "k")[:2]) is None
     assert redis_client.zscore(batch_key("b"), job_id) is None
     assert store.create(job_spec, "interactive").is_new  # the key is free again
 
@@ -227,7 +227,7 @@ def test_purge_leaves_an_index_that_names_a_newer_job(
 
     dead.purge([old])
 
-    assert redis_client.get(ref_key("acct-1", "r")) == newer
+    assert redis_client.hget(*ref_entry("acct-1", "r")[:2]) == newer
     assert redis_client.zrange(batch_key("b"), 0, -1) == [newer]
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 from unittest.mock import ANY
 
 import pytest
 import redis
 from pydantic import ValidationError
 
-from worker.contract import MAX_DEPTH, ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.contract import (
+    MAX_DEPTH,
+    AttemptEntry,
+    ErrorKind,
+    JobError,
+    JobSpec,
+    JobState,
+    Outcome,
+    TicketIds,
+)
 from worker.store.jobs import (
     Claim,
     ClaimCode,
@@ -23,6 +32,7 @@ from worker.store.jobs import (
     Recorded,
     Stored,
     failed,
+    retrying,
     spec_from_claim,
     succeeded,
 )
@@ -35,11 +45,11 @@ from worker.store.keys import (
     WAKE_TTL_MS,
     batch_key,
     freed_key,
-    idempotency_key,
+    idempotency_entry,
     inflight_key,
     job_key,
-    ref_key,
-    ticket_key,
+    ref_entry,
+    ticket_entry,
     wake_key,
 )
 from worker.validation import describe_validation_error
@@ -54,6 +64,9 @@ def store(redis_client: redis.Redis) -> JobStore:
 
 def spec(**extra: str) -> JobSpec:
     return JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t"}, **extra})
+
+
+UNAVAILABLE_503 = JobError(kind=ErrorKind.RETRYABLE, message="unavailable", status=503)
 
 
 def claimed(store: JobStore, job_spec: JobSpec) -> Claim:
@@ -106,16 +119,18 @@ def test_a_job_serialized_beforehand_is_stored_as_its_spec_would_be(store: JobSt
 
 
 def test_refs_with_separators_cannot_collide() -> None:
-    assert ref_key("a:b", "c") != ref_key("a", "b:c")
+    assert ref_entry("a:b", "c").field != ref_entry("a", "b:c").field
 
 
 def test_job_key_names_stay_those_running_deployments_use() -> None:
+    """The index entries' old keys are those the versions before the buckets wrote: they
+    are still read, so a job indexed by an older version is found."""
     assert [
         job_key("j"),
-        ref_key("a/1", "r:1"),
-        idempotency_key("a", "k"),
+        ref_entry("a/1", "r:1").old_key,
+        idempotency_entry("a", "k").old_key,
         batch_key("b"),
-        ticket_key("a", "t"),
+        ticket_entry("a", "t").old_key,
         inflight_key("a"),
         wake_key("a"),
         DUE_INDEX,
@@ -133,12 +148,21 @@ def test_job_key_names_stay_those_running_deployments_use() -> None:
     ]
 
 
+def test_index_bucket_names_stay_those_running_deployments_use() -> None:
+    """A bucket is chosen by a checksum of its field: another choice would lose every
+    entry written before."""
+    assert [ref_entry("a/1", "r:1"), idempotency_entry("a", "k"), ticket_entry("a", "t")] == [
+        ("ticketq:refs:5087", "a%2F1:r%3A1", "ticketq:ref:a%2F1:r%3A1"),
+        ("ticketq:idems:1eac", "a:k", "ticketq:idem:a:k"),
+        ("ticketq:tickets:1359", "a:t", "ticketq:ticket:a:t"),
+    ]
+
+
 def test_a_batch_that_fails_part_way_takes_back_every_job_it_stored(
     store: JobStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     older = store.create(spec(ref="r", idempotency_key="k"), "interactive")
-    redis_client.pexpire(ref_key("acct-1", "r"), 60_000)  # as for a job that succeeded
-    redis_client.hset(idempotency_key("acct-1", "bad"), "not", "a string")
+    redis_client.hset(idempotency_entry("acct-1", "bad").old_key, "not", "a string")
     monkeypatch.setattr("worker.store.jobs.CREATE_CHUNK", 3)
     batch = [
         spec(ref="r", batch_id="b"),
@@ -153,9 +177,8 @@ def test_a_batch_that_fails_part_way_takes_back_every_job_it_stored(
     assert set(redis_client.scan_iter("ticketq:job:*")) == {job_key(older.job_id)}
     assert redis_client.zrange(DUE_INDEX, 0, -1) == [older.job_id]
     assert redis_client.exists(batch_key("b")) == 0
-    assert redis_client.get(ref_key("acct-1", "r")) == older.job_id
-    assert 0 < redis_client.pttl(ref_key("acct-1", "r")) <= 60_000
-    assert redis_client.get(idempotency_key("acct-1", "k")) == older.job_id
+    assert redis_client.hget(*ref_entry("acct-1", "r")[:2]) == older.job_id
+    assert redis_client.hget(*idempotency_entry("acct-1", "k")[:2]) == older.job_id
 
 
 def test_the_worker_reads_back_a_body_nested_as_deep_as_the_door_allows(
@@ -283,21 +306,68 @@ def test_an_outcome_that_frees_no_slot_wakes_nobody(
     assert redis_client.exists(wake_key("acct-1"), freed_key("acct-1")) == 0
 
 
-def test_success_keeps_the_record_and_its_indexes_for_the_retention_period(
-    store: JobStore, redis_client: redis.Redis
+def test_success_keeps_the_record_for_the_retention_period_and_its_indexes_as_long(
+    store: JobStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Index entries share buckets, which never expire: each entry lives until the sweep
+    finds its job gone, and names no job meanwhile (its ticket's owner stays, so that no
+    other job adopts the ticket before the sweep)."""
+    monkeypatch.setattr("worker.store.keys.INDEX_BUCKETS", 2)
+    monkeypatch.setattr("worker.store.jobs.INDEX_BUCKETS", 2)
     job_spec = spec(ref="r", idempotency_key="k")
     claim = claimed(store, job_spec)
-
     assert store.succeed(claim, job_spec, TicketIds(id="t-1", remote_id="R-1")) is Recorded.OK
-
-    record = store.get(claim.job_id)
-    assert record is not None and record.state == JobState.SUCCEEDED
-    assert record.finished_at is not None
     # The fleet's numbers are no job's: the counters stay, a minute's hash has its own TTL.
     fleet = {COUNTS, *redis_client.keys(f"{MINUTE_PREFIX}*")}
-    for key in set(redis_client.keys("ticketq:*")) - fleet:
-        assert 0 < redis_client.ttl(key) <= TTL, key
+    buckets = {entry.bucket for entry in (ref_entry("acct-1", "r"), ticket_entry("acct-1", "t-1"))}
+    buckets.add(idempotency_entry("acct-1", "k").bucket)
+    assert set(redis_client.keys("ticketq:*")) - fleet == {job_key(claim.job_id), *buckets}
+    assert 0 < redis_client.ttl(job_key(claim.job_id)) <= TTL
+    assert store.sweep_indexes(6) == 0
+    found = store.find("acct-1", "r")
+    assert found is not None and found.job_id == claim.job_id
+    assert store.owners_of("acct-1", ["t-1"]) == [claim.job_id]
+
+    redis_client.delete(job_key(claim.job_id))  # as when its retention is over
+
+    assert store.find("acct-1", "r") is None
+    assert store.create(job_spec, "interactive").is_new  # its idempotency key is free
+    assert store.sweep_indexes(6) == 1  # the ticket's owner; the ref and key name the new job
+    assert store.owners_of("acct-1", ["t-1"]) == [None]
+
+
+def test_a_succeeded_record_keeps_only_what_correlation_needs_in_compact_form(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """ids, ref, batch, account, state, attempts, times: every value short enough that Redis
+    keeps the hash in its compact encoding for the retention period."""
+    job_spec = spec(ref="r", idempotency_key="k", batch_id="b")
+    claim = claimed(store, job_spec)
+    retry_now = retrying(claim, job_spec, UNAVAILABLE_503, due_at=time.time() - 1, attempts=1)
+    tried = AttemptEntry(at=time.time(), status=503, latency_ms=9.5, outcome=Outcome.RETRYING)
+    assert store.apply([replace(retry_now, tried=(tried,))]) == [Recorded.OK]
+    again = store.claim(claim.job_id)
+    assert isinstance(again, Claim)
+
+    assert store.succeed(again, job_spec, TicketIds(id="t-1", remote_id="R-1")) is Recorded.OK
+
+    stored = cast(dict[str, str], redis_client.hgetall(job_key(claim.job_id)))
+    assert set(stored) == {
+        "state",
+        "account_id",
+        "ref",
+        "idempotency_key",
+        "batch_id",
+        "attempts",
+        "ticket_id",
+        "remote_id",
+        "created_at",
+        "finished_at",
+    }
+    assert redis_client.object("encoding", job_key(claim.job_id)) in ("ziplist", "listpack")
+    record = store.get(claim.job_id)
+    assert record is not None and record.attempts == 2 and record.lane == "interactive"
+    assert record.updated_at == record.finished_at
 
 
 def test_retrying_records_the_error_and_when_the_next_attempt_is_due(store: JobStore) -> None:
@@ -466,11 +536,16 @@ def test_a_succeeded_job_drops_its_body_unless_told_to_keep_it_and_a_failed_one_
 def test_a_succeeded_record_is_rewritten_compact_and_keeps_its_retention(
     redis_client: redis.Redis,
 ) -> None:
-    """Redis keeps a hash compact only while it never held a long value: the body had made
-    the record a hashtable, which dropping the body alone did not undo."""
+    """Redis keeps a hash compact only while it never held a long value: an error (or a
+    body kept whole, by another version) had made the record a hashtable, which dropping
+    it alone did not undo."""
     store = JobStore(redis_client, succeeded_ttl=600, lease_seconds=30)
     long_title = JobSpec.model_validate({"account_id": "acct-1", "ticket": {"title": "t" * 300}})
-    claim = store.claim(store.create(long_title, "interactive").job_id)
+    first = store.claim(store.create(long_title, "interactive").job_id)
+    assert isinstance(first, Claim)
+    long_error = JobError(kind=ErrorKind.RETRYABLE, message="unavailable " * 20, status=503)
+    store.apply([retrying(first, long_title, long_error, due_at=time.time() - 1, attempts=1)])
+    claim = store.claim(first.job_id)
     assert isinstance(claim, Claim)
     assert redis_client.object("encoding", job_key(claim.job_id)) == "hashtable"
 
@@ -482,3 +557,51 @@ def test_a_succeeded_record_is_rewritten_compact_and_keeps_its_retention(
     record = store.get(claim.job_id)
     assert record is not None and record.state is JobState.SUCCEEDED
     assert record.ticket == TicketIds(id="t-1", remote_id="R-1") and record.finished_at
+
+
+@pytest.mark.parametrize("keep_body", [False, True])
+def test_a_queued_body_is_stored_in_parts_that_keep_the_record_compact_and_read_whole(
+    redis_client: redis.Redis, keep_body: bool
+) -> None:
+    """Each part at most 64 bytes (hash-max-listpack-value), never cut inside a character;
+    a body kept after success is kept whole."""
+    store = JobStore(redis_client, succeeded_ttl=600, lease_seconds=30, keep_body=keep_body)
+    job_spec = JobSpec.model_validate(
+        {"account_id": "acct-1", "ticket": {"title": "é€😀" * 60, "content": [{"plain": "x"}]}}
+    )
+    job_id = store.create(job_spec, "interactive").job_id
+    stored = cast(dict[str, str], redis_client.hgetall(job_key(job_id)))
+    parts = [name for name in stored if name.startswith("spec")]
+    assert len(parts) > 5 and all(len(stored[name].encode()) <= 64 for name in parts)
+    assert redis_client.object("encoding", job_key(job_id)) in ("listpack", "ziplist")
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim) and spec_from_claim(claim) == job_spec
+
+    store.succeed(claim, job_spec, TicketIds(id="t-1"))
+
+    kept = cast(dict[str, str], redis_client.hgetall(job_key(job_id)))
+    assert ({name for name in kept if name.startswith("spec")} == set(parts)) is keep_body
+    assert ("spec" in kept) is keep_body
+
+
+def test_indexes_an_earlier_version_kept_as_keys_are_read_and_move_into_buckets(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """Upgrading keeps every job findable: a job indexed by a version before the buckets
+    (its ref and idempotency key as keys of their own) is found, is not made twice, and its
+    keys move into the buckets when it moves."""
+    job_spec = spec(ref="r", idempotency_key="k")
+    claim = claimed(store, job_spec)
+    by_ref, by_key = ref_entry("acct-1", "r"), idempotency_entry("acct-1", "k")
+    for entry in (by_ref, by_key):  # as the earlier version wrote them
+        redis_client.hdel(entry.bucket, entry.field)
+        redis_client.set(entry.old_key, claim.job_id)
+    found = store.find("acct-1", "r")
+    assert found is not None and found.job_id == claim.job_id
+    assert store.create(job_spec, "interactive") == Stored(claim.job_id, is_new=False)
+
+    assert store.succeed(claim, job_spec, TicketIds(id="t-1")) is Recorded.OK
+
+    for entry in (by_ref, by_key):
+        assert redis_client.exists(entry.old_key) == 0
+        assert redis_client.hget(entry.bucket, entry.field) == claim.job_id

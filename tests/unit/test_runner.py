@@ -94,7 +94,7 @@ class Harness:
         self.settings = Settings.model_validate(
             {"TICKETQ_MAX_ATTEMPTS": "3", "TICKETQ_INPROCESS_MAX_DELAY": "0", **overrides}
         )
-        self.store = JobStore(redis_client, succeeded_ttl=60, lease_seconds=60)
+        self.store = JobStore.from_settings(self.settings, client=redis_client)
         policy = RetryPolicy(self.settings, rng=random.Random(1))
         key_state = LimitStore(redis_client, ApiKeyNames.of("fp"))
         self.limiter = Limiter.of(key_state, self.settings)
@@ -308,7 +308,9 @@ def test_a_stored_job_that_no_longer_validates_fails_as_invalid(
 ) -> None:
     h = Harness(redis_client, ScriptedStackOne())
     job_id = h.submit()
-    h.redis.hset(job_key(job_id), "spec", stored)
+    h.redis.delete(job_key(job_id))  # as another version stored it, in one field
+    old = ["state", "queued", "account_id", "acct", "spec", stored, "created_at", "1"]
+    h.redis.hset(job_key(job_id), items=old)
 
     record = h.run(job_id)
 
@@ -834,9 +836,17 @@ def test_a_limiter_wait_and_a_reconciliation_are_counted(redis_client: redis.Red
 def test_each_request_of_a_job_is_in_its_records_history_the_in_delivery_retry_too(
     redis_client: redis.Redis,
 ) -> None:
+    """Kept once the job succeeded only with its body (TICKETQ_KEEP_BODY); a failed or
+    retrying job keeps it always."""
     unavailable = Failure(kind=ErrorKind.RETRYABLE, message="Service unavailable", status=503)
     api = ScriptedStackOne(unavailable, CREATED)
-    h = Harness(redis_client, api, TICKETQ_INPROCESS_MAX_DELAY="1", TICKETQ_BACKOFF_BASE="0.01")
+    h = Harness(
+        redis_client,
+        api,
+        TICKETQ_INPROCESS_MAX_DELAY="1",
+        TICKETQ_BACKOFF_BASE="0.01",
+        TICKETQ_KEEP_BODY="true",
+    )
     job_id = h.submit()
     before = time.time()
 

@@ -29,6 +29,7 @@ from worker.store.scripts import (
     SCRIPTS,
     SENT,
     SLOTS,
+    SWEEP,
     TRANSITION,
     UNCREATE,
     Call,
@@ -111,13 +112,29 @@ def every_script_once() -> list[Call]:
         Call(RENEW, [job, DUE_INDEX], ["token", "1", "2", "missing"]),
         Call(
             TRANSITION,
-            [job, FAILED_INDEX, "", "", DUE_INDEX, "", "", "", ""],
-            ["token", "failed", "1", "0", "missing", "", "0"],
+            [job, FAILED_INDEX, "", "", DUE_INDEX, "", "", "", "", "", "", "", "", ""],
+            [
+                "token",
+                "failed",
+                "1",
+                "0",
+                "missing",
+                "",
+                "0",
+                "",
+                "",
+                "10",
+                "0",
+                "1000",
+                "",
+                "",
+                "",
+            ],
         ),
         Call(DUE, [DUE_INDEX, *QUEUES.values()], ["1", "2", 10, "ticketq:job:"]),
-        Call(CANCEL, [job, DUE_INDEX, "", "", "", ""], ["1", "missing", "0"]),
+        Call(CANCEL, [job, DUE_INDEX, "", "", "", "", "", ""], ["1", "missing", "0", "", ""]),
         Call(REPLAY, [job, FAILED_INDEX, DUE_INDEX], ["1", "2", "missing"]),
-        Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", ""], ["missing"]),
+        Call(PURGE, [job, FAILED_INDEX, DUE_INDEX, "", "", "", "", ""], ["missing", "", ""]),
         Call(
             ADMIT,
             ["s", "p", "rp", "r", "pr", "o", "op", "li", "lb", "sh", "t", "is"],
@@ -129,8 +146,9 @@ def every_script_once() -> list[Call]:
             ["li", "lb", "sh", "t", "rel", "s", DUE_INDEX, "p", "rp", "r", "o"],
             [1000, 1000, 10, 0, "1", "ticketq:job:"],
         ),
-        Call(UNCREATE, [DUE_INDEX, "", job, "", ""], ["missing", "", "-1", "1"]),
+        Call(UNCREATE, [DUE_INDEX, "", job, "", "", "", ""], ["missing", "", "1", "", ""]),
         Call(SLOTS, ["ticketq:test:freed", "ticketq:test:wake"], [1, 1000]),
+        Call(SWEEP, ["ticketq:test:bucket"], []),
     ]
 
 
@@ -151,7 +169,7 @@ def test_every_script_loads_and_runs_in_one_pipeline(redis_client: redis.Redis) 
         [DeadLetterCode.MISSING],
         [DeadLetterCode.MISSING],
     ]
-    assert answers[9] == [] and answers[10] > 0 and answers[11] == 0
+    assert answers[9] == [] and answers[10] > 0 and answers[11] == 0 and answers[12] == 0
     assert all(redis_client.script_exists(*(script.sha for script in SCRIPTS)))
 
 
@@ -163,13 +181,13 @@ def test_scripts_redis_forgot_are_loaded_again_and_each_call_runs_once(
     job = job_key("j-1")
     create = Call(
         CREATE,
-        [DUE_INDEX, "", job, "", ""],
-        ["1", "1", "interactive", "", "0", "j-1", "acct", "{}", "", "", "0"],
+        [DUE_INDEX, "", job, "", "", "", ""],
+        ["1", "1", "interactive", "", "0", "j-1", "acct", "{}", "", "", "0", "", ""],
     )
 
     answers = run(redis_client, [create, Call(PAUSE, ["ticketq:test:pause"], [60_000])])
 
-    assert answers[0] == [["j-1", 1, "", -1]]
+    assert answers[0] == [["j-1", 1, ""]]
     assert redis_client.hget(job, "state") == "queued"
     assert redis_client.zcard(DUE_INDEX) == 1
     assert redis_client.pttl("ticketq:test:pause") > 59_000
@@ -184,8 +202,8 @@ def test_only_the_calls_whose_script_redis_forgot_are_sent_again(
     job = job_key("j-2")
     create = Call(
         CREATE,
-        [DUE_INDEX, "", job, "", ""],
-        ["1", "1", "interactive", "", "j-2", "acct", "{}", "", ""],
+        [DUE_INDEX, "", job, "", "", "", ""],
+        ["1", "1", "interactive", "", "0", "j-2", "acct", "{}", "", "", "0", "", ""],
     )
     run(redis_client, [create])
     redis_client.script_flush()

@@ -76,8 +76,7 @@ class Fleet:
         job_id = self.pick(n)
         claim = store.claim(job_id)
         if isinstance(claim, Claim):
-            record = self.redis.hget(f"{JOB_PREFIX}{job_id}", "spec")
-            self.claims.append((claim, JobSpec.model_validate_json(cast(str, record))))
+            self.claims.append((claim, JobSpec.model_validate_json(claim.spec_json)))
 
     def record(self, n: int, outcome: str, held: bool, past: bool) -> None:
         if not self.claims:
@@ -122,6 +121,7 @@ class Fleet:
         queued: Counter[str] = Counter()
         for key in cast(list[str], list(self.redis.scan_iter(f"{JOB_PREFIX}*"))):
             state, lane, held = cast(list[str], self.redis.hmget(key, "state", "lane", "held_back"))
+            lane = lane or "interactive"  # a record that does not say is interactive
             counts[f"{lane}:{state}"] += 1
             if held:
                 counts[f"{lane}:held_back"] += 1

@@ -16,7 +16,8 @@ from ops.redis_server import RedisServer
 from worker.delivery.task import worker_app
 from worker.queue.app import TASK_NAME
 from worker.settings import Settings
-from worker.store.keys import WORKERS
+from worker.store.jobs import SWEEP_BUCKETS
+from worker.store.keys import INDEX_SWEEP, WORKERS
 
 
 class Consumer:
@@ -75,3 +76,25 @@ def test_each_worker_app_starts_one_scheduler_when_its_own_worker_is_ready(
         time.sleep(0.05)
     assert schedulers() == before
     assert heartbeats(client) == []  # a clean stop removes the heartbeats
+
+
+def test_a_workers_scheduler_sweeps_the_index_buckets_every_interval(
+    redis_server: RedisServer,
+) -> None:
+    """Index entries of jobs gone are dropped only by this sweep: without it the indexes
+    would grow for good."""
+    settings = Settings(
+        redis_url=redis_server.url, scheduler_interval=0.05, stackone_api_key="k" * 20
+    )
+    app = worker_app(settings)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    before = schedulers()
+    try:
+        worker_ready.send(sender=Consumer(app, "celery@sweeper"))
+        sweeps = eventually(lambda: ["x"] * (int(client.get(INDEX_SWEEP) or 0) // SWEEP_BUCKETS))
+        assert len(sweeps) >= 2
+    finally:
+        worker_shutting_down.send(sender="test")
+    deadline = time.monotonic() + 5
+    while schedulers() > before and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -10,6 +10,8 @@ elect and nothing else to run (Sidekiq's scheduled set works the same way).
 
 The same thread writes the worker's heartbeat (worker/store/workers.py) as often, so the
 fleet's numbers show the workers alive: a worker whose scheduler stopped is not alive.
+And once an interval it sweeps a few index buckets (``JobStore.sweep_indexes``): the entries
+naming jobs that expired go, so the indexes live as long as the jobs they name.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Scheduler(threading.Thread):
                 self._beat()
                 while self.tick() == BATCH and not self._stopping.is_set():
                     self._beat()
+                self._store.sweep_indexes()
             except (redis.RedisError, OSError) as exc:
                 # Redis restarting: the due index is still there when it comes back.
                 log.warning("scheduler: %s; trying again", exc)

@@ -10,10 +10,10 @@ re-claimed) can never overwrite the newer attempt's outcome.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar, cast
@@ -36,17 +36,22 @@ from worker.store import connect
 from worker.store.keys import (
     DUE_INDEX,
     FAILED_INDEX,
+    INDEX_BUCKETS,
+    INDEX_KINDS,
+    INDEX_SWEEP,
     JOB_PREFIX,
     QUEUES,
     WAKE_TTL_MS,
+    IndexEntry,
     batch_info_key,
     batch_key,
     freed_key,
-    idempotency_key,
+    idempotency_entry,
+    index_bucket,
     inflight_key,
     job_key,
-    ref_key,
-    ticket_key,
+    ref_entry,
+    ticket_entry,
     wake_key,
 )
 from worker.store.scripts import (
@@ -58,6 +63,7 @@ from worker.store.scripts import (
     RENEW,
     REPLAY,
     SENT,
+    SWEEP,
     TRANSITION,
     UNCREATE,
     Call,
@@ -97,6 +103,7 @@ __all__ = [
 
 Lane = Literal["interactive", "bulk"]
 CREATE_CHUNK = 500  # jobs per create.lua call
+SWEEP_BUCKETS = 32  # index buckets a scheduler's tick sweeps (sweep.lua)
 # The fields a job's index keys are named by (purge and cancel read them to find the keys).
 INDEX_FIELDS = ("account_id", "ref", "idempotency_key", "batch_id")
 T = TypeVar("T")
@@ -283,10 +290,11 @@ class JobStore:
         keys = [DUE_INDEX, batch_key(batch_id) if batch_id else ""]
         args = [*header, batch_id or "", str(self._succeeded_ttl)]
         for new, position in rows:
-            job_id = uuid.uuid4().hex
-            keys += _job_keys(job_id, new)
+            job_id = new_job_id()
+            job_keys, fields = _job_keys(job_id, new)
+            keys += job_keys
             ref, idem = new.ref or "", new.idempotency_key or ""
-            args += (job_id, new.account_id, new.spec_json, ref, idem, str(position))
+            args += (job_id, new.account_id, new.spec_json, ref, idem, str(position), *fields)
         return keys, args
 
     def _take_back(self, answered: list[tuple[NewJob, list[Any]]], failure: Exception) -> None:
@@ -346,8 +354,29 @@ class JobStore:
 
     def find(self, account_id: str, ref: str) -> JobRecord | None:
         """The latest job submitted with this ref for this account."""
-        job_id = cast(str | None, self.redis.get(ref_key(account_id, ref)))
+        job_id = self._named([ref_entry(account_id, ref)])[0]
         return self.get(job_id) if job_id else None
+
+    def _named(self, entries: Sequence[IndexEntry]) -> list[str | None]:
+        """The job each index entry names, in one round trip: its bucket's field, else the
+        key an earlier version kept it under (it may name a job gone since, until the sweep
+        drops it)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.hget(entry.bucket, entry.field)
+                pipe.get(entry.old_key)
+            found = cast(list[str | None], pipe.execute())
+        return [found[i] or found[i + 1] for i in range(0, len(found), 2)]
+
+    def sweep_indexes(self, buckets: int = SWEEP_BUCKETS) -> int:
+        """Drop the index entries naming jobs that are gone, in the next ``buckets`` buckets
+        (every kind's in turn, where the last sweep of any worker stopped); how many."""
+        end = int(self.redis.incrby(INDEX_SWEEP, buckets))
+        names = [
+            index_bucket(INDEX_KINDS[(n // INDEX_BUCKETS) % len(INDEX_KINDS)], n % INDEX_BUCKETS)
+            for n in range(end - buckets, end)
+        ]
+        return int(run_one(self.redis, SWEEP, names, []))
 
     def failed_ids(
         self, limit: int = 100, *, before: float | None = None, start: int = 0
@@ -436,8 +465,9 @@ class JobStore:
         """The job that created or adopted each ticket, if ticketq knows one."""
         if not ticket_ids:
             return []
-        keys = [ticket_key(account_id, ticket_id) for ticket_id in ticket_ids]
-        return cast(list[str | None], self.redis.mget(keys))
+        # An owner whose record expired owns its ticket until the sweep drops its entry:
+        # reconciliation never adopts a ticket a job made.
+        return self._named([ticket_entry(account_id, ticket_id) for ticket_id in ticket_ids])
 
     def replay(self, job_id: str, *, reconcile: bool = True) -> Due | Kept:
         """A failed job back to ``queued`` and into the outbox; the caller sends it. One
@@ -456,7 +486,8 @@ class JobStore:
 
     def purge(self, job_id: str) -> Kept | None:
         """Delete a failed job and the indexes that still name it; None once it is gone."""
-        answer = run_one(self.redis, PURGE, self._purge_keys(job_id), [job_id])
+        keys, fields = self._purge_keys(job_id)
+        answer = run_one(self.redis, PURGE, keys, [job_id, *fields])
         return None if DeadLetterCode(answer[0]) is DeadLetterCode.OK else _kept(answer)
 
     def cancel_many(
@@ -479,8 +510,7 @@ class JobStore:
         calls = [
             Call(
                 CANCEL,
-                _cancel_keys(job_id, *names[job_id]),
-                [now, job_id, str(self._succeeded_ttl)],
+                *_cancel_call(job_id, names[job_id], [now, job_id, str(self._succeeded_ttl)]),
             )
             for job_id in mine
         ]
@@ -493,35 +523,49 @@ class JobStore:
         }
         return [done[job_id] for job_id in job_ids]
 
-    def _purge_keys(self, job_id: str) -> list[str]:
-        """The job's index keys, read first; the fields they come from never change."""
+    def _purge_keys(self, job_id: str) -> tuple[list[str], list[str]]:
+        """purge.lua's keys and its entries' fields: the job's indexes, read first; the
+        fields they come from never change."""
         account, ref, idem, batch = cast(
             list[str | None],
             self.redis.hmget(job_key(job_id), *INDEX_FIELDS),
         )
         keys = [job_key(job_id), FAILED_INDEX, DUE_INDEX]
         if account is None:
-            return [*keys, "", "", ""]
-        return [
-            *keys,
-            ref_key(account, ref) if ref else "",
-            idempotency_key(account, idem) if idem else "",
-            batch_key(batch) if batch else "",
-        ]
+            return [*keys, "", "", "", "", ""], ["", ""]
+        by_ref = _entry(ref_entry, account, ref)
+        by_key = _entry(idempotency_entry, account, idem)
+        return (
+            [
+                *keys,
+                by_ref.bucket,
+                by_key.bucket,
+                batch_key(batch) if batch else "",
+                by_ref.old_key,
+                by_key.old_key,
+            ],
+            [by_ref.field, by_key.field],
+        )
 
     def _transition_call(self, change: Transition, now: str) -> tuple[list[str], list[str]]:
         spec = change.spec
         account = spec.account_id if spec else ""
+        by_ref = _entry(ref_entry, account, spec.ref if spec else None)
+        by_key = _entry(idempotency_entry, account, spec.idempotency_key if spec else None)
+        owner = _entry(ticket_entry, account, change.ticket.id if spec and change.ticket else None)
         keys = [
             job_key(change.claim.job_id),
             FAILED_INDEX,
-            ref_key(account, spec.ref) if spec and spec.ref else "",
-            idempotency_key(account, spec.idempotency_key) if spec and spec.idempotency_key else "",
+            by_ref.bucket,
+            by_key.bucket,
             DUE_INDEX,
-            ticket_key(account, change.ticket.id) if spec and change.ticket else "",
+            owner.bucket,
             inflight_key(account) if spec else "",
             *_batch_keys(spec.batch_id if spec else None),
             *((wake_key(account), freed_key(account)) if spec and self._account_cap else ("", "")),
+            by_ref.old_key,
+            by_key.old_key,
+            owner.old_key,
         ]
         fields = dict(change.fields)
         if change.ticket is not None:
@@ -530,10 +574,14 @@ class JobStore:
             fields["error"] = change.error.model_dump_json()
         if change.uncertain_since is not None:
             fields["uncertain_since"] = stamp(change.uncertain_since)
+        tried = "\n".join(entry.line() for entry in change.tried)
         if change.state is JobState.SUCCEEDED and not self._keep_body:
             # The ticket exists: its body is StackOne's to keep now, and most of the record's
-            # bytes (kept for TICKETQ_SUCCEEDED_TTL); correlation needs the ids, not the body.
-            fields["spec"] = ""
+            # bytes (kept for TICKETQ_SUCCEEDED_TTL); correlation needs the ids and the
+            # attempts made, not the body nor each request (a long value would also cost the
+            # record Redis's compact encoding).
+            fields.update(spec="", attempt_log="")
+            tried = ""
         args = [
             change.claim.token,
             change.state,
@@ -543,10 +591,13 @@ class JobStore:
             stamp(change.due_at) if change.due_at is not None else "",
             str(change.attempts),
             "1" if change.held_back else "",
-            "\n".join(entry.line() for entry in change.tried),
+            tried,
             str(ATTEMPTS_KEPT),
             str(self._account_cap),
             str(WAKE_TTL_MS),
+            by_ref.field,
+            by_key.field,
+            owner.field,
             *(item for pair in fields.items() for item in pair),
         ]
         return keys, args
@@ -633,28 +684,39 @@ def _uncreate_call(created: Sequence[tuple[NewJob, list[Any]]]) -> tuple[list[st
     args: list[str] = []
     for new, answer in created:
         if _stored(answer).is_new:
-            job_id, previous_ref, previous_ttl = _created(answer)
-            keys += _job_keys(job_id, new)
-            args += (job_id, previous_ref, str(previous_ttl), "1")
+            job_id, previous_ref = _created(answer)
+            job_keys, fields = _job_keys(job_id, new)
+            keys += job_keys
+            args += (job_id, previous_ref, "1", *fields)
         else:  # a known job this call put in the batch: it only leaves the batch
-            keys += [job_key(answer[0]), "", ""]
-            args += (answer[0], "", "-1", "0")
+            keys += [job_key(answer[0]), "", "", "", ""]
+            args += (answer[0], "", "0", "", "")
     return keys, args
 
 
-def _cancel_keys(
-    job_id: str, account: str | None, ref: str | None, idem: str | None, batch: str | None
-) -> list[str]:
-    """cancel.lua's keys: the job, the due index, its idempotency and ref keys, its batch."""
+def _cancel_call(
+    job_id: str, index_fields: list[str | None], args: list[str]
+) -> tuple[list[str], list[str]]:
+    """cancel.lua's keys (the job, the due index, its idempotency and ref entries' buckets,
+    its batch, the entries' old keys) and ``args`` with the entries' fields; from the job's
+    ``INDEX_FIELDS``."""
+    account, ref, idem, batch = index_fields
     if account is None:
-        return [job_key(job_id), DUE_INDEX, "", "", "", ""]
-    return [
-        job_key(job_id),
-        DUE_INDEX,
-        idempotency_key(account, idem) if idem else "",
-        ref_key(account, ref) if ref else "",
-        *_batch_keys(batch),
-    ]
+        return [job_key(job_id), DUE_INDEX, "", "", "", "", "", ""], [*args, "", ""]
+    by_key = _entry(idempotency_entry, account, idem)
+    by_ref = _entry(ref_entry, account, ref)
+    keys = [job_key(job_id), DUE_INDEX, by_key.bucket, by_ref.bucket, *_batch_keys(batch)]
+    return [*keys, by_key.old_key, by_ref.old_key], [*args, by_key.field, by_ref.field]
+
+
+NO_ENTRY = IndexEntry("", "", "")
+
+
+def _entry(
+    kind: Callable[[str, str], IndexEntry], account_id: str, value: str | None
+) -> IndexEntry:
+    """The entry ``kind`` names for ``value``, or empty names when there is no value."""
+    return kind(account_id, value) if value else NO_ENTRY
 
 
 def _batch_keys(batch_id: str | None) -> list[str]:
@@ -662,15 +724,14 @@ def _batch_keys(batch_id: str | None) -> list[str]:
     return [batch_key(batch_id), batch_info_key(batch_id)] if batch_id else ["", ""]
 
 
-def _job_keys(job_id: str, new: NewJob) -> list[str]:
-    """A job's own keys, as create.lua and uncreate.lua take them: its hash, its idempotency
-    key or "", its ref key or ""."""
-    account = new.account_id
-    return [
-        job_key(job_id),
-        idempotency_key(account, new.idempotency_key) if new.idempotency_key else "",
-        ref_key(account, new.ref) if new.ref else "",
-    ]
+def _job_keys(job_id: str, new: NewJob) -> tuple[list[str], list[str]]:
+    """A job's own keys, as create.lua and uncreate.lua take them (its hash, its idempotency
+    entry's bucket and old key, its ref entry's bucket and old key: "" if none), and the
+    two entries' fields."""
+    by_key = _entry(idempotency_entry, new.account_id, new.idempotency_key)
+    by_ref = _entry(ref_entry, new.account_id, new.ref)
+    keys = [job_key(job_id), by_key.bucket, by_key.old_key, by_ref.bucket, by_ref.old_key]
+    return keys, [by_key.field, by_ref.field]
 
 
 # The scripts' answers, decoded: no code outside these reads a script's answer by position.
@@ -687,10 +748,9 @@ def _joined(answer: list[Any]) -> bool:
     return not _stored(answer).is_new and len(answer) > 2 and bool(int(answer[2]))
 
 
-def _created(answer: list[Any]) -> tuple[str, str, int]:
-    """create.lua, for a job it created: {job_id, 1, the job its ref named before or "", that
-    ref key's TTL in ms (negative: none)}."""
-    return answer[0], answer[2], int(answer[3])
+def _created(answer: list[Any]) -> tuple[str, str]:
+    """create.lua, for a job it created: {job_id, 1, the job its ref named before or ""}."""
+    return answer[0], answer[2]
 
 
 def _due(flat: list[str]) -> list[Due]:
@@ -725,8 +785,18 @@ def _detail(answer: list[str]) -> str:
     return answer[1] if len(answer) > 1 else ""
 
 
+def new_job_id() -> str:
+    """128 random bits in 26 characters of lowercase base32 (a-z, 2-7): a job id is in its
+    key and in each index entry naming it, so 6 fewer than a UUID's 32 hex digits save about
+    25 bytes per job; lowercase letters and digits only, as a ticket's marker tag must
+    survive providers that lowercase tags. Ids made before (32 hex digits) stay valid."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
 def stamp(moment: float) -> str:
-    return f"{moment:.6f}"
+    """A time as the store keeps it: Unix seconds to the millisecond (fewer digits, fewer
+    bytes in every record)."""
+    return f"{moment:.3f}"
 
 
 def _error(raw: str | None) -> JobError | None:
@@ -780,7 +850,9 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
         error=_error(raw.get("error")),
         attempt_log=_attempt_log(raw.get("attempt_log")),
         created_at=float(raw["created_at"]),
-        updated_at=float(raw["updated_at"]),
+        # a job not moved since created has no updated_at yet; a succeeded one keeps its
+        # finished_at only
+        updated_at=float(raw.get("updated_at") or raw.get("finished_at") or raw["created_at"]),
         **optional,
     )
 

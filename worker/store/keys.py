@@ -7,7 +7,9 @@ account id or ref can forge another's key.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 PREFIX = "ticketq"
@@ -55,12 +57,53 @@ def job_key(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 
 
-def ref_key(account_id: str, ref: str) -> str:
-    return f"{PREFIX}:ref:{segment(account_id)}:{segment(ref)}"
+# The job indexes (a job by its ref, by its idempotency key, a ticket's owner) are fields of
+# small hashes, INDEX_BUCKETS of each kind, a field's bucket chosen by a checksum of its
+# name: Redis keeps a small hash in its compact encoding, where an entry costs about 60
+# bytes, against about 165 for a key of its own with an expiry. 65,536 buckets hold 3 million
+# jobs' entries at 46 a bucket, and 33 million before a bucket (512 entries) loses that
+# encoding. An entry lives as long as the job it names: the scheduler sweeps away entries
+# whose job has expired (sweep.lua), and every reader takes an entry naming a job that is
+# gone as no entry.
+INDEX_BUCKETS = 1 << 16
+# Where the sweep goes on from (a string: buckets swept so far, all kinds in a row).
+INDEX_SWEEP = f"{PREFIX}:indexsweep"
+INDEX_KINDS = ("refs", "idems", "tickets")
 
 
-def idempotency_key(account_id: str, key: str) -> str:
-    return f"{PREFIX}:idem:{segment(account_id)}:{segment(key)}"
+class IndexEntry(NamedTuple):
+    """One index entry's place: the bucket (a hash), the field in it, and the key the
+    versions before the buckets kept it under (a string), read when the field is absent."""
+
+    bucket: str
+    field: str
+    old_key: str
+
+
+def index_bucket(kind: str, number: int) -> str:
+    """The ``number``-th bucket (a hash) of an index ``kind`` (one of ``INDEX_KINDS``)."""
+    return f"{PREFIX}:{kind}:{number:04x}"
+
+
+def _entry(kind: str, old: str, account_id: str, value: str) -> IndexEntry:
+    field = f"{segment(account_id)}:{segment(value)}"
+    number = zlib.crc32(field.encode()) % INDEX_BUCKETS
+    return IndexEntry(index_bucket(kind, number), field, f"{PREFIX}:{old}:{field}")
+
+
+def ref_entry(account_id: str, ref: str) -> IndexEntry:
+    """The latest job submitted with this ref for this account."""
+    return _entry("refs", "ref", account_id, ref)
+
+
+def idempotency_entry(account_id: str, key: str) -> IndexEntry:
+    """The job an idempotency key names."""
+    return _entry("idems", "idem", account_id, key)
+
+
+def ticket_entry(account_id: str, ticket_id: str) -> IndexEntry:
+    """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
+    return _entry("tickets", "ticket", account_id, ticket_id)
 
 
 def batch_key(batch_id: str) -> str:
@@ -71,11 +114,6 @@ def batch_key(batch_id: str) -> str:
 def batch_info_key(batch_id: str) -> str:
     """What a batch was (a hash): when it was opened, its account, its source, its counts."""
     return f"{PREFIX}:batchinfo:{segment(batch_id)}"
-
-
-def ticket_key(account_id: str, ticket_id: str) -> str:
-    """Which job owns a StackOne ticket, so reconciliation never adopts another job's."""
-    return f"{PREFIX}:ticket:{segment(account_id)}:{segment(ticket_id)}"
 
 
 def session_key(digest: str) -> str:

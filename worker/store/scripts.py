@@ -9,7 +9,9 @@ undefined global). Each script has one vocabulary of result codes, as BullMQ's `
 
 A script that moves jobs also gets ``lua/lib/moves.lua`` in its prelude: ``moved(...)``
 keeps the fleet's counters (worker/store/stats.py) in the same atomic step as the move, so
-every script keeps them one way; the key names it writes come from ``keys.py``.
+every script keeps them one way; the key names it writes come from ``keys.py``. A script
+that reads or writes the job indexes gets ``lua/lib/indexes.lua`` (``index_get``,
+``index_set``, ``index_drop``, ``index_move``, ``live``) and ``JOB_PREFIX``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from worker.contract import ErrorKind, JobState
-from worker.store.keys import COUNTS, MINUTE_PREFIX, MINUTE_TTL, QUEUED_PREFIX
+from worker.store.keys import COUNTS, JOB_PREFIX, MINUTE_PREFIX, MINUTE_TTL, QUEUED_PREFIX
 
 
 class ClaimCode(StrEnum):
@@ -106,9 +108,12 @@ class Script:
     """One Lua file and the enums it speaks, each under a prefix: ``STATE=JobState``
     defines ``STATE_QUEUED`` and so on (and ``is_final`` for ``JobState``)."""
 
-    def __init__(self, file: str, *, moves: bool = False, **vocabulary: type[Enum]) -> None:
+    def __init__(
+        self, file: str, *, moves: bool = False, indexes: bool = False, **vocabulary: type[Enum]
+    ) -> None:
         self.file = file
         self.moves = moves  # it moves jobs: the counters' helpers (needs STATE=JobState)
+        self.indexes = indexes  # it reads or writes the job indexes (lua/lib/indexes.lua)
         self.vocabulary = vocabulary
 
     def __repr__(self) -> str:
@@ -129,6 +134,9 @@ class Script:
         if self.moves:
             lines += [f"local {name} = {_plain(value)}" for name, value in COUNTERS.items()]
             lines.append(files("worker.store").joinpath("lua", "lib", "moves.lua").read_text())
+        if self.indexes:
+            lines.append(f"local JOB_PREFIX = {_plain(JOB_PREFIX)}")
+            lines.append(files("worker.store").joinpath("lua", "lib", "indexes.lua").read_text())
         return "\n".join(lines) + "\n"
 
     @cached_property
@@ -169,20 +177,21 @@ def _plain(value: str | int, named: object = None) -> str:
     return f'"{value}"'
 
 
-CREATE = Script("create.lua", moves=True, STATE=JobState)
-UNCREATE = Script("uncreate.lua", moves=True, STATE=JobState)
+CREATE = Script("create.lua", moves=True, indexes=True, STATE=JobState)
+UNCREATE = Script("uncreate.lua", moves=True, indexes=True, STATE=JobState)
 SENT = Script("sent.lua", STATE=JobState)
 CLAIM = Script("claim.lua", moves=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
-TRANSITION = Script("transition.lua", moves=True, STATE=JobState, RECORDED=Recorded)
+TRANSITION = Script("transition.lua", moves=True, indexes=True, STATE=JobState, RECORDED=Recorded)
 DUE = Script("due.lua", moves=True, STATE=JobState)
-CANCEL = Script("cancel.lua", moves=True, STATE=JobState, CANCEL=CancelCode)
+CANCEL = Script("cancel.lua", moves=True, indexes=True, STATE=JobState, CANCEL=CancelCode)
 REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
-PURGE = Script("purge.lua", moves=True, STATE=JobState, DEAD=DeadLetterCode)
+PURGE = Script("purge.lua", moves=True, indexes=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
 PAUSE = Script("pause.lua")
 RELEASE = Script("release.lua", STATE=JobState)
 SLOTS = Script("slots.lua")
+SWEEP = Script("sweep.lua", indexes=True)
 SCRIPTS = (
     CREATE,
     SENT,
@@ -198,6 +207,7 @@ SCRIPTS = (
     RELEASE,
     UNCREATE,
     SLOTS,
+    SWEEP,
 )
 
 

@@ -164,16 +164,18 @@ def recount(client: redis.Redis, page: int = 1000) -> dict[str, int]:
     for keys in _pages(cast(Iterator[str], client.scan_iter(f"{JOB_PREFIX}*", count=page)), page):
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, "state", "lane", "held_back", "updated_at")
+                pipe.hmget(key, "state", "lane", "held_back", "updated_at", "created_at")
             rows = cast(list[list[str | None]], pipe.execute())
-        for key, (state, lane, held, updated) in zip(keys, rows, strict=True):
+        for key, (state, lane, held, updated, created) in zip(keys, rows, strict=True):
             lane = lane or "interactive"
             if state in (*LIVE, "failed"):
                 counts[f"{lane}:{state}"] += 1
             if state == "retrying" and held:
                 counts[f"{lane}:held_back"] += 1
-            if state == "queued":  # updated_at: when it became queued (or was sent again)
-                queued.setdefault(lane, {})[key.removeprefix(JOB_PREFIX)] = float(updated or 0)
+            if state == "queued":  # updated_at: when it became queued (or was sent again);
+                # a job never moved since it was created has none: created_at
+                since = float(updated or created or 0)
+                queued.setdefault(lane, {})[key.removeprefix(JOB_PREFIX)] = since
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(COUNTS, *(queued_key(lane) for lane in {*LANES, *queued}))
         if counts:

@@ -2,7 +2,7 @@
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] failed index
 -- ARGV[1] now, ARGV[2] lease until, ARGV[3] lease token, ARGV[4] job id,
 -- ARGV[5] lost attempts after which the job is poison
--- Returns {CLAIM_OK, spec json, attempts, uncertain_since or "", reconcile_first or "",
+-- Returns {CLAIM_OK, spec json (its parts joined), attempts, uncertain_since or "", reconcile_first or "",
 -- lane, failing_since or ""}, or {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until},
 -- {CLAIM_NOT_DUE, next_attempt_at}.
 local now = tonumber(ARGV[1])
@@ -48,5 +48,14 @@ redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
 moved(KEYS[1], ARGV[4], job[5], state, STATE_RUNNING, ARGV[1])
 local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
   "reconcile_first", "lane", "failing_since")
-return {CLAIM_OK, found[1], found[2] or "0", found[3] or "", found[4] or "",
+-- The body, as create.lua stored it: "spec", then its parts "spec:1", "spec:2", ...
+local parts = {found[1] or ""}
+while true do
+  local part = redis.call("HGET", KEYS[1], "spec:" .. #parts)
+  if not part then
+    break
+  end
+  parts[#parts + 1] = part
+end
+return {CLAIM_OK, table.concat(parts), found[2] or "0", found[3] or "", found[4] or "",
   found[5] or "interactive", found[6] or ""}

@@ -1,24 +1,46 @@
 -- Create job records, each atomically with its indexes; many per call, because a bulk
 -- import pays for every argument it sends.
--- KEYS[1] due index, KEYS[2] batch (sorted set) or ""; then per job: job hash, idempotency
--- key or "", ref key or ""
+-- KEYS[1] due index, KEYS[2] batch (sorted set) or ""; then per job: job hash, its
+-- idempotency entry's bucket and old key (or "", ""), its ref entry's bucket and old key
+-- (or "", "")
 -- ARGV[1] when to send a job again if its message is never confirmed sent, ARGV[2] now,
 -- ARGV[3] lane, ARGV[4] batch id or "", ARGV[5] seconds the batch lives unless a job of it
 -- moves (0: for good); then per job: job id, account id, spec, ref or "", idempotency key
--- or "", its row's position in the batch's input
+-- or "", its row's position in the batch's input, its idempotency entry's field or "", its
+-- ref entry's field or ""
 -- A row whose idempotency key names a job already is that job's row in this batch too,
 -- unless the job is in the batch already: it keeps the row that made it (or joined first).
--- Returns per job {job_id, 1, the job its ref key named before or "", that key's TTL in ms
--- (negative: none)} when created (uncreate.lua takes it back with these), {existing_job_id,
--- 0, 1 if this row put it in the batch else 0} when its idempotency key was seen before
--- (also earlier in this same call).
+-- Returns per job {job_id, 1, the job its ref named before or ""} when created (uncreate.lua
+-- takes it back with these), {existing_job_id, 0, 1 if this row put it in the batch else 0}
+-- when its idempotency key was seen before (also earlier in this same call).
+-- A body is stored in parts of at most 64 bytes, "spec" then "spec:1", "spec:2", ... (claim.lua
+-- joins them): Redis keeps a hash in its compact encoding only while every value is at most
+-- hash-max-listpack-value (64 by default) bytes, and one long value made a queued record a
+-- table of three times its body's bytes. A part never ends inside a UTF-8 character, so
+-- each reads as text on its own.
+local function spec_fields(spec)
+  local fields, from, n = {"spec", ""}, 1, 0
+  while from <= #spec do
+    local to = math.min(from + 63, #spec)
+    while to < #spec and to > from and spec:byte(to + 1) >= 128 and spec:byte(to + 1) < 192 do
+      to = to - 1
+    end
+    fields[2 * n + 1] = n == 0 and "spec" or ("spec:" .. n)
+    fields[2 * n + 2] = string.sub(spec, from, to)
+    n, from = n + 1, to + 1
+  end
+  return fields
+end
+
 local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local answers = {}
-for n = 0, (#KEYS - 2) / 3 - 1 do
-  local job, idem, ref = KEYS[3 + 3 * n], KEYS[4 + 3 * n], KEYS[5 + 3 * n]
-  local job_id, account, spec = ARGV[6 + 6 * n], ARGV[7 + 6 * n], ARGV[8 + 6 * n]
-  local ref_value, idem_value, position = ARGV[9 + 6 * n], ARGV[10 + 6 * n], ARGV[11 + 6 * n]
-  local existing = idem ~= "" and redis.call("GET", idem)
+for n = 0, (#KEYS - 2) / 5 - 1 do
+  local job, idem, idem_old = KEYS[3 + 5 * n], KEYS[4 + 5 * n], KEYS[5 + 5 * n]
+  local ref, ref_old = KEYS[6 + 5 * n], KEYS[7 + 5 * n]
+  local job_id, account, spec = ARGV[6 + 8 * n], ARGV[7 + 8 * n], ARGV[8 + 8 * n]
+  local ref_value, idem_value, position = ARGV[9 + 8 * n], ARGV[10 + 8 * n], ARGV[11 + 8 * n]
+  local idem_field, ref_field = ARGV[12 + 8 * n], ARGV[13 + 8 * n]
+  local existing = idem ~= "" and index_get(idem, idem_field, idem_old)
   if existing then
     local joined = 0
     if KEYS[2] ~= "" then
@@ -26,20 +48,22 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     end
     answers[#answers + 1] = {existing, 0, joined}
   else
-    if idem ~= "" then
-      redis.call("SET", idem, job_id)
-    end
-    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "lane", lane,
-      "attempts", "0", "spec", spec, "created_at", now, "updated_at", now)
-    local previous_ref, previous_ttl = "", -1
-    if ref ~= "" then
-      previous_ref = redis.call("GET", ref) or ""
-      previous_ttl = redis.call("PTTL", ref)
-      redis.call("SET", ref, job_id)
-      redis.call("HSET", job, "ref", ref_value)
+    -- Fields a job does not need yet are not stored: a lane is interactive unless it says,
+    -- attempts are 0 and updated_at is created_at until they are written.
+    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "created_at", now,
+      unpack(spec_fields(spec)))
+    if lane ~= "interactive" then
+      redis.call("HSET", job, "lane", lane)
     end
     if idem ~= "" then
+      index_set(idem, idem_field, idem_old, job_id)
       redis.call("HSET", job, "idempotency_key", idem_value)
+    end
+    local previous_ref = ""
+    if ref ~= "" then
+      previous_ref = index_get(ref, ref_field, ref_old) or ""
+      index_set(ref, ref_field, ref_old, job_id)
+      redis.call("HSET", job, "ref", ref_value)
     end
     if KEYS[2] ~= "" then
       redis.call("ZADD", KEYS[2], position, job_id)
@@ -48,7 +72,7 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     -- The outbox: until the producer confirms the message went out, the scheduler sends it.
     redis.call("ZADD", KEYS[1], resend_at, job_id)
     moved(job, job_id, lane, nil, STATE_QUEUED, now)
-    answers[#answers + 1] = {job_id, 1, previous_ref, previous_ttl}
+    answers[#answers + 1] = {job_id, 1, previous_ref}
   end
 end
 if KEYS[2] ~= "" and tonumber(ARGV[5]) > 0 then

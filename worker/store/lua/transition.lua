@@ -1,11 +1,13 @@
 -- Move a running job to its next state, only for the holder of the current lease.
--- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] ref key or "", KEYS[4] idempotency key
--- or "", KEYS[5] due index, KEYS[6] ticket index key or "", KEYS[7] the account's in-flight
--- set or "" (the lease token leaves it: the request is answered), KEYS[8] and KEYS[9] the
--- job's batch (members, record) or "" (they live ARGV[4] seconds more: a batch expires
--- that long after the last move of any of its jobs), KEYS[10] and KEYS[11] the account's
--- wake signal and count of freed slots or "" (a slot freed is counted for the deliveries
--- waiting for one, and the first counted wakes the longest waiting: see slots.lua)
+-- KEYS[1] job hash, KEYS[2] failed index, KEYS[3] its ref entry's bucket or "", KEYS[4] its
+-- idempotency entry's bucket or "", KEYS[5] due index, KEYS[6] its ticket's owner entry's
+-- bucket or "", KEYS[7] the account's in-flight set or "" (the lease token leaves it: the
+-- request is answered), KEYS[8] and KEYS[9] the job's batch (members, record) or "" (they
+-- live ARGV[4] seconds more: a batch expires that long after the last move of any of its
+-- jobs), KEYS[10] and KEYS[11] the account's wake signal and count of freed slots or ""
+-- (a slot freed is counted for the deliveries waiting for one, and the first counted wakes
+-- the longest waiting: see slots.lua), KEYS[12], KEYS[13], KEYS[14] the old keys of the
+-- ref, idempotency and ticket entries (or "")
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
 -- ARGV[7] requests this delivery made that count as attempts, ARGV[8] "1": a retrying job
@@ -14,8 +16,9 @@
 -- (else ""), appended to the record's attempt_log, which keeps the last ARGV[10]; a job
 -- that succeeded at its first request keeps none,
 -- ARGV[11] the account cap (requests in flight per account; 0: none), ARGV[12] ms the count
--- and the signal live from the first slot counted, ARGV[13..] field/value pairs to set; an
--- empty value deletes the field.
+-- and the signal live from the first slot counted, ARGV[13], ARGV[14], ARGV[15] the fields
+-- of the ref, idempotency and ticket entries (or ""), ARGV[16..] field/value pairs to set;
+-- an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
 -- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
@@ -53,12 +56,18 @@ if current[1] ~= STATE_RUNNING or current[2] ~= ARGV[1] then
   return RECORDED_LOST_LEASE
 end
 local job_id = ARGV[5]
+local succeeded_fields = {"state", "account_id", "lane", "ref", "idempotency_key", "batch_id",
+  "attempts", "replays", "ticket_id", "remote_id", "created_at", "finished_at", "spec",
+  "attempt_log"}  -- spec is the 13th: its parts follow it
 -- The ticket is claimed here, with the outcome, so that two jobs adopting one ticket at the
--- same instant cannot both have it.
+-- same instant cannot both have it; an owner whose record is gone still owns it until the
+-- sweep drops its entry (never another job's ticket).
 if ARGV[2] == STATE_SUCCEEDED and KEYS[6] ~= "" then
-  if not redis.call("SET", KEYS[6], job_id, "NX") and redis.call("GET", KEYS[6]) ~= job_id then
+  local owner = index_named(KEYS[6], ARGV[15], KEYS[14])
+  if owner and owner ~= job_id then
     return RECORDED_TAKEN
   end
+  index_set(KEYS[6], ARGV[15], KEYS[14], job_id)
 end
 redis.call("HSET", KEYS[1], "state", ARGV[2], "updated_at", ARGV[3])
 moved(KEYS[1], job_id, current[3], STATE_RUNNING, ARGV[2], ARGV[3])
@@ -70,7 +79,7 @@ redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
-for i = 13, #ARGV, 2 do
+for i = 16, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
@@ -109,20 +118,40 @@ if ARGV[2] == STATE_FAILED then
   redis.call("ZADD", KEYS[2], ARGV[3], job_id)
   return RECORDED_OK
 end
--- A succeeded record, kept for the retention period, is written afresh: Redis keeps a hash
--- in its compact encoding only while it never held a long value, and the body it held
--- until now (dropped above unless kept) had made it a table of several times the bytes.
-local kept = redis.call("HGETALL", KEYS[1])
+-- A succeeded record, kept for the retention period, is written afresh with what
+-- correlation needs (ids, ref, batch, account, state, attempts, times; the body and the
+-- attempt log only if the caller kept them): Redis keeps a hash in its compact encoding only
+-- while it never held a long value, and the body it held until now had made it a table of
+-- several times the bytes. Its updated_at is its finished_at; a lane unsaid is interactive.
+local kept = redis.call("HMGET", KEYS[1], unpack(succeeded_fields))
+-- A body kept is kept whole: its parts after "spec" (create.lua).
+local parts = {}
+while kept[13] do
+  local part = redis.call("HGET", KEYS[1], "spec:" .. (#parts + 1))
+  if not part then
+    break
+  end
+  parts[#parts + 1] = part
+end
 redis.call("DEL", KEYS[1])
-redis.call("HSET", KEYS[1], unpack(kept))
+local fields = {}
+for i, name in ipairs(succeeded_fields) do
+  if kept[i] and kept[i] ~= "" and not (name == "lane" and kept[i] == "interactive") then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = kept[i]
+  end
+end
+for i, part in ipairs(parts) do
+  fields[#fields + 1] = "spec:" .. i
+  fields[#fields + 1] = part
+end
+redis.call("HSET", KEYS[1], unpack(fields))
+-- Indexes an earlier version kept as keys of their own move into their buckets; an entry
+-- lives as long as its job (sweep.lua).
+index_move(KEYS[3], ARGV[13], KEYS[12])
+index_move(KEYS[4], ARGV[14], KEYS[13])
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call("EXPIRE", KEYS[1], ttl)
-  for i = 3, 6 do
-    -- an index that now points at a newer job with the same ref keeps living
-    if i ~= 5 and KEYS[i] ~= "" and redis.call("GET", KEYS[i]) == job_id then
-      redis.call("EXPIRE", KEYS[i], ttl)
-    end
-  end
 end
 return RECORDED_OK

@@ -4,16 +4,19 @@
 -- even at maxmemory: noeviction refuses a command that may grow memory only as a script's
 -- first write.
 -- KEYS[1] due index, KEYS[2] batch (sorted set) or ""; then per job (as create.lua got them): job
--- hash, idempotency key or "", ref key or ""
--- ARGV per job: job id, the job its ref key named before or "", that key's TTL in ms
--- (negative: none), "1" if create.lua made it ("0": a row its idempotency key named an
--- existing job for, which create.lua put in the batch; it only leaves the batch)
+-- hash, its idempotency entry's bucket and old key (or "", ""), its ref entry's bucket and
+-- old key (or "", "")
+-- ARGV per job: job id, the job its ref named before or "", "1" if create.lua made it ("0":
+-- a row its idempotency key named an existing job for, which create.lua put in the batch;
+-- it only leaves the batch), its idempotency entry's field or "", its ref entry's field or ""
 -- Returns how many jobs were taken back.
 local taken = 0
-for n = 0, (#KEYS - 2) / 3 - 1 do
-  local job, idem, ref = KEYS[3 + 3 * n], KEYS[4 + 3 * n], KEYS[5 + 3 * n]
-  local job_id, previous, ttl = ARGV[1 + 4 * n], ARGV[2 + 4 * n], tonumber(ARGV[3 + 4 * n])
-  if ARGV[4 + 4 * n] == "0" then
+for n = 0, (#KEYS - 2) / 5 - 1 do
+  local job, idem, idem_old = KEYS[3 + 5 * n], KEYS[4 + 5 * n], KEYS[5 + 5 * n]
+  local ref, ref_old = KEYS[6 + 5 * n], KEYS[7 + 5 * n]
+  local job_id, previous, made = ARGV[1 + 5 * n], ARGV[2 + 5 * n], ARGV[3 + 5 * n]
+  local idem_field, ref_field = ARGV[4 + 5 * n], ARGV[5 + 5 * n]
+  if made == "0" then
     if KEYS[2] ~= "" then
       redis.call("ZREM", KEYS[2], job_id)
     end
@@ -25,17 +28,15 @@ for n = 0, (#KEYS - 2) / 3 - 1 do
     if KEYS[2] ~= "" then
       redis.call("ZREM", KEYS[2], job_id)
     end
-    if idem ~= "" and redis.call("GET", idem) == job_id then
-      redis.call("DEL", idem)
+    if idem ~= "" then
+      index_drop(idem, idem_field, idem_old, job_id)
     end
-    -- A ref key naming a newer job belongs to that job; else it names what it named before.
-    if ref ~= "" and redis.call("GET", ref) == job_id then
+    -- A ref naming a newer job belongs to that job; else it names what it named before.
+    if ref ~= "" and redis.call("HGET", ref, ref_field) == job_id then
       if previous == "" then
-        redis.call("DEL", ref)
-      elseif ttl > 0 then
-        redis.call("SET", ref, previous, "PX", ttl)
+        redis.call("HDEL", ref, ref_field)
       else
-        redis.call("SET", ref, previous)
+        redis.call("HSET", ref, ref_field, previous)
       end
     end
     taken = taken + 1
