@@ -204,6 +204,26 @@ def test_nothing_is_let_out_while_the_key_is_paused(redis_client: redis.Redis) -
     assert released(redis_client, lim, 10) == []
 
 
+def test_with_stackone_failing_one_job_at_a_time_is_let_out_to_be_the_probe(
+    redis_client: redis.Redis,
+) -> None:
+    """Else a line holding every job would wait for a probe that never comes."""
+    lim = limiter(redis_client)
+    for n in range(5):
+        join(redis_client, lim, "A", f"A-{n}")
+    redis_client.hset(NAMES.outage, mapping={"until": 0, "step": 1000})  # its pause is over
+
+    let_out = released(redis_client, lim, 10)
+    probe = lim.admit_many([Request("A", "bulk", "h-A-0", let_out[0])], {"bulk": 2.0})[0]
+    while_probing = released(redis_client, lim, 10)
+
+    assert len(let_out) == 1 and probe.reason is Reason.PROBE
+    assert while_probing == []  # the probe's answer decides
+    redis_client.hset(NAMES.outage, "until", int(time.time() * 1000) + 5000)  # it failed
+    redis_client.delete(NAMES.outage_probe)
+    assert released(redis_client, lim, 10) == []  # and the outage pauses again
+
+
 def test_the_schedule_lets_out_no_more_than_its_next_moments_hold(
     redis_client: redis.Redis,
 ) -> None:

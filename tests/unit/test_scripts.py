@@ -143,7 +143,7 @@ def every_script_once() -> list[Call]:
         Call(PAUSE, ["ticketq:test:pause"], [1000]),
         Call(
             RELEASE,
-            ["li", "lb", "sh", "t", "rel", "s", DUE_INDEX, "p", "rp", "r", "o"],
+            ["li", "lb", "sh", "t", "rel", "s", DUE_INDEX, "p", "rp", "r", "o", "pr", "op"],
             [1000, 1000, 10, 0, "1", "ticketq:job:"],
         ),
         Call(UNCREATE, [DUE_INDEX, "", job, "", "", "", ""], ["missing", "", "1", "", ""]),

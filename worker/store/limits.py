@@ -193,6 +193,8 @@ class LimitStore:
             names.refusal_pause,
             names.refusal,
             names.outage,
+            names.probe,
+            names.outage_probe,
         ]
         args: list[str | int | float] = [
             limits.interval_us,

@@ -2,7 +2,9 @@
 -- interactive line first, then bulk, each in fair-share tag order (admit.lua gives the
 -- tags), as many as the key's schedule has moments for within the lookahead, an account
 -- with a rate of its own no faster than that rate. Nothing is released while the key is
--- paused, refused or in an outage (its probe goes first). A released job is made due now,
+-- paused (a 429, a refusal's or an outage's pause); once a refused key or an outage waits
+-- for its probe, one job at a time, while no probe is out, so that one can be the probe
+-- (were none let out, a line holding every job would wait for a probe that never came). A released job is made due now,
 -- so the scheduler hands it out next, and is given its turn: its admission passes the line
 -- once (admit.lua takes the turn when it admits or reserves it). Only a job already handed
 -- back (retrying) is let out: one whose delivery has not yet recorded its handback stays
@@ -12,7 +14,8 @@
 -- KEYS[3] shares (hash: "<lane>|v" each line's virtual time, "pace:<account>" when the
 -- account may next be released, µs), KEYS[4] turns (job -> ms released), KEYS[5] the
 -- release pace (µs), KEYS[6] the key's schedule (µs), KEYS[7] the due index, KEYS[8] pause
--- of the key, KEYS[9] pause after a refusal, KEYS[10] the refusal, KEYS[11] the outage
+-- of the key, KEYS[9] pause after a refusal, KEYS[10] the refusal, KEYS[11] the outage,
+-- KEYS[12] the refusal's probe lock, KEYS[13] the outage's probe lock
 -- ARGV[1] the key's interval (µs), ARGV[2] lookahead (µs), ARGV[3] most jobs to release,
 -- ARGV[4] an account's own interval (µs; 0: none), ARGV[5] now as the due index keeps it,
 -- ARGV[6] the job key prefix
@@ -31,14 +34,22 @@ local function later(key)
   return tonumber(redis.call("GET", key) or "0") > now_ms
 end
 
-if later(KEYS[8]) or later(KEYS[9]) or redis.call("EXISTS", KEYS[10], KEYS[11]) > 0 then
+local outage_until = tonumber(redis.call("HGET", KEYS[11], "until") or "0")
+if later(KEYS[8]) or later(KEYS[9]) or outage_until > now_ms then
   return 0
+end
+local probing = redis.call("EXISTS", KEYS[10], KEYS[11]) > 0
+if probing and redis.call("EXISTS", KEYS[12], KEYS[13]) > 0 then
+  return 0  -- a probe is out: its answer decides
 end
 local interval, horizon = tonumber(ARGV[1]), now_us + tonumber(ARGV[2])
 local account_interval = tonumber(ARGV[4])
 local pace = math.max(tonumber(redis.call("GET", KEYS[5]) or "0"),
   tonumber(redis.call("GET", KEYS[6]) or "0"), now_us)
 local most = math.min(tonumber(ARGV[3]), math.floor((horizon - pace) / interval) + 1)
+if probing then
+  most = math.min(most, 1)
+end
 if most <= 0 then
   return 0
 end
