@@ -114,17 +114,18 @@ class WorkerProcess:
         the process's metrics, if asked."""
         settings = self.settings
         key = settings.stackone_api_key  # ticketq worker refuses to start without one
+        key_fingerprint = fingerprint(self.store.redis, key) if key is not None else ""
         me = WorkerInfo(
             name=name,
             pid=os.getpid(),
             concurrency=concurrency,
             started_at=time.time(),
-            key_fingerprint=fingerprint(self.store.redis, key) if key is not None else "",
+            key_fingerprint=key_fingerprint,
         )
         self._heartbeat = Heartbeat(self.store.redis, me, settings.scheduler_interval)
         lines = None
-        if key is not None:
-            names = ApiKeyNames.of(fingerprint(self.store.redis, key))
+        if key_fingerprint:
+            names = ApiKeyNames.of(key_fingerprint)
             lines = Limiter.of(LimitStore(self.store.redis, names), settings).release
         Scheduler(
             app,
