@@ -195,6 +195,50 @@ def test_an_account_at_its_cap_waits_until_a_request_leaves_its_in_flight_set(
     assert lim.admit("other-account", "interactive", "d").admitted
 
 
+def test_requests_the_cap_holds_back_follow_the_slots_taken_in_their_round_up_to_the_bound(
+    redis_client: redis.Redis,
+) -> None:
+    """A follower takes no slot of its own (it goes on one taken in its round, once that
+    slot's request is answered), so the account's in-flight set never holds more than the
+    cap; each slot carries at most ``follow`` followers, and without one the cap refuses."""
+    lim = limiter(redis_client, "6000/min", cap=2)
+
+    answers = lim.admit_many([*asks("acct", 7), Request("other", "bulk", "h-o", "o")], follow=2)
+
+    reasons = [answer.reason for answer in answers]
+    assert reasons[:2] == [Reason.ADMITTED] * 2
+    assert reasons[2:6] == [Reason.FOLLOWS] * 4
+    assert reasons[6:] == [Reason.ACCOUNT_BUSY, Reason.ADMITTED]
+    assert redis_client.zcard(inflight_key("acct")) == 2
+    assert lim.admit_many(asks("acct", 1, prefix="late"))[0].reason is Reason.ACCOUNT_BUSY
+
+
+def test_no_request_follows_a_slot_taken_in_an_earlier_round(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "6000/min", cap=1)
+    assert lim.admit_many(asks("acct", 1), follow=5)[0].admitted
+
+    later = lim.admit_many(asks("acct", 1, prefix="next"), follow=5)[0]
+
+    assert later.reason is Reason.ACCOUNT_BUSY
+
+
+def test_a_follower_is_counted_by_the_rate_as_any_request_is(
+    redis_client: redis.Redis,
+) -> None:
+    """Followers' moments are the ones the same requests get without a cap."""
+    capped = limiter(redis_client, "60/min", cap=1, ahead=5.0)
+    followed = capped.admit_many(asks("acct", 6), {"bulk": 5.0}, follow=5)
+    redis_client.flushdb()
+    uncapped = limiter(redis_client, "60/min", cap=0, ahead=5.0)
+    alone = uncapped.admit_many(asks("acct", 6), {"bulk": 5.0})
+
+    assert [a.reason for a in followed] == [Reason.ADMITTED] + [Reason.FOLLOWS] * 5
+    assert alone[-1].reason is Reason.RESERVED  # the rate holds the last ones back
+    assert [a.wait for a in followed] == pytest.approx([a.wait for a in alone], abs=0.01)
+
+
 def test_a_reserved_moment_takes_its_accounts_slot_only_when_it_comes(
     redis_client: redis.Redis,
 ) -> None:

@@ -7,6 +7,7 @@ integration and chaos tests run the same deliveries against real HTTP and real w
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
@@ -34,7 +35,7 @@ from worker.limits.rate import Admission, Limiter, Reason, Request, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore, Lane, NotClaimed
-from worker.store.keys import DUE_INDEX, ApiKeyNames, job_key
+from worker.store.keys import DUE_INDEX, ApiKeyNames, inflight_key, job_key
 from worker.store.limits import LimitStore
 from worker.text import printable
 
@@ -394,6 +395,78 @@ class TimedStackOne(ScriptedStackOne):
         return await super().create_ticket(account_id, ticket)
 
 
+class SlowStackOne(ScriptedStackOne):
+    """Answers after ``latency`` seconds, counting the requests in flight at once."""
+
+    def __init__(self, *outcomes: Answer, latency: float = 0.05) -> None:
+        super().__init__(*outcomes)
+        self.latency = latency
+        self.in_flight = self.peak = 0
+
+    async def create_ticket(self, account_id: str, ticket: TicketCreate) -> Answer:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+            return await super().create_ticket(account_id, ticket)
+        finally:
+            self.in_flight -= 1
+
+
+def counting_rounds(h: Harness) -> list[Sequence[Request]]:
+    """Every admission round the runner asks for, from now on."""
+    rounds: list[Sequence[Request]] = []
+    admit_many = h.limiter.admit_many
+
+    def counted(
+        requests: Sequence[Request], holds: Mapping[Lane, float] | None = None, follow: int = 0
+    ) -> list[Admission]:
+        rounds.append(requests)
+        return admit_many(requests, holds, follow)
+
+    h.limiter.admit_many = counted  # type: ignore[method-assign]
+    return rounds
+
+
+def test_jobs_the_cap_holds_back_go_on_their_rounds_slots_as_each_is_answered(
+    redis_client: redis.Redis,
+) -> None:
+    """A semaphore handed on within the delivery: no job waits for a round trip, the
+    account never has more than its cap in flight, and one admission round serves all."""
+    api = SlowStackOne(*[created(n) for n in range(9)])
+    h = Harness(redis_client, api, TICKETQ_ACCOUNT_CONCURRENCY="2", TICKETQ_RATE_LIMIT="60000/min")
+    h.runner.run([h.submit()])  # StackOne's latency, as the runner learns it
+    rounds = counting_rounds(h)
+    jobs = [h.submit() for _ in range(8)]
+
+    h.runner.run(jobs)
+
+    assert all(h.store.get(job).state == JobState.SUCCEEDED for job in jobs)  # type: ignore[union-attr]
+    assert api.peak == 2 and len(rounds) == 1
+    assert redis_client.zcard(inflight_key("acct")) == 0
+
+
+def test_a_slot_whose_request_failed_carries_no_follower(redis_client: redis.Redis) -> None:
+    """A failure may mean the account or the key must wait: its followers ask again."""
+    api = SlowStackOne(created(0), failure(ErrorKind.TERMINAL, 422), created(1))
+    h = Harness(
+        redis_client,
+        api,
+        TICKETQ_ACCOUNT_CONCURRENCY="1",
+        TICKETQ_RATE_LIMIT="60000/min",
+        TICKETQ_INPROCESS_MAX_DELAY="5",
+    )
+    h.runner.run([h.submit()])
+    rounds = counting_rounds(h)
+    jobs = [h.submit() for _ in range(2)]
+
+    h.runner.run(jobs)
+
+    states = [h.store.get(job).state for job in jobs]  # type: ignore[union-attr]
+    assert states == [JobState.FAILED, JobState.SUCCEEDED]
+    assert len(rounds) == 2 and api.peak == 1
+
+
 def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_or_wait_in_line_unsent(
     redis_client: redis.Redis,
 ) -> None:
@@ -405,16 +478,7 @@ def test_bulk_jobs_the_rate_holds_back_go_at_their_moments_or_wait_in_line_unsen
         TICKETQ_INPROCESS_MAX_DELAY=5,
         TICKETQ_SCHEDULER_INTERVAL=1,
     )
-    rounds: list[Sequence[Request]] = []
-    admit_many = h.limiter.admit_many
-
-    def counted(
-        requests: Sequence[Request], holds: Mapping[Lane, float] | None = None
-    ) -> list[Admission]:
-        rounds.append(requests)
-        return admit_many(requests, holds)
-
-    h.limiter.admit_many = counted  # type: ignore[method-assign]
+    rounds = counting_rounds(h)
     jobs = [h.submit() for _ in range(12)]
     for job_id in jobs:
         h.redis.hset(job_key(job_id), "lane", "bulk")

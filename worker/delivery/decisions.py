@@ -255,10 +255,13 @@ class Decisions:
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
         error = JobError(kind=ErrorKind.RETRYABLE, message=message)
-        if admission.reason is Reason.RESERVED:
+        if admission.reason in (Reason.RESERVED, Reason.FOLLOWS):
+            # Its moment is set (a follower's: its slot's request answered, if later).
             if moment.stopping:
                 return Decision(job, self._wait(job, error, admission.wait, moment, held_back=True))
             until = moment.now + admission.wait + LATE
+            if admission.reason is Reason.FOLLOWS and job.reserved(moment.now):
+                until = job.reserved_until  # its moment came already: no later than it was
             return Decision(replace(job, reserved_until=until), Again(admission.wait))
         if self._waits_in_process(admission.wait, moment):
             if job.awaits_slot:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol, assert_never
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from worker.contract import ErrorKind, JobError, JobState, TicketCreate
 from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import (
+    LATE,
     Again,
     Decision,
     Decisions,
@@ -50,7 +52,7 @@ from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason, Request, Standing
 from worker.settings import LEASE_SLACK, Settings
-from worker.stackone.answers import Answer, Failure
+from worker.stackone.answers import Answer, Failure, TicketCreated
 from worker.store.jobs import (
     Claim,
     JobStore,
@@ -73,6 +75,9 @@ CANCELLED = "cancelled as asked while it was in flight, once handed back unsent"
 CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
+Answered = tuple[Job, Answer, float]  # a job sent, with its answer and latency (seconds)
+# How much each request's latency moves the process's estimate of StackOne's.
+LATENCY_WEIGHT = 0.1
 # Jobs whose moments fall this close after the first of them go in the same round, at the
 # last one's moment: one round (an admission call, a send, a record) per group rather than
 # per job. None goes early; the first goes at most this late, well within the margin the
@@ -112,6 +117,7 @@ class JobRunner:
         self.metrics = metrics or WorkerMetrics()
         self._marker = Marker.of(settings.mark_tickets)
         self._began = 0.0
+        self._latency = 0.0  # StackOne's, a moving average of what this process saw
 
     def run(self, job_ids: Sequence[str]) -> None:
         started = time.monotonic()
@@ -128,8 +134,9 @@ class JobRunner:
     def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
         """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
         seconds waited. Jobs held back only by their account's cap wait for its slots
-        instead (a semaphore's waiters, not a poll): as many as came free are due at once,
-        and the rest have waited that much less."""
+        instead (a semaphore's waiters, not a poll): once some came free, all of the
+        account's are due at once (those beyond the slots follow them on the slots,
+        ``Reason.FOLLOWS``), and the rest have waited that much less."""
         wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
         if not wanted:
             time.sleep(delay)
@@ -138,11 +145,11 @@ class JobRunner:
         freed = self._limiter.wait_for_slots(wanted, delay)
         if freed is None:
             return waiting, delay
-        account, slots = freed
+        account, _ = freed
         woken: Waiting = []
         for job, wait in waiting:
-            if slots and job.awaits_slot and job.spec.account_id == account:
-                wait, slots = 0.0, slots - 1
+            if job.awaits_slot and job.spec.account_id == account:
+                wait = 0.0
             woken.append((job, wait))
         return woken, min(time.monotonic() - began, delay)
 
@@ -244,28 +251,56 @@ class JobRunner:
         refusal = self._refusal(admissions)
         moment = self._moment(spent)
         again: Waiting = []
+        following: Waiting = []  # each on a slot taken in this round, once it is free
         outcomes: list[Transition] = []
         admitted: list[tuple[Job, bool]] = []  # with whether it is the key's probe
         for job, admission in zip(jobs, admissions, strict=True):
             if admission.admitted:
                 admitted.append((job, admission.reason is Reason.PROBE))
+                continue
+            self.metrics.waited(admission.reason, admission.wait)
+            decision = self._decisions.not_admitted(job, admission, refusal, moment)
+            if admission.reason is Reason.FOLLOWS and isinstance(decision.step, Again):
+                following.append((decision.job, decision.step.delay))
             else:
-                self.metrics.waited(admission.reason, admission.wait)
-                decision = self._decisions.not_admitted(job, admission, refusal, moment)
                 self._follow(decision, outcomes, again)
+        self._record(outcomes, again, started)
         if admitted:
             at = time.time()
-            sent = [job.sent(at, probe) for job, probe in admitted]
-            answers = self._loop.run(self._send(sent))
-            moment = self._moment(spent)
-            for job, (answer, latency) in zip(sent, answers, strict=True):
+            first = [job.sent(at, probe) for job, probe in admitted]
+            self._sent(first, Followers(following, at), spent, started, again)
+        return again
+
+    def _sent(
+        self, first: list[Job], following: Followers, spent: float, started: float, again: Waiting
+    ) -> None:
+        """Send the admitted jobs, and their followers on their slots (``_send``), deciding
+        and recording each answer as it comes, while the rest are still out. A slot's
+        first job holds it in its account's in-flight set until its outcome is recorded,
+        so that outcome waits until nothing more goes on the slot."""
+        answers: queue.SimpleQueue[Answered | str] = queue.SimpleQueue()
+        chains = self._loop.submit(self._send(first, following, answers))
+        holders = {job.claim.job_id for job in first}
+        held: dict[str, Transition] = {}  # the holders' outcomes, until their slots are free
+        running = len(first)
+        while running:
+            outcomes: list[Transition] = []
+            for item in _drained(answers):
+                if isinstance(item, str):  # the slot that job holds is free
+                    running -= 1
+                    outcomes += [held.pop(item)] if item in held else []
+                    continue
+                job, answer, latency = item
+                moment = self._moment(spent)
                 decision = self._decisions.answered(job, answer, moment)
                 attempt = Attempt.of(job, answer, decision, latency, moment.now)
                 self._attempted(attempt)
-                tried = replace(decision, job=decision.job.answered(attempt.entry()))
-                self._follow(tried, outcomes, again)
-        self._record(outcomes, again, started)
-        return again
+                self._follow(replace(decision, job=decision.job.answered(attempt.entry())),
+                             outcomes, again)  # fmt: skip
+                if job.claim.job_id in holders and outcomes and _of(outcomes[-1], job):
+                    held[job.claim.job_id] = outcomes.pop()
+            self._record(outcomes, again, started)
+        again += chains.result()
 
     def _admissions(self, jobs: list[Job], spent: float) -> list[Admission]:
         """Each job's admission, in one round (``Limiter.admit_many``): a job whose
@@ -284,7 +319,13 @@ class JobRunner:
                 for job in jobs
             ],
             holds=self._decisions.holds(moment),
+            follow=self._followers_per_slot(),
         )
+
+    def _followers_per_slot(self) -> int:
+        """How many jobs may follow each slot a round takes: as many as go one after another
+        on it within ``LATE`` of their moment, at StackOne's latency as last seen."""
+        return max(1, int(LATE / self._latency)) if self._latency > 0 else 1
 
     def _attempted(self, attempt: Attempt) -> None:
         """The attempt's log line (the message renders itself only if written) and counts."""
@@ -298,15 +339,44 @@ class JobRunner:
         self._key_health.noticed()
         return self._key_health.refusal()
 
-    async def _send(self, jobs: list[Job]) -> list[tuple[Answer, float]]:
-        """Each job's answer, and the seconds it took to come (StackOne's latency, as this
-        worker saw it)."""
-        return list(await asyncio.gather(*(self._timed(job) for job in jobs)))
+    async def _send(
+        self, first: list[Job], following: Followers, answers: queue.SimpleQueue[Answered | str]
+    ) -> Waiting:
+        """Send the admitted jobs at once, each followed on its slot by the next follower
+        of its account as soon as it is answered (a ticket created: any other answer may
+        mean the account or the key must wait). Each job sent goes to ``answers`` with its
+        answer and the seconds it took to come (StackOne's latency, as this worker saw
+        it), and once nothing more goes on a slot, the id of the job that holds it; returns
+        the followers left unsent, each with the seconds to its moment."""
+
+        async def chain(holder: Job) -> None:
+            job = holder
+            try:
+                while True:
+                    answer, latency = await self._timed(job)
+                    answers.put((job, answer, latency))
+                    if not isinstance(answer, TicketCreated) or self._stopping.is_set():
+                        return
+                    follower = following.next(job.spec.account_id, time.time())
+                    if follower is None:
+                        return
+                    job, wait = follower
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    job = job.sent(time.time(), probe=False)
+            finally:
+                answers.put(holder.claim.job_id)
+
+        await asyncio.gather(*(chain(job) for job in first))
+        return following.left(time.time())
 
     async def _timed(self, job: Job) -> tuple[Answer, float]:
         began = time.perf_counter()
         answer = await self._api.create_ticket(job.spec.account_id, self._body(job))
-        return answer, time.perf_counter() - began
+        latency = time.perf_counter() - began
+        known = self._latency or latency
+        self._latency = known + LATENCY_WEIGHT * (latency - known)
+        return answer, latency
 
     def _body(self, job: Job) -> TicketCreate:
         """What is sent: the job's ticket, with its marker if tickets are marked."""
@@ -398,6 +468,45 @@ class JobRunner:
             tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+class Followers:
+    """Jobs admitted to follow a request of their account on its slot (``Reason.FOLLOWS``),
+    by account, soonest moment first; each goes if its moment is still good when a slot of
+    its account frees (a moment lapsed waiting is asked for again in the next round)."""
+
+    def __init__(self, following: Waiting, now: float) -> None:
+        self._by_account: dict[str, deque[tuple[Job, float]]] = {}
+        for job, wait in sorted(following, key=lambda entry: entry[1]):
+            self._by_account.setdefault(job.spec.account_id, deque()).append((job, now + wait))
+        self._lapsed: list[tuple[Job, float]] = []
+
+    def next(self, account_id: str, now: float) -> tuple[Job, float] | None:
+        """The account's next follower whose moment is still good, and the seconds to it."""
+        queue = self._by_account.get(account_id, deque())
+        while queue:
+            job, due = queue.popleft()
+            if job.reserved(now):
+                return job, max(due - now, 0.0)
+            self._lapsed.append((job, due))
+        return None
+
+    def left(self, now: float) -> Waiting:
+        """The followers not sent, each with the seconds to its moment (0: lapsed)."""
+        unsent = [entry for queue in self._by_account.values() for entry in queue]
+        return [(job, max(due - now, 0.0)) for job, due in self._lapsed + unsent]
+
+
+def _drained(answers: queue.SimpleQueue[Answered | str]) -> list[Answered | str]:
+    """What has come, waiting for the first if nothing has."""
+    items = [answers.get()]
+    while not answers.empty():
+        items.append(answers.get_nowait())
+    return items
+
+
+def _of(outcome: Transition, job: Job) -> bool:
+    return outcome.claim.job_id == job.claim.job_id
 
 
 def _standing(job: Job, now: float) -> Standing:

@@ -164,7 +164,10 @@ class Limiter:
         return self.admit_many([Request(account_id, lane, holder, job_id or holder)])[0]
 
     def admit_many(
-        self, requests: Sequence[Request], holds: Mapping[Lane, float] | None = None
+        self,
+        requests: Sequence[Request],
+        holds: Mapping[Lane, float] | None = None,
+        follow: int = 0,
     ) -> list[Admission]:
         """Ask for a round of requests, in order, in one script run (``admit.lua``). A
         request of a lane with a hold (seconds it may still wait in its delivery) that the
@@ -172,7 +175,10 @@ class Limiter:
         (``Reason.RESERVED``); one held back longer joins its lane's line (``Reason.LINE``).
         A request past the line (let out of it, or passed earlier in its delivery) may wait
         for its moment as long as its delivery may. Without a hold, a request may be given
-        any moment. Once a pause of the key refuses one, the rest wait unasked."""
+        any moment. Once a pause of the key refuses one, the rest wait unasked. A request
+        its account's cap holds back may follow one admitted earlier in the round on its
+        slot (``Reason.FOLLOWS``: its caller sends it once that one is answered), up to
+        ``follow`` a slot."""
         if not requests:
             return []
         holds = holds or {}
@@ -192,7 +198,7 @@ class Limiter:
         ]
         return [
             Admission(reason, wait_us / 1e6)
-            for reason, wait_us in self._store.admit(self._round, asks)
+            for reason, wait_us in self._store.admit(self._round, asks, follow)
         ]
 
     def release(self, most: int, now: float) -> int:

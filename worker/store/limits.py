@@ -130,8 +130,12 @@ class LimitStore:
         self._redis = client
         self._names = names
 
-    def admit(self, limits: Round, asks: Sequence[Ask]) -> list[tuple[Reason, int]]:
-        """Each request's answer, in order, in one script run: (why, microseconds to wait)."""
+    def admit(
+        self, limits: Round, asks: Sequence[Ask], follow: int = 0
+    ) -> list[tuple[Reason, int]]:
+        """Each request's answer, in order, in one script run: (why, microseconds to wait).
+        Up to ``follow`` requests an account's cap holds back may follow each slot taken in
+        the round (``Reason.FOLLOWS``)."""
         names = self._names
         keys = [
             names.schedule,
@@ -155,6 +159,7 @@ class LimitStore:
             limits.account_interval_us,
             limits.account_ahead_us,
             limits.interactive_burst_us,
+            follow,
         ]
         for ask in asks:
             keys += [

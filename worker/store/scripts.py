@@ -91,6 +91,10 @@ class Reason(IntEnum):
     PROBE = 6  # admitted, as the one request that finds out whether the key works again
     OUTAGE = 7  # StackOne is failing for the key: every request waits for the probe
     RESERVED = 8  # its moment is set: it goes then without asking again
+    # Its account is at its cap, and it goes on the slot of a request of its account admitted
+    # in the same round, once that one is answered (and not before its moment): the rate
+    # counted it; its delivery chains the two on the one slot.
+    FOLLOWS = 9
 
 
 class Standing(StrEnum):

@@ -10,6 +10,11 @@
 -- alone gets all of it. While a lane's line holds anyone, every new request of that lane
 -- joins it too; release.lua (the scheduler) lets jobs out of the lines at the key's rate,
 -- and a released job's turn lets it past the line once.
+-- A request its account's cap holds back may follow one of the account's requests admitted
+-- earlier in the round, on its slot (FOLLOWS): the rate counts it as usual, and its delivery
+-- sends it once that request is answered (never before its moment), so a freed slot carries
+-- the next job at once, without a round trip; it takes no slot of its own. At most ARGV[8]
+-- follow each slot admitted in the round.
 -- A refusal that holds for the whole key (a pause of the key, a refused key, an outage)
 -- ends the round: every request after it gets that answer unasked.
 -- KEYS[1] schedule of the key (GCRA theoretical arrival time, µs), KEYS[2] pause of the key
@@ -27,8 +32,9 @@
 -- ARGV[1] the key's emission interval (µs), ARGV[2] account cap (0: none), ARGV[3] holder
 -- lease ms, ARGV[4] ms between probes of a refused key, ARGV[5] an account's own interval
 -- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs), ARGV[7]
--- how far ahead of its own schedule the interactive lane may go (µs); then per request i,
--- from a = 7 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
+-- how far ahead of its own schedule the interactive lane may go (µs), ARGV[8] how many
+-- requests may follow each slot admitted in this round (0: none); then per request i,
+-- from a = 8 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
 -- lane may go (µs), ARGV[a + 2] holder id, ARGV[a + 3] lane, ARGV[a + 4] job id,
 -- ARGV[a + 5] account id, ARGV[a + 6] the account's weight, ARGV[a + 7] how long it may
 -- wait for its moment (µs), ARGV[a + 8] how long if it passes the line (µs: it was let out,
@@ -40,7 +46,9 @@
 -- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
 -- wait_us, asking then as STANDING_MOMENT), REASON_LINE (joined its lane's line: wait_us is how long until it is
 -- due again by itself, should no release come first), REASON_KEY_PAUSED,
--- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap),
+-- REASON_ACCOUNT_PAUSED, REASON_ACCOUNT_BUSY (the account is at its cap), REASON_FOLLOWS
+-- (it goes on the slot of a request admitted earlier in the round, once that one is
+-- answered and no sooner than wait_us from now),
 -- REASON_KEY_REFUSED, REASON_OUTAGE (StackOne is failing: the outage's pause, or another
 -- request is probing; then at most one step of the outage's backoff). An admitted holder
 -- counts against its account's cap until released; a reserved one from its moment.
@@ -54,12 +62,14 @@ local lease_ms = tonumber(ARGV[3])
 local account_interval = tonumber(ARGV[5])
 local account_ahead = tonumber(ARGV[6])
 local interactive_burst = tonumber(ARGV[7])
-local fixed_keys, fixed_args, per_keys, per_args = 12, 7, 3, 9
+local follow_per_slot = tonumber(ARGV[8])
+local fixed_keys, fixed_args, per_keys, per_args = 12, 8, 3, 9
 local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
 local line_kept_ms = 86400000
 local n = (#ARGV - fixed_args) / per_args
 local out = {}
 local sending = 0  -- requests admitted this round, to go now
+local slots_taken, following = {}, {}  -- per account, this round: slots held, followers
 
 local function number(text)
   return string.format("%.17g", text)
@@ -131,11 +141,22 @@ local function busy(inflight)
   return math.max(math.min(tonumber(first[2]) - now_ms, 1000), 5) * 1000
 end
 
-local function hold_slot(inflight, holder)
+local function hold_slot(inflight, holder, account)
   if cap > 0 then
     redis.call("ZADD", inflight, now_ms + lease_ms, holder)
     redis.call("PEXPIRE", inflight, lease_ms + 60000)
+    slots_taken[account] = (slots_taken[account] or 0) + 1
   end
+end
+
+-- The account is at its cap: may the request follow one of its slots taken this round?
+local function may_follow(account)
+  local followers = following[account] or 0
+  if followers >= (slots_taken[account] or 0) * follow_per_slot then
+    return false
+  end
+  following[account] = followers + 1
+  return true
 end
 
 local function admit(i)
@@ -159,8 +180,9 @@ local function admit(i)
   if standing == STANDING_MOMENT and not probing_now then
     -- Its moment, reserved earlier, has come: the rate counted it then; only the cap is left.
     wait = busy(inflight)
+    if wait and may_follow(account) then return 0, REASON_FOLLOWS, false end
     if wait then return wait, REASON_ACCOUNT_BUSY, false end
-    hold_slot(inflight, holder)
+    hold_slot(inflight, holder, account)
     return 0, REASON_ADMITTED, false
   end
   local released = redis.call("ZSCORE", KEYS[11], job)
@@ -169,8 +191,13 @@ local function admit(i)
   elseif redis.call("ZCARD", line_of(lane)) > 0 then
     return join(lane, account, weight, job), REASON_LINE, false
   end
+  local follows = false
   wait = busy(inflight)
-  if wait then return wait, REASON_ACCOUNT_BUSY, false end
+  if wait then
+    -- A probe goes alone: nothing follows while the key or StackOne is in doubt.
+    follows = not probing_now and may_follow(account)
+    if not follows then return wait, REASON_ACCOUNT_BUSY, false end
+  end
   local at, tat = moment(ahead)
   local lane_tat = nil
   if lane ~= "bulk" then
@@ -183,6 +210,7 @@ local function admit(i)
     at = math.max(at, account_tat - account_ahead)
   end
   if at - now_us > hold then
+    if follows then following[account] = following[account] - 1 end
     return join(lane, account, weight, job), REASON_LINE, false
   end
   local admitted = REASON_ADMITTED
@@ -212,10 +240,14 @@ local function admit(i)
   if released then
     redis.call("ZREM", KEYS[11], job)
   end
+  if follows then
+    sent(at, 1)  -- on a slot already held: it goes once that slot's request is answered
+    return at - now_us, REASON_FOLLOWS, false
+  end
   if admitted == REASON_RESERVED then
     sent(at, 1)  -- the cap is taken at its moment, when it asks again
   else
-    hold_slot(inflight, holder)
+    hold_slot(inflight, holder, account)
     sending = sending + 1
   end
   return at - now_us, admitted, false
