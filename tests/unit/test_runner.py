@@ -446,6 +446,30 @@ def test_jobs_the_cap_holds_back_go_on_their_rounds_slots_as_each_is_answered(
     assert redis_client.zcard(inflight_key("acct")) == 0
 
 
+def test_jobs_go_at_their_moments_while_earlier_answers_are_still_out(
+    redis_client: redis.Redis,
+) -> None:
+    """StackOne answering slowly holds no moment back: had the delivery waited for its
+    first group's answers, the later moments would have lapsed and those jobs would wait
+    in line, unsent."""
+    api = SlowStackOne(*[created(n) for n in range(8)], latency=1.0)
+    h = Harness(
+        redis_client,
+        api,
+        TICKETQ_RATE_LIMIT="600/min",  # about 0.1 s apart
+        TICKETQ_INPROCESS_MAX_DELAY=5,
+        TICKETQ_SCHEDULER_INTERVAL=1,
+    )
+    jobs = [h.submit() for _ in range(8)]
+    for job_id in jobs:
+        h.redis.hset(job_key(job_id), "lane", "bulk")
+
+    h.runner.run(jobs)
+
+    assert {h.store.get(job).state for job in jobs} == {JobState.SUCCEEDED}  # type: ignore[union-attr]
+    assert api.peak == 8
+
+
 def test_a_slot_whose_request_failed_carries_no_follower(redis_client: redis.Redis) -> None:
     """A failure may mean the account or the key must wait: its followers ask again."""
     api = SlowStackOne(created(0), failure(ErrorKind.TERMINAL, 422), created(1))
@@ -957,3 +981,5 @@ def test_reserved_moments_close_together_go_in_one_round_and_other_waits_keep_th
     assert _next_group([(reserved, 0.10), (reserved, 0.30), (reserved, 0.40)]) == 0.30
     assert _next_group([(retry, 0.10), (reserved, 0.30)]) == 0.10  # a retry is not held
     assert _next_group([(reserved, 0.0), (reserved, 0.1)]) == 0.0  # due now goes now
+    # Every job whose time has passed goes in the round, however late each is.
+    assert _next_group([(reserved, -0.2), (retry, -0.1), (reserved, 0.1)]) == 0.0

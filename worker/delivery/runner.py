@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol, assert_never
+from typing import NamedTuple, Protocol, assert_never
 
 from pydantic import ValidationError
 
@@ -75,9 +76,11 @@ CANCELLED = "cancelled as asked while it was in flight, once handed back unsent"
 CUT_SHORT = "the listing of tickets since the uncertain attempt was read only in part"
 
 Waiting = list[tuple[Job, float]]  # jobs to send in this delivery, seconds from now
-Answered = tuple[Job, Answer, float]  # a job sent, with its answer and latency (seconds)
 # How much each request's latency moves the process's estimate of StackOne's.
 LATENCY_WEIGHT = 0.1
+# While its answers are out, how often a delivery with jobs waiting for a slot of their
+# account looks for one that another delivery freed (seconds).
+SLOT_LOOK = 0.05
 # Jobs whose moments fall this close after the first of them go in the same round, at the
 # last one's moment: one round (an admission call, a send, a record) per group rather than
 # per job. None goes early; the first goes at most this late, well within the margin the
@@ -120,16 +123,23 @@ class JobRunner:
         self._latency = 0.0  # StackOne's, a moving average of what this process saw
 
     def run(self, job_ids: Sequence[str]) -> None:
+        """Claim the jobs, then turn by turn: send the jobs whose time has come while the
+        answers of earlier ones are still out, and decide and record each answer as it
+        comes, until every job has its outcome or is handed back."""
         started = time.monotonic()
         self._began = time.time()  # every request of this delivery went out after this
+        out = InFlight()
         waiting = self._claimed(job_ids, started)
-        while waiting:
-            delay = _next_group(waiting)
+        while waiting or out.rounds:
+            delay = _next_group(waiting) if waiting else math.inf
+            if delay > 0 and out.rounds:
+                waiting = self._answered(out, waiting, delay, started)
+                continue
             if delay > 0:
                 waiting, delay = self._pause(delay, waiting)
             ready = [job for job, wait in waiting if wait <= delay]
             later = [(job, wait - delay) for job, wait in waiting if wait > delay]
-            waiting = later + self._round(ready, started)
+            waiting = later + self._round(ready, started, out)
 
     def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
         """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
@@ -145,13 +155,7 @@ class JobRunner:
         freed = self._limiter.wait_for_slots(wanted, delay)
         if freed is None:
             return waiting, delay
-        account, _ = freed
-        woken: Waiting = []
-        for job, wait in waiting:
-            if job.awaits_slot and job.spec.account_id == account:
-                wait = 0.0
-            woken.append((job, wait))
-        return woken, min(time.monotonic() - began, delay)
+        return _woken(waiting, {freed[0]}, 0.0), min(time.monotonic() - began, delay)
 
     def _moment(self, spent: float) -> Moment:
         """Now, for a decision of a delivery that has run ``spent`` seconds (a round's
@@ -240,8 +244,9 @@ class JobRunner:
         self.metrics.reconciled(_reconcile_result(found, decision))
         return decision
 
-    def _round(self, jobs: list[Job], started: float) -> Waiting:
-        """Admit, send and decide once for these jobs; returns those to try again."""
+    def _round(self, jobs: list[Job], started: float, out: InFlight) -> Waiting:
+        """Admit these jobs and send those admitted (their answers come to ``out``);
+        returns those to try again."""
         spent = time.monotonic() - started
         if spent > LEASE_SLACK:
             # Renewed before they are sent: a job that waited its turn behind other jobs'
@@ -268,39 +273,46 @@ class JobRunner:
         if admitted:
             at = time.time()
             first = [job.sent(at, probe) for job, probe in admitted]
-            self._sent(first, Followers(following, at), spent, started, again)
+            out.launch(first)
+            self._loop.submit(self._send(first, Followers(following, at), out.answers))
         return again
 
-    def _sent(
-        self, first: list[Job], following: Followers, spent: float, started: float, again: Waiting
-    ) -> None:
-        """Send the admitted jobs, and their followers on their slots (``_send``), deciding
-        and recording each answer as it comes, while the rest are still out. A slot's
-        first job holds it in its account's in-flight set until its outcome is recorded,
-        so that outcome waits until nothing more goes on the slot."""
-        answers: queue.SimpleQueue[Answered | str] = queue.SimpleQueue()
-        chains = self._loop.submit(self._send(first, following, answers))
-        holders = {job.claim.job_id for job in first}
-        held: dict[str, Transition] = {}  # the holders' outcomes, until their slots are free
-        running = len(first)
-        while running:
-            outcomes: list[Transition] = []
-            for item in _drained(answers):
-                if isinstance(item, str):  # the slot that job holds is free
-                    running -= 1
-                    outcomes += [held.pop(item)] if item in held else []
-                    continue
-                job, answer, latency = item
-                moment = self._moment(spent)
-                decision = self._decisions.answered(job, answer, moment)
-                attempt = Attempt.of(job, answer, decision, latency, moment.now)
-                self._attempted(attempt)
-                self._follow(replace(decision, job=decision.job.answered(attempt.entry())),
-                             outcomes, again)  # fmt: skip
-                if job.claim.job_id in holders and outcomes and _of(outcomes[-1], job):
-                    held[job.claim.job_id] = outcomes.pop()
-            self._record(outcomes, again, started)
-        again += chains.result()
+    def _answered(self, out: InFlight, waiting: Waiting, delay: float, started: float) -> Waiting:
+        """Wait at most ``delay`` seconds for answers; decide and record those that came.
+        A slot's first job holds it in its account's in-flight set until its outcome is
+        recorded, so that outcome waits until nothing more goes on the slot; once it is
+        recorded, this delivery's jobs waiting for a slot of that account ask at once.
+        Jobs waiting for a slot also take one that another delivery's answer freed: the
+        wait for answers is cut into ``SLOT_LOOK`` waits for such a slot.
+        Returns the jobs to send, each with the seconds until it is due."""
+        began = time.monotonic()
+        outcomes: list[Transition] = []
+        again: Waiting = []
+        freed: set[str] = set()
+        wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
+        arrived = out.take(0.0 if wanted else delay)
+        if wanted and not arrived:
+            slots = self._limiter.wait_for_slots(wanted, min(delay, SLOT_LOOK))
+            freed |= {slots[0]} if slots else set()
+            arrived = out.take(0.0)
+        for item in arrived:
+            match item:
+                case SlotFree(job_id, account_id):
+                    outcomes += out.release(job_id)
+                    freed.add(account_id)
+                case Unsent(jobs):
+                    out.rounds -= 1
+                    again += jobs
+                case Answered(job, answer, latency):
+                    moment = self._moment(time.monotonic() - started)
+                    decision = self._decisions.answered(job, answer, moment)
+                    attempt = Attempt.of(job, answer, decision, latency, moment.now)
+                    self._attempted(attempt)
+                    tried = replace(decision, job=decision.job.answered(attempt.entry()))
+                    self._follow(tried, outcomes, again)
+                    out.hold(outcomes)
+        self._record(outcomes, again, started)
+        return _woken(waiting, freed, time.monotonic() - began) + again
 
     def _admissions(self, jobs: list[Job], spent: float) -> list[Admission]:
         """Each job's admission, in one round (``Limiter.admit_many``): a job whose
@@ -325,7 +337,7 @@ class JobRunner:
     def _followers_per_slot(self) -> int:
         """How many jobs may follow each slot a round takes: as many as go one after another
         on it within ``LATE`` of their moment, at StackOne's latency as last seen."""
-        return max(1, int(LATE / self._latency)) if self._latency > 0 else 1
+        return int(LATE / self._latency) if self._latency > 0 else 1
 
     def _attempted(self, attempt: Attempt) -> None:
         """The attempt's log line (the message renders itself only if written) and counts."""
@@ -340,21 +352,21 @@ class JobRunner:
         return self._key_health.refusal()
 
     async def _send(
-        self, first: list[Job], following: Followers, answers: queue.SimpleQueue[Answered | str]
-    ) -> Waiting:
+        self, first: list[Job], following: Followers, answers: queue.SimpleQueue[Arrival]
+    ) -> None:
         """Send the admitted jobs at once, each followed on its slot by the next follower
         of its account as soon as it is answered (a ticket created: any other answer may
-        mean the account or the key must wait). Each job sent goes to ``answers`` with its
-        answer and the seconds it took to come (StackOne's latency, as this worker saw
-        it), and once nothing more goes on a slot, the id of the job that holds it; returns
-        the followers left unsent, each with the seconds to its moment."""
+        mean the account or the key must wait). Each job sent comes to ``answers`` with
+        its answer and the seconds it took (StackOne's latency, as this worker saw it);
+        then, once nothing more goes on a slot, that it is free; last, the followers left
+        unsent, each with the seconds to its moment."""
 
         async def chain(holder: Job) -> None:
             job = holder
             try:
                 while True:
                     answer, latency = await self._timed(job)
-                    answers.put((job, answer, latency))
+                    answers.put(Answered(job, answer, latency))
                     if not isinstance(answer, TicketCreated) or self._stopping.is_set():
                         return
                     follower = following.next(job.spec.account_id, time.time())
@@ -365,10 +377,12 @@ class JobRunner:
                         await asyncio.sleep(wait)
                     job = job.sent(time.time(), probe=False)
             finally:
-                answers.put(holder.claim.job_id)
+                answers.put(SlotFree(holder.claim.job_id, holder.spec.account_id))
 
-        await asyncio.gather(*(chain(job) for job in first))
-        return following.left(time.time())
+        try:
+            await asyncio.gather(*(chain(job) for job in first))
+        finally:
+            answers.put(Unsent(following.left(time.time())))
 
     async def _timed(self, job: Job) -> tuple[Answer, float]:
         began = time.perf_counter()
@@ -470,6 +484,73 @@ class JobRunner:
         return Reconcile(job, self._began - self._settings.reconcile_settle)
 
 
+class Answered(NamedTuple):
+    """A job sent, with its answer and the seconds it took to come."""
+
+    job: Job
+    answer: Answer
+    latency: float
+
+
+class SlotFree(NamedTuple):
+    """Nothing more goes on the slot this job holds: its outcome may free it."""
+
+    job_id: str
+    account_id: str
+
+
+class Unsent(NamedTuple):
+    """A round's followers that did not go, each with the seconds to its moment; the
+    round's last word."""
+
+    jobs: Waiting
+
+
+Arrival = Answered | SlotFree | Unsent
+
+
+class InFlight:
+    """One delivery's requests out on the event loop: what comes back from them, the
+    rounds not yet done, and the outcomes of the jobs that hold slots, kept until the
+    slots are free (recording a job's outcome frees the slot it holds)."""
+
+    def __init__(self) -> None:
+        self.answers: queue.SimpleQueue[Arrival] = queue.SimpleQueue()
+        self.rounds = 0
+        self._holders: set[str] = set()
+        self._held: dict[str, Transition] = {}
+
+    def launch(self, first: list[Job]) -> None:
+        """A round's admitted jobs go out, each holding a slot of its account."""
+        self.rounds += 1
+        self._holders.update(job.claim.job_id for job in first)
+
+    def take(self, timeout: float) -> list[Arrival]:
+        """What has come, waiting up to ``timeout`` seconds for the first if nothing has."""
+        try:
+            if timeout <= 0:
+                items = [self.answers.get_nowait()]
+            else:
+                items = [self.answers.get(timeout=None if math.isinf(timeout) else timeout)]
+        except queue.Empty:
+            return []
+        while not self.answers.empty():
+            items.append(self.answers.get_nowait())
+        return items
+
+    def hold(self, outcomes: list[Transition]) -> None:
+        """Keep back the last outcome if it is a slot holder's: its slot is still in use."""
+        if outcomes and outcomes[-1].claim.job_id in self._holders:
+            change = outcomes.pop()
+            self._held[change.claim.job_id] = change
+
+    def release(self, job_id: str) -> list[Transition]:
+        """The holder's outcome, now that its slot is free (none if it goes round again)."""
+        self._holders.discard(job_id)
+        change = self._held.pop(job_id, None)
+        return [change] if change else []
+
+
 class Followers:
     """Jobs admitted to follow a request of their account on its slot (``Reason.FOLLOWS``),
     by account, soonest moment first; each goes if its moment is still good when a slot of
@@ -497,16 +578,14 @@ class Followers:
         return [(job, max(due - now, 0.0)) for job, due in self._lapsed + unsent]
 
 
-def _drained(answers: queue.SimpleQueue[Answered | str]) -> list[Answered | str]:
-    """What has come, waiting for the first if nothing has."""
-    items = [answers.get()]
-    while not answers.empty():
-        items.append(answers.get_nowait())
-    return items
-
-
-def _of(outcome: Transition, job: Job) -> bool:
-    return outcome.claim.job_id == job.claim.job_id
+def _woken(waiting: Waiting, freed: set[str], waited: float) -> Waiting:
+    """The jobs after ``waited`` seconds in which slots of the ``freed`` accounts came
+    free: each of those accounts' jobs waiting for a slot is due at once (those beyond the
+    slots follow them, ``Reason.FOLLOWS``)."""
+    return [
+        (job, 0.0 if job.awaits_slot and job.spec.account_id in freed else wait - waited)
+        for job, wait in waiting
+    ]
 
 
 def _standing(job: Job, now: float) -> Standing:
@@ -518,10 +597,13 @@ def _standing(job: Job, now: float) -> Standing:
 
 def _next_group(waiting: Waiting) -> float:
     """How long to sleep before the next round: until the first wait, or, if that is a
-    reserved moment, until the last moment within ``GROUP`` of it (a wait of 0 goes at
-    once; other waits, such as a retry's, keep their own time)."""
+    reserved moment, until the last moment within ``GROUP`` of it (every job due already,
+    whose wait is 0 or past, goes at once; other waits, such as a retry's, keep their own
+    time)."""
     first_job, first = min(waiting, key=lambda entry: entry[1])
-    if first <= 0 or not first_job.reserved_until:
+    if first <= 0:
+        return 0.0
+    if not first_job.reserved_until:
         return first
     return max(wait for job, wait in waiting if job.reserved_until and wait <= first + GROUP)
 
