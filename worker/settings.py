@@ -274,7 +274,7 @@ class Settings(BaseSettings):
     rate_limit: str = Field(
         default="1000/min",
         description="Requests per API key, shared by every worker on every host: `1000/min`, "
-        "`50/s`. ticketq keeps 1% and a small interactive burst below it.",
+        "`50/s`. ticketq keeps 1.5% and a small interactive burst below it.",
     )
     account_concurrency: int = Field(
         default=10,
