@@ -61,6 +61,12 @@ def failed(
     return claim.job_id
 
 
+def failed_a_moment_later(store: JobStore, job_spec: JobSpec, kind: ErrorKind) -> str:
+    """``failed``, after the millisecond of the last failure (the index orders by it)."""
+    time.sleep(0.002)
+    return failed(store, job_spec, kind)
+
+
 def field(client: redis.Redis, job_id: str, name: str) -> str | None:
     return cast(str | None, client.hget(job_key(job_id), name))
 
@@ -248,10 +254,15 @@ def test_recent_lists_newest_first_and_filters_by_account_and_reason(
     store: JobStore, dead: DeadLetters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(worker.store.deadletters, "PAGE", 2)  # filtering must walk several pages
-    first = failed(store, spec("acct-1"), ErrorKind.TERMINAL)
-    second = failed(store, spec("acct-2"), ErrorKind.TERMINAL)
-    third = failed(store, spec("acct-2"), ErrorKind.EXHAUSTED)
-    fourth = failed(store, spec("acct-2"), ErrorKind.EXHAUSTED)
+    first, second, third, fourth = (
+        failed_a_moment_later(store, spec(account), kind)
+        for account, kind in [
+            ("acct-1", ErrorKind.TERMINAL),
+            ("acct-2", ErrorKind.TERMINAL),
+            ("acct-2", ErrorKind.EXHAUSTED),
+            ("acct-2", ErrorKind.EXHAUSTED),
+        ]
+    )
 
     def ids(selection: Selection, limit: int = 50) -> list[str]:
         return [record.job_id for record in dead.recent(selection, limit)]

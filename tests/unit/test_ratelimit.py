@@ -3,6 +3,7 @@ per-account cap, the pauses a 429 asks for, and an outage's pause and probe."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -24,7 +25,7 @@ from worker.limits.rate import (
     interval_us,
 )
 from worker.settings import RateLimit, Settings
-from worker.store.jobs import Claim, JobStore, Lane
+from worker.store.jobs import Claim, JobStore, Lane, Recorded, succeeded
 from worker.store.keys import (
     WAKE_TTL_MS,
     ApiKeyNames,
@@ -274,6 +275,57 @@ def test_a_request_waiting_for_its_accounts_slot_is_woken_when_an_outcome_frees_
     answered.join()
     assert woken == ("acct", 1)
     assert lim.admit("acct", "interactive", "second").admitted
+
+
+def chained(client: redis.Redis, count: int) -> tuple[JobStore, JobSpec, list[Claim]]:
+    """``count`` claimed jobs of one account that went out one after another on one slot:
+    the first admitted (its entry holds the slot), the rest followers (no entry)."""
+    store = JobStore(client, succeeded_ttl=60, lease_seconds=60, account_cap=1)
+    job_spec = JobSpec.model_validate({"account_id": "acct", "ticket": {"title": "t"}})
+    claims = [store.claim(store.create(job_spec, "bulk").job_id) for _ in range(count)]
+    assert all(isinstance(claim, Claim) for claim in claims)
+    lim = limiter(client, "6000/min", cap=1)
+    assert lim.admit("acct", "bulk", claims[0].token).admitted  # type: ignore[union-attr]
+    return store, job_spec, claims  # type: ignore[return-value]
+
+
+def record(store: JobStore, job_spec: JobSpec, claim: Claim, successor: Claim | None) -> None:
+    done = dataclasses.replace(
+        succeeded(claim, job_spec, TicketIds(id=f"t-{claim.job_id}"), 1), successor=successor
+    )
+    assert store.apply([done]) == [Recorded.OK]
+
+
+def holders(client: redis.Redis) -> set[str]:
+    return {str(member) for member in client.zrange(inflight_key("acct"), 0, -1)}
+
+
+def test_recording_an_answer_passes_its_slot_to_the_job_that_followed_on_it(
+    redis_client: redis.Redis,
+) -> None:
+    store, job_spec, (first, second) = chained(redis_client, 2)
+
+    record(store, job_spec, first, successor=second)
+
+    assert holders(redis_client) == {second.token}
+    assert redis_client.get(freed_key("acct")) is None  # nothing freed: nobody is woken
+    record(store, job_spec, second, successor=None)
+    assert holders(redis_client) == set()
+    assert redis_client.get(freed_key("acct")) == "1"
+
+
+def test_a_slot_recorded_out_of_order_never_counts_fewer_holders_than_requests_out(
+    redis_client: redis.Redis,
+) -> None:
+    """The second job on the slot is recorded before the first (two deliveries): the
+    third, still out, gets its entry at once; the first, recorded last, frees its own."""
+    store, job_spec, (first, second, third) = chained(redis_client, 3)
+
+    record(store, job_spec, second, successor=third)
+    assert holders(redis_client) == {first.token, third.token}  # one too many, for now
+    record(store, job_spec, first, successor=second)
+
+    assert holders(redis_client) == {third.token}
 
 
 def freed_for_waiters(client: redis.Redis, account: str, slots: int) -> None:

@@ -446,6 +446,28 @@ def test_jobs_the_cap_holds_back_go_on_their_rounds_slots_as_each_is_answered(
     assert redis_client.zcard(inflight_key("acct")) == 0
 
 
+def test_deliveries_of_one_process_share_their_accounts_slots_and_never_exceed_the_cap(
+    redis_client: redis.Redis,
+) -> None:
+    """Jobs of one delivery follow the slots another delivery of the process holds: each
+    freed slot carries the next job of either, and the account's in-flight set, passed
+    on from job to job, ends empty."""
+    api = SlowStackOne(*[created(n) for n in range(13)])
+    h = Harness(redis_client, api, TICKETQ_ACCOUNT_CONCURRENCY="2", TICKETQ_RATE_LIMIT="60000/min")
+    h.runner.run([h.submit()])
+    batches = [[h.submit() for _ in range(6)] for _ in range(2)]
+
+    threads = [threading.Thread(target=h.runner.run, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    states = {h.store.get(job).state for batch in batches for job in batch}  # type: ignore[union-attr]
+    assert states == {JobState.SUCCEEDED}
+    assert api.peak == 2 and redis_client.zcard(inflight_key("acct")) == 0
+
+
 def test_jobs_go_at_their_moments_while_earlier_answers_are_still_out(
     redis_client: redis.Redis,
 ) -> None:

@@ -15,16 +15,14 @@ process's metrics (``worker/delivery/attempt.py``, ``worker/delivery/metrics.py`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import NamedTuple, Protocol, assert_never
+from typing import Protocol, assert_never
 
 from pydantic import ValidationError
 
@@ -49,11 +47,12 @@ from worker.delivery.loop import EventLoop
 from worker.delivery.matching import Marker
 from worker.delivery.metrics import ReconcileResult, WorkerMetrics
 from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, find_candidates
+from worker.delivery.slots import Answered, Follower, Inbox, SlotPool, Unsent
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
 from worker.limits.rate import Admission, Limiter, Reason, Request, Standing
 from worker.settings import LEASE_SLACK, Settings
-from worker.stackone.answers import Answer, Failure, TicketCreated
+from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
     Claim,
     JobStore,
@@ -121,6 +120,7 @@ class JobRunner:
         self._marker = Marker.of(settings.mark_tickets)
         self._began = 0.0
         self._latency = 0.0  # StackOne's, a moving average of what this process saw
+        self._slots = SlotPool(self._timed, stopping)
 
     def run(self, job_ids: Sequence[str]) -> None:
         """Claim the jobs, then turn by turn: send the jobs whose time has come while the
@@ -128,18 +128,18 @@ class JobRunner:
         comes, until every job has its outcome or is handed back."""
         started = time.monotonic()
         self._began = time.time()  # every request of this delivery went out after this
-        out = InFlight()
+        inbox = Inbox()
         waiting = self._claimed(job_ids, started)
-        while waiting or out.rounds:
+        while waiting or inbox.out:
             delay = _next_group(waiting) if waiting else math.inf
-            if delay > 0 and out.rounds:
-                waiting = self._answered(out, waiting, delay, started)
+            if delay > 0 and inbox.out:
+                waiting = self._answered(inbox, waiting, delay, started)
                 continue
             if delay > 0:
                 waiting, delay = self._pause(delay, waiting)
             ready = [job for job, wait in waiting if wait <= delay]
             later = [(job, wait - delay) for job, wait in waiting if wait > delay]
-            waiting = later + self._round(ready, started, out)
+            waiting = later + self._round(ready, started, inbox)
 
     def _pause(self, delay: float, waiting: Waiting) -> tuple[Waiting, float]:
         """Wait ``delay`` seconds, until the first job is due; returns the jobs and the
@@ -244,8 +244,8 @@ class JobRunner:
         self.metrics.reconciled(_reconcile_result(found, decision))
         return decision
 
-    def _round(self, jobs: list[Job], started: float, out: InFlight) -> Waiting:
-        """Admit these jobs and send those admitted (their answers come to ``out``);
+    def _round(self, jobs: list[Job], started: float, inbox: Inbox) -> Waiting:
+        """Admit these jobs and send those admitted (their answers come to ``inbox``);
         returns those to try again."""
         spent = time.monotonic() - started
         if spent > LEASE_SLACK:
@@ -256,7 +256,7 @@ class JobRunner:
         refusal = self._refusal(admissions)
         moment = self._moment(spent)
         again: Waiting = []
-        following: Waiting = []  # each on a slot taken in this round, once it is free
+        following: list[Follower] = []  # each on a slot of its account, once one is free
         outcomes: list[Transition] = []
         admitted: list[tuple[Job, bool]] = []  # with whether it is the key's probe
         for job, admission in zip(jobs, admissions, strict=True):
@@ -266,51 +266,52 @@ class JobRunner:
             self.metrics.waited(admission.reason, admission.wait)
             decision = self._decisions.not_admitted(job, admission, refusal, moment)
             if admission.reason is Reason.FOLLOWS and isinstance(decision.step, Again):
-                following.append((decision.job, decision.step.delay))
+                due = moment.now + decision.step.delay
+                following.append(Follower(due, decision.job, inbox))
             else:
                 self._follow(decision, outcomes, again)
         self._record(outcomes, again, started)
-        if admitted:
+        if admitted or following:
             at = time.time()
             first = [job.sent(at, probe) for job, probe in admitted]
-            out.launch(first)
-            self._loop.submit(self._send(first, Followers(following, at), out.answers))
+            inbox.out += len(first) + len(following)
+            self._loop.submit(self._slots.launch(first, following, inbox))
         return again
 
-    def _answered(self, out: InFlight, waiting: Waiting, delay: float, started: float) -> Waiting:
-        """Wait at most ``delay`` seconds for answers; decide and record those that came.
-        A slot's first job holds it in its account's in-flight set until its outcome is
-        recorded, so that outcome waits until nothing more goes on the slot; once it is
-        recorded, this delivery's jobs waiting for a slot of that account ask at once.
-        Jobs waiting for a slot also take one that another delivery's answer freed: the
-        wait for answers is cut into ``SLOT_LOOK`` waits for such a slot.
-        Returns the jobs to send, each with the seconds until it is due."""
+    def _answered(self, inbox: Inbox, waiting: Waiting, delay: float, started: float) -> Waiting:
+        """Wait at most ``delay`` seconds for answers; decide and record those that came
+        (an outcome passes its slot to the job that went on it after, if one did). Once a
+        slot of an account comes free, this delivery's jobs waiting for one ask at once;
+        they also take one that another delivery's answer freed: the wait for answers is
+        cut into ``SLOT_LOOK`` waits for such a slot. Followers that did not go are due
+        again at their moments. Returns the jobs to send, each with the seconds until it
+        is due."""
         began = time.monotonic()
         outcomes: list[Transition] = []
         again: Waiting = []
         freed: set[str] = set()
         wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
-        arrived = out.take(0.0 if wanted else delay)
+        arrived = inbox.take(0.0 if wanted else delay)
         if wanted and not arrived:
             slots = self._limiter.wait_for_slots(wanted, min(delay, SLOT_LOOK))
             freed |= {slots[0]} if slots else set()
-            arrived = out.take(0.0)
+            arrived = inbox.take(0.0)
         for item in arrived:
             match item:
-                case SlotFree(job_id, account_id):
-                    outcomes += out.release(job_id)
-                    freed.add(account_id)
-                case Unsent(jobs):
-                    out.rounds -= 1
-                    again += jobs
-                case Answered(job, answer, latency):
+                case Unsent(job, wait):
+                    again.append((job, wait))
+                case Answered(job, answer, latency, successor):
                     moment = self._moment(time.monotonic() - started)
                     decision = self._decisions.answered(job, answer, moment)
                     attempt = Attempt.of(job, answer, decision, latency, moment.now)
                     self._attempted(attempt)
-                    tried = replace(decision, job=decision.job.answered(attempt.entry()))
-                    self._follow(tried, outcomes, again)
-                    out.hold(outcomes)
+                    decision = replace(decision, job=decision.job.answered(attempt.entry()))
+                    if successor is None:
+                        freed.add(job.spec.account_id)
+                    elif isinstance(decision.step, Transition):
+                        passed = replace(decision.step, successor=successor)
+                        decision = replace(decision, step=passed)
+                    self._follow(decision, outcomes, again)
         self._record(outcomes, again, started)
         return _woken(waiting, freed, time.monotonic() - began) + again
 
@@ -327,6 +328,7 @@ class JobRunner:
                     job.claim.token,
                     job.claim.job_id,
                     _standing(job, moment.now),
+                    self._slots.held(job.spec.account_id),
                 )
                 for job in jobs
             ],
@@ -335,8 +337,8 @@ class JobRunner:
         )
 
     def _followers_per_slot(self) -> int:
-        """How many jobs may follow each slot a round takes: as many as go one after another
-        on it within ``LATE`` of their moment, at StackOne's latency as last seen."""
+        """How many jobs may follow each slot: as many as go one after another on it
+        within ``LATE`` of their moment, at StackOne's latency as last seen."""
         return int(LATE / self._latency) if self._latency > 0 else 1
 
     def _attempted(self, attempt: Attempt) -> None:
@@ -350,39 +352,6 @@ class JobRunner:
             return None
         self._key_health.noticed()
         return self._key_health.refusal()
-
-    async def _send(
-        self, first: list[Job], following: Followers, answers: queue.SimpleQueue[Arrival]
-    ) -> None:
-        """Send the admitted jobs at once, each followed on its slot by the next follower
-        of its account as soon as it is answered (a ticket created: any other answer may
-        mean the account or the key must wait). Each job sent comes to ``answers`` with
-        its answer and the seconds it took (StackOne's latency, as this worker saw it);
-        then, once nothing more goes on a slot, that it is free; last, the followers left
-        unsent, each with the seconds to its moment."""
-
-        async def chain(holder: Job) -> None:
-            job = holder
-            try:
-                while True:
-                    answer, latency = await self._timed(job)
-                    answers.put(Answered(job, answer, latency))
-                    if not isinstance(answer, TicketCreated) or self._stopping.is_set():
-                        return
-                    follower = following.next(job.spec.account_id, time.time())
-                    if follower is None:
-                        return
-                    job, wait = follower
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    job = job.sent(time.time(), probe=False)
-            finally:
-                answers.put(SlotFree(holder.claim.job_id, holder.spec.account_id))
-
-        try:
-            await asyncio.gather(*(chain(job) for job in first))
-        finally:
-            answers.put(Unsent(following.left(time.time())))
 
     async def _timed(self, job: Job) -> tuple[Answer, float]:
         began = time.perf_counter()
@@ -482,100 +451,6 @@ class JobRunner:
             tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
-
-
-class Answered(NamedTuple):
-    """A job sent, with its answer and the seconds it took to come."""
-
-    job: Job
-    answer: Answer
-    latency: float
-
-
-class SlotFree(NamedTuple):
-    """Nothing more goes on the slot this job holds: its outcome may free it."""
-
-    job_id: str
-    account_id: str
-
-
-class Unsent(NamedTuple):
-    """A round's followers that did not go, each with the seconds to its moment; the
-    round's last word."""
-
-    jobs: Waiting
-
-
-Arrival = Answered | SlotFree | Unsent
-
-
-class InFlight:
-    """One delivery's requests out on the event loop: what comes back from them, the
-    rounds not yet done, and the outcomes of the jobs that hold slots, kept until the
-    slots are free (recording a job's outcome frees the slot it holds)."""
-
-    def __init__(self) -> None:
-        self.answers: queue.SimpleQueue[Arrival] = queue.SimpleQueue()
-        self.rounds = 0
-        self._holders: set[str] = set()
-        self._held: dict[str, Transition] = {}
-
-    def launch(self, first: list[Job]) -> None:
-        """A round's admitted jobs go out, each holding a slot of its account."""
-        self.rounds += 1
-        self._holders.update(job.claim.job_id for job in first)
-
-    def take(self, timeout: float) -> list[Arrival]:
-        """What has come, waiting up to ``timeout`` seconds for the first if nothing has."""
-        try:
-            if timeout <= 0:
-                items = [self.answers.get_nowait()]
-            else:
-                items = [self.answers.get(timeout=None if math.isinf(timeout) else timeout)]
-        except queue.Empty:
-            return []
-        while not self.answers.empty():
-            items.append(self.answers.get_nowait())
-        return items
-
-    def hold(self, outcomes: list[Transition]) -> None:
-        """Keep back the last outcome if it is a slot holder's: its slot is still in use."""
-        if outcomes and outcomes[-1].claim.job_id in self._holders:
-            change = outcomes.pop()
-            self._held[change.claim.job_id] = change
-
-    def release(self, job_id: str) -> list[Transition]:
-        """The holder's outcome, now that its slot is free (none if it goes round again)."""
-        self._holders.discard(job_id)
-        change = self._held.pop(job_id, None)
-        return [change] if change else []
-
-
-class Followers:
-    """Jobs admitted to follow a request of their account on its slot (``Reason.FOLLOWS``),
-    by account, soonest moment first; each goes if its moment is still good when a slot of
-    its account frees (a moment lapsed waiting is asked for again in the next round)."""
-
-    def __init__(self, following: Waiting, now: float) -> None:
-        self._by_account: dict[str, deque[tuple[Job, float]]] = {}
-        for job, wait in sorted(following, key=lambda entry: entry[1]):
-            self._by_account.setdefault(job.spec.account_id, deque()).append((job, now + wait))
-        self._lapsed: list[tuple[Job, float]] = []
-
-    def next(self, account_id: str, now: float) -> tuple[Job, float] | None:
-        """The account's next follower whose moment is still good, and the seconds to it."""
-        queue = self._by_account.get(account_id, deque())
-        while queue:
-            job, due = queue.popleft()
-            if job.reserved(now):
-                return job, max(due - now, 0.0)
-            self._lapsed.append((job, due))
-        return None
-
-    def left(self, now: float) -> Waiting:
-        """The followers not sent, each with the seconds to its moment (0: lapsed)."""
-        unsent = [entry for queue in self._by_account.values() for entry in queue]
-        return [(job, max(due - now, 0.0)) for job, due in self._lapsed + unsent]
 
 
 def _woken(waiting: Waiting, freed: set[str], waited: float) -> Waiting:

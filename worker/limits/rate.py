@@ -97,6 +97,7 @@ class Request(NamedTuple):
     holder: str
     job_id: str
     standing: Standing = Standing.FRESH
+    held: int = 0  # its account's slots the caller holds with requests out
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,9 @@ class Limiter:
         A request past the line (let out of it, or passed earlier in its delivery) may wait
         for its moment as long as its delivery may. Without a hold, a request may be given
         any moment. Once a pause of the key refuses one, the rest wait unasked. A request
-        its account's cap holds back may follow one admitted earlier in the round on its
-        slot (``Reason.FOLLOWS``: its caller sends it once that one is answered), up to
-        ``follow`` a slot."""
+        its account's cap holds back may follow one admitted earlier in the round, or one
+        of the ``held`` slots its caller has requests out on (``Reason.FOLLOWS``: its caller
+        sends it once that one is answered), up to ``follow`` a slot."""
         if not requests:
             return []
         holds = holds or {}
@@ -193,6 +194,7 @@ class Limiter:
                 _hold(holds.get(request.lane), self._ahead, request.lane),
                 holds.get(request.lane),
                 request.standing,
+                request.held,
             )
             for request in requests
         ]

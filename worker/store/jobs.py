@@ -566,6 +566,7 @@ class JobStore:
             by_ref.old_key,
             by_key.old_key,
             owner.old_key,
+            job_key(change.successor.job_id) if change.successor else "",
         ]
         fields = dict(change.fields)
         if change.ticket is not None:
@@ -598,6 +599,8 @@ class JobStore:
             by_ref.field,
             by_key.field,
             owner.field,
+            change.successor.token if change.successor else "",
+            str(int(self._lease_seconds * 1000)),
             *(item for pair in fields.items() for item in pair),
         ]
         return keys, args
@@ -620,6 +623,9 @@ class Transition:
     # The job's requests in this delivery, oldest first, for its record's attempt_log: the
     # runner carries them with the job (in-delivery retries too) until this is recorded.
     tried: tuple[AttemptEntry, ...] = ()
+    # The job whose request went out on this job's account slot once this one's was
+    # answered: recording this outcome passes the slot to it instead of freeing it.
+    successor: Claim | None = None
 
 
 def succeeded(claim: Claim, spec: JobSpec, ticket: TicketIds, attempts: int) -> Transition:

@@ -49,6 +49,7 @@ class Ask:
     hold: float | None  # seconds it may wait for its moment in its delivery (None: any)
     passed_hold: float | None  # the same once past the line (let out, or earlier passed)
     standing: Standing = Standing.FRESH
+    held: int = 0  # its account's slots its caller holds with requests out (to follow)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class LimitStore:
     ) -> list[tuple[Reason, int]]:
         """Each request's answer, in order, in one script run: (why, microseconds to wait).
         Up to ``follow`` requests an account's cap holds back may follow each slot taken in
-        the round (``Reason.FOLLOWS``)."""
+        the round or held by the caller (``Ask.held``; ``Reason.FOLLOWS``)."""
         names = self._names
         keys = [
             names.schedule,
@@ -177,6 +178,7 @@ class LimitStore:
                 _microseconds(ask.hold),
                 _microseconds(ask.passed_hold),
                 ask.standing.value,
+                ask.held,
             ]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]

@@ -10,11 +10,12 @@
 -- alone gets all of it. While a lane's line holds anyone, every new request of that lane
 -- joins it too; release.lua (the scheduler) lets jobs out of the lines at the key's rate,
 -- and a released job's turn lets it past the line once.
--- A request its account's cap holds back may follow one of the account's requests admitted
--- earlier in the round, on its slot (FOLLOWS): the rate counts it as usual, and its delivery
--- sends it once that request is answered (never before its moment), so a freed slot carries
--- the next job at once, without a round trip; it takes no slot of its own. At most ARGV[8]
--- follow each slot admitted in the round.
+-- A request its account's cap holds back may follow one of the account's requests on its
+-- slot (FOLLOWS): one admitted earlier in the round, or one its caller has out already. The
+-- rate counts it as usual, and the caller sends it once that request is answered (never
+-- before its moment), so a freed slot carries the next job at once, without a round trip;
+-- it takes no slot of its own (the slot passes to it as the request before it is recorded:
+-- transition.lua). At most ARGV[8] follow each such slot.
 -- A refusal that holds for the whole key (a pause of the key, a refused key, an outage)
 -- ends the round: every request after it gets that answer unasked.
 -- KEYS[1] schedule of the key (GCRA theoretical arrival time, µs), KEYS[2] pause of the key
@@ -34,14 +35,15 @@
 -- (µs; 0: none), ARGV[6] how far ahead of an account's schedule it may go (µs), ARGV[7]
 -- how far ahead of its own schedule the interactive lane may go (µs), ARGV[8] how many
 -- requests may follow each slot admitted in this round (0: none); then per request i,
--- from a = 8 + 9 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
+-- from a = 8 + 10 (i - 1): ARGV[a + 1] how far ahead of the key's schedule its
 -- lane may go (µs), ARGV[a + 2] holder id, ARGV[a + 3] lane, ARGV[a + 4] job id,
 -- ARGV[a + 5] account id, ARGV[a + 6] the account's weight, ARGV[a + 7] how long it may
 -- wait for its moment (µs), ARGV[a + 8] how long if it passes the line (µs: it was let out,
 -- or let past earlier in its delivery), ARGV[a + 9] its standing: STANDING_FRESH,
 -- STANDING_PASSED (let past the line earlier in its delivery, its moment lapsed: it passes
 -- again) or STANDING_MOMENT (its reserved moment has come: only pauses, a probe and the cap
--- apply; the rate counted it when it was reserved).
+-- apply; the rate counted it when it was reserved), ARGV[a + 10] how many of its account's
+-- slots its caller holds with requests out (followers may follow them too).
 -- Returns per request {wait_us, reason}: REASON_ADMITTED, REASON_PROBE (admitted as the
 -- probe of a refused key or of an outage whose pause is over), REASON_RESERVED (go in
 -- wait_us, asking then as STANDING_MOMENT), REASON_LINE (joined its lane's line: wait_us is how long until it is
@@ -63,7 +65,7 @@ local account_interval = tonumber(ARGV[5])
 local account_ahead = tonumber(ARGV[6])
 local interactive_burst = tonumber(ARGV[7])
 local follow_per_slot = tonumber(ARGV[8])
-local fixed_keys, fixed_args, per_keys, per_args = 12, 8, 3, 9
+local fixed_keys, fixed_args, per_keys, per_args = 12, 8, 3, 10
 local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
 local line_kept_ms = 86400000
 local n = (#ARGV - fixed_args) / per_args
@@ -149,10 +151,11 @@ local function hold_slot(inflight, holder, account)
   end
 end
 
--- The account is at its cap: may the request follow one of its slots taken this round?
-local function may_follow(account)
+-- The account is at its cap: may the request follow one of its slots taken this round, or
+-- held by its caller?
+local function may_follow(account, held)
   local followers = following[account] or 0
-  if followers >= (slots_taken[account] or 0) * follow_per_slot then
+  if followers >= ((slots_taken[account] or 0) + held) * follow_per_slot then
     return false
   end
   following[account] = followers + 1
@@ -164,7 +167,7 @@ local function admit(i)
   local inflight, account_pause, account_schedule = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local ahead, holder, lane = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local job, account, weight = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
-  local hold, standing = tonumber(ARGV[a + 7]), ARGV[a + 9]
+  local hold, standing, held = tonumber(ARGV[a + 7]), ARGV[a + 9], tonumber(ARGV[a + 10])
   local wait = paused(KEYS[3])
   if wait then return wait, REASON_KEY_REFUSED, true end
   wait = paused(KEYS[2])
@@ -180,7 +183,7 @@ local function admit(i)
   if standing == STANDING_MOMENT and not probing_now then
     -- Its moment, reserved earlier, has come: the rate counted it then; only the cap is left.
     wait = busy(inflight)
-    if wait and may_follow(account) then return 0, REASON_FOLLOWS, false end
+    if wait and may_follow(account, held) then return 0, REASON_FOLLOWS, false end
     if wait then return wait, REASON_ACCOUNT_BUSY, false end
     hold_slot(inflight, holder, account)
     return 0, REASON_ADMITTED, false
@@ -195,7 +198,7 @@ local function admit(i)
   wait = busy(inflight)
   if wait then
     -- A probe goes alone: nothing follows while the key or StackOne is in doubt.
-    follows = not probing_now and may_follow(account)
+    follows = not probing_now and may_follow(account, held)
     if not follows then return wait, REASON_ACCOUNT_BUSY, false end
   end
   local at, tat = moment(ahead)

@@ -7,7 +7,8 @@
 -- jobs), KEYS[10] and KEYS[11] the account's wake signal and count of freed slots or ""
 -- (a slot freed is counted for the deliveries waiting for one, and the first counted wakes
 -- the longest waiting: see slots.lua), KEYS[12], KEYS[13], KEYS[14] the old keys of the
--- ref, idempotency and ticket entries (or "")
+-- ref, idempotency and ticket entries (or ""), KEYS[15] the record of the job whose request
+-- went out on this job's slot once this job's was answered, or "" (the slot passes to it)
 -- ARGV[1] lease token, ARGV[2] new state, ARGV[3] now, ARGV[4] ttl seconds for a succeeded
 -- job (0: keep), ARGV[5] job id, ARGV[6] when a retrying job is due (else ""),
 -- ARGV[7] requests this delivery made that count as attempts, ARGV[8] "1": a retrying job
@@ -17,15 +18,38 @@
 -- that succeeded at its first request keeps none,
 -- ARGV[11] the account cap (requests in flight per account; 0: none), ARGV[12] ms the count
 -- and the signal live from the first slot counted, ARGV[13], ARGV[14], ARGV[15] the fields
--- of the ref, idempotency and ticket entries (or ""), ARGV[16..] field/value pairs to set;
--- an empty value deletes the field.
+-- of the ref, idempotency and ticket entries (or ""), ARGV[16] the lease token of the job
+-- of KEYS[15] (or ""), ARGV[17] ms a slot's holder counts against its account at most,
+-- ARGV[18..] field/value pairs to set; an empty value deletes the field.
 -- Returns RECORDED_OK, or why the outcome was not recorded: RECORDED_MISSING,
 -- RECORDED_LOST_LEASE, RECORDED_SUCCEEDED or RECORDED_FAILED (the job ended so meanwhile),
 -- RECORDED_CANCEL_ASKED (recorded as retrying, but a person asked to cancel it while it was
 -- in flight: its delivery cancels it now, with cancel.lua),
 -- RECORDED_TAKEN (a succeeded job's ticket is already another job's: nothing is written,
 -- the job stays running under its lease and its delivery goes on looking).
-if KEYS[7] ~= "" and redis.call("ZREM", KEYS[7], ARGV[1]) == 1 and KEYS[10] ~= "" then
+-- The job's slot passes to the job that went out on it after this one's answer, if that one
+-- is still out (it took no slot of its own: see FOLLOWS in admit.lua); else it is free. The
+-- follower gets its entry even if this job had none left: the job before this one on the
+-- slot may not be recorded yet (its entry stands for the slot until then; when it is, it
+-- finds this job recorded and frees it), so the set never holds fewer entries than
+-- requests out.
+local function passed_on(inflight)
+  if KEYS[15] == "" then
+    return false
+  end
+  local next_job = redis.call("HMGET", KEYS[15], "state", "lease_token")
+  if next_job[1] ~= STATE_RUNNING or next_job[2] ~= ARGV[16] then
+    return false  -- answered and recorded already: it has nothing to pass the slot to
+  end
+  local t = redis.call("TIME")
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call("ZADD", inflight, now_ms + tonumber(ARGV[17]), ARGV[16])
+  return true
+end
+
+local held = KEYS[7] ~= "" and redis.call("ZREM", KEYS[7], ARGV[1]) == 1
+local passed = KEYS[7] ~= "" and passed_on(KEYS[7])
+if held and not passed and KEYS[10] ~= "" then
   -- A slot of the account came free: counted for the waiters (no more than the slots free
   -- now: others took the rest without waiting). The first one counted wakes the longest
   -- waiting delivery, which takes all it can use at once (slots.lua), so the slots a
@@ -79,7 +103,7 @@ redis.call("HDEL", KEYS[1], "lease_until", "lease_token", "lost_attempts")
 if ARGV[7] ~= "0" then
   redis.call("HINCRBY", KEYS[1], "attempts", tonumber(ARGV[7]))
 end
-for i = 16, #ARGV, 2 do
+for i = 18, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
