@@ -3,14 +3,17 @@ claim to recorded outcome with as few round trips as the batch allows.
 
 The runner does the I/O and the decisions (``worker/delivery/decisions.py``) say what it
 means: claim the batch and decide each job (reconciling an uncertain one first if asked),
-then in rounds admit every waiting job through the shared limiter (one pipeline), send the
-admitted ones concurrently on the worker's event loop, decide each answer, perform the
-effects the decisions name (pauses, the key's health, an outage) and record the outcomes (one
-pipeline). Jobs told to wait briefly go round again; the rest are handed back to wait in
-the due index, so a worker slot never sleeps for long; jobs held back by their account's
-cap go round as soon as a slot of it comes free. Only the runner reads the clock: it
-times each request, and every answered one is a line of the log and a count in the
-process's metrics (``worker/delivery/attempt.py``, ``worker/delivery/metrics.py``).
+then turn by turn: admit the jobs whose time has come through the shared limiter (one
+pipeline) and send the admitted ones on the worker's event loop without waiting for their
+answers, so a job whose moment comes while earlier answers are out goes at its moment;
+decide each answer as it comes, perform the effects the decisions name (pauses, the key's
+health, an outage) and record the outcomes (one pipeline for those that came together).
+A job its account's cap holds back follows a slot the process holds and goes the moment
+that slot's request is answered (``worker/delivery/slots.py``). Jobs told to wait briefly
+go round again; the rest are handed back to wait in the due index, so a worker slot never
+sleeps for long. Only the runner reads the clock: it times each request, and every
+answered one is a line of the log and a count in the process's metrics
+(``worker/delivery/attempt.py``, ``worker/delivery/metrics.py``).
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ class JobRunner:
         instead (a semaphore's waiters, not a poll): once some came free, all of the
         account's are due at once (those beyond the slots follow them on the slots,
         ``Reason.FOLLOWS``), and the rest have waited that much less."""
-        wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
+        wanted = _slot_waiters(waiting)
         if not wanted:
             time.sleep(delay)
             return waiting, delay
@@ -290,7 +293,7 @@ class JobRunner:
         outcomes: list[Transition] = []
         again: Waiting = []
         freed: set[str] = set()
-        wanted = Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
+        wanted = _slot_waiters(waiting)
         arrived = inbox.take(0.0 if wanted else delay)
         if wanted and not arrived:
             slots = self._limiter.wait_for_slots(wanted, min(delay, SLOT_LOOK))
@@ -451,6 +454,11 @@ class JobRunner:
             tried=change.tried,
         )
         return Reconcile(job, self._began - self._settings.reconcile_settle)
+
+
+def _slot_waiters(waiting: Waiting) -> Counter[str]:
+    """How many jobs wait for a slot of each account."""
+    return Counter(job.spec.account_id for job, _ in waiting if job.awaits_slot)
 
 
 def _woken(waiting: Waiting, freed: set[str], waited: float) -> Waiting:
