@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import httpx
 import redis
 from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 
 from ops.bench import baseline
 from ops.bench.measure import CpuMeter, RssSampler, percentile
@@ -34,6 +36,7 @@ from ops.processes import ManagedProcess
 from ops.redis_server import RedisServer
 from ops.stack import LocalStack, StackConfig
 from producers.client import Producer
+from worker.delivery.metrics import LATENCY_METRIC
 from worker.queue.app import create_app
 from worker.store.jobs import JobStore
 from worker.store.keys import QUEUES, job_key
@@ -214,6 +217,7 @@ class Bench:
         rpm_limit: int | None = None,
         workers: int | None = None,
         latency_ms: float | None = None,
+        worker_metrics: bool = False,
     ) -> Iterator[TicketqPhase]:
         self.flush()
         config = StackConfig(
@@ -223,6 +227,7 @@ class Bench:
             redis_url=self.redis.url,
             fake_api=self.fake_api(rpm_limit, latency_ms),
             settings_env={**settings_env, **self.options.extra_env},
+            worker_metrics=worker_metrics,
         )
         with LocalStack(config) as stack:
             phase = TicketqPhase(self, stack)
@@ -257,6 +262,21 @@ class Bench:
                 phase.close()
 
 
+class Requests(NamedTuple):
+    """Create requests the workers timed: how many, and their seconds in all."""
+
+    timed: int
+    seconds: float
+
+    def since(self, before: Requests) -> Requests:
+        return Requests(self.timed - before.timed, self.seconds - before.seconds)
+
+    @property
+    def mean(self) -> float:
+        """Seconds a request took on average, as the workers saw it (nan if none)."""
+        return self.seconds / self.timed if self.timed else math.nan
+
+
 class TicketqPhase:
     def __init__(self, bench: Bench, stack: LocalStack) -> None:
         self.bench = bench
@@ -274,6 +294,22 @@ class TicketqPhase:
     def meter(self) -> Meter:
         assert self.stack.fake_api is not None
         return Meter(self.worker_pids, self.stack.fake_api.pid, self.bench.redis_pid)
+
+    def requests_seen(self) -> Requests:
+        """The create requests the workers have timed so far, from their metrics (the
+        phase must have started them with ``worker_metrics``)."""
+        seen = Requests(0, 0.0)
+        for worker in self.stack.workers:
+            text = httpx.get(self.stack.metrics_url(worker), timeout=5).text
+            for family in text_string_to_metric_families(text):
+                if family.name != LATENCY_METRIC:
+                    continue
+                for sample in family.samples:
+                    if sample.name == f"{LATENCY_METRIC}_count":
+                        seen = Requests(seen.timed + int(sample.value), seen.seconds)
+                    elif sample.name == f"{LATENCY_METRIC}_sum":
+                        seen = Requests(seen.timed, seen.seconds + sample.value)
+        return seen
 
     def submit_bulk(self, items: Sequence[dict[str, Any]], account: str = ACCOUNT) -> list[str]:
         ids: list[str] = []

@@ -22,6 +22,7 @@ from ops.bench.scenarios import (
     Bench,
     Meter,
     Outcome,
+    Requests,
     TicketqPhase,
     baseline_outcome,
     deadline,
@@ -53,6 +54,20 @@ def cap_bound(cap: int, latency_ms: float) -> float:
     if cap <= 0 or latency_ms <= 0:
         return math.nan
     return cap / (latency_ms / 1000)
+
+
+def slots_in_use_notes(seen: Requests, rate: float, cap: int) -> str:
+    """How much of the time the cap's slots held a request (Little's law: tickets/s times
+    the mean request's seconds, over the cap), at the latency the workers measured, which
+    on a busy machine is more than the stand-in's own wait."""
+    if not seen.timed or not rate:
+        return ""
+    in_use = 100 * rate * seen.mean / cap
+    return (
+        f"; as the workers saw it: {seen.mean * 1000:.1f} ms a request, so cap / that "
+        f"= {cap_bound(cap, seen.mean * 1000):,.0f}/s and the slots held a request "
+        f"{in_use:.0f}% of the time"
+    )
 
 
 def pct_of_bound(rate: float, bound: float) -> float:
@@ -297,14 +312,16 @@ class CapOptions:
 
 
 def _lane_rows(
-    p: TicketqPhase, scenario: str, count: int, bound: float, bound_text: str
+    p: TicketqPhase, scenario: str, count: int, cap: int, bound: float, bound_text: str
 ) -> list[Row]:
     """One bulk import (``submit_many``) and as many single jobs (``submit``), one after
-    the other in the same phase; tickets/s and % of bound of each."""
+    the other in the same phase; tickets/s and % of bound of each, and with a cap, how
+    much of the time its slots held a request, at the latency the workers saw."""
     rows = []
     for lane in ("bulk", "single"):
         items = tickets(f"cap-{lane}", count)
         p.control.reset()
+        before = p.requests_seen()
         meter = p.meter()
         meter.start()
         if lane == "single":
@@ -314,7 +331,10 @@ def _lane_rows(
         unfinished = p.wait(ids, deadline(len(ids)), meter.progress)
         meter.stop()
         outcome = ticketq_outcome(p.times(ids))
+        seen = p.requests_seen().since(before)
         notes = bound_text
+        if cap:
+            notes += slots_in_use_notes(seen, outcome.rate(), cap)
         if unfinished:
             notes += f"; {len(unfinished)} unfinished at the deadline"
         done = row(f"{scenario}, {lane}", "ticketq", outcome, p.control.stats(), meter, notes)
@@ -330,17 +350,17 @@ def cap_ticketq(bench: Bench, cap: CapOptions) -> list[Row]:
         env = {"TICKETQ_RATE_LIMIT": NO_RATE_LIMIT, "TICKETQ_ACCOUNT_CONCURRENCY": str(value)}
         scenario = f"cap {value}, {cap.latency_ms:g} ms"
         with bench.ticketq(f"cap{value}-ticketq", settings_env=env,
-                           latency_ms=cap.latency_ms) as p:  # fmt: skip
+                           latency_ms=cap.latency_ms, worker_metrics=True) as p:  # fmt: skip
             if value:
                 text = f"bound: cap {value} / {cap.latency_ms:g} ms = {bound:,.0f}/s"
-                rows += _lane_rows(p, scenario, cap.tickets, bound, text)
+                rows += _lane_rows(p, scenario, cap.tickets, value, bound, text)
             else:
                 threads = bench.options.workers * bench.options.concurrency
                 text = (
                     f"reference, no cap: {threads} worker threads / {cap.latency_ms:g} ms = "
                     f"{cap_bound(threads, cap.latency_ms):,.0f}/s, and the CPU"
                 )
-                rows += _lane_rows(p, scenario, cap.tickets, math.nan, text)
+                rows += _lane_rows(p, scenario, cap.tickets, 0, math.nan, text)
     return rows
 
 

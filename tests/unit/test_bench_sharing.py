@@ -7,6 +7,7 @@ import math
 import pytest
 
 from ops.bench.__main__ import cap_options, fair_options, parse_args, sizes
+from ops.bench.scenarios import Requests
 from ops.bench.sharing import (
     Fairness,
     cap_bound,
@@ -15,6 +16,7 @@ from ops.bench.sharing import (
     fairness_notes,
     pct_of_bound,
     pct_of_limit_between,
+    slots_in_use_notes,
     weights_env,
 )
 
@@ -37,6 +39,15 @@ def test_pct_of_bound_is_the_rate_over_what_the_bound_allows() -> None:
     assert pct_of_bound(16.5, 1000 / 60) == pytest.approx(99.0)
     assert math.isnan(pct_of_bound(100, math.nan))
     assert math.isnan(pct_of_bound(math.nan, 500))
+
+
+def test_slots_in_use_are_the_rate_times_the_latency_the_workers_saw_over_the_cap() -> None:
+    seen = Requests(1000, 1000 * 0.025).since(Requests(0, 0.0))  # 25 ms a request
+    notes = slots_in_use_notes(seen, 396.0, 10)  # 396/s x 25 ms = 9.9 of 10 in flight
+    assert "25.0 ms a request" in notes
+    assert "400/s" in notes
+    assert "99% of the time" in notes
+    assert slots_in_use_notes(Requests(0, 0.0), 396.0, 10) == ""  # nothing timed: no claim
 
 
 def test_limit_use_between_two_moments_counts_only_what_was_created_then() -> None:

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from worker.delivery.attempt import Attempt, Outcome, RetryReason, retry_reason
 from worker.limits.rate import Reason
 
-__all__ = ["ReconcileResult", "WorkerMetrics"]
+__all__ = ["LATENCY_METRIC", "ReconcileResult", "WorkerMetrics"]
 
 log = logging.getLogger("ticketq.worker")
 
@@ -29,6 +29,9 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none", "other")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Reasons admit.lua gives for holding a request back (ADMITTED and PROBE let it go).
 WAIT_REASONS = tuple(r for r in Reason if r not in (Reason.ADMITTED, Reason.PROBE))
+
+# Read by the bench too (``ops/bench/scenarios.py``: how long requests took as workers saw them).
+LATENCY_METRIC = "ticketq_stackone_latency_seconds"
 
 
 class ReconcileResult(StrEnum):
@@ -60,7 +63,7 @@ class WorkerMetrics:
             for outcome, status in product(Outcome, STATUS_CLASSES)
         }
         self._latency = Histogram(
-            "ticketq_stackone_latency_seconds",
+            LATENCY_METRIC,
             "Seconds from sending a create request to its answer (or its failure).",
             buckets=LATENCY_BUCKETS,
             registry=registry,
