@@ -151,6 +151,31 @@ def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.R
     assert busiest <= per_second * 1.5 + INTERACTIVE_BURST + 1  # a second and the reach
 
 
+@pytest.mark.parametrize("text", ["5/s", "10/s", "100/s"])
+def test_a_limit_per_second_is_used_for_the_most_part_and_no_second_holds_more(
+    redis_client: redis.Redis, text: str
+) -> None:
+    """A short window leaves little room for the interactive lane's burst and its reach
+    past reserved moments: each takes at most a share of the window, not a fixed count
+    (5 of a 5/s limit left it under half a request a second) and not the whole lookahead
+    (1.25 s of a 1 s window ran 10/s at 2.2/s)."""
+    limit = RateLimit.parse(text)
+    lim = limiter(redis_client, text, ahead=1.25)
+    sent: list[float] = []
+    start = time.monotonic()
+    for n in itertools.count():
+        lane: Lane = "interactive" if n % 3 == 0 else "bulk"
+        answer = lim.admit_many([Request("acct", lane, "h", f"j{n}")])[0]  # any wait
+        sent.append(time.monotonic() + answer.wait)
+        if sent[-1] > start + 4.0:
+            break
+
+    busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
+    assert busiest <= limit.requests * (1 - SAFETY_MARGIN)
+    steady = [t for t in sent if start + 1.0 <= t < start + 4.0]  # past the first burst
+    assert len(steady) / 3.0 >= 0.6 * limit.requests  # 5/s: 65%; 10/s: 74%; 100/s: 81%
+
+
 def test_the_rate_used_leaves_room_for_the_reach_of_reserved_moments() -> None:
     limit = RateLimit.parse("1000/min")
 

@@ -53,6 +53,10 @@ __all__ = [
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
 SAFETY_MARGIN = 0.015  # of the limit: about 0.9 s of lateness between admission and arrival
 MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
+# Of the limit's window, the most the interactive lane's burst, and its reach past bulk's
+# reserved moments, may each take: with a window of a second, a burst of 5 and a reach of
+# 1.25 s left a 10/s limit 2.2 requests a second, and a 5/s limit none.
+WINDOW_SHARE = 0.1
 RESERVE_SLACK = 0.25  # seconds the lines are released beyond one scheduler interval
 DEFAULT_WEIGHT = 1.0
 
@@ -68,23 +72,39 @@ def reserve_ahead(scheduler_interval: float, inprocess_max_delay: float) -> floa
 def interval_us(limit: RateLimit, ahead: float = 0.0) -> float:
     """Microseconds between two requests at the rate used: no window of the limit's length
     holds more than the limit less the margin, the interactive lane's run-ahead (its burst,
-    beyond the ``ahead`` seconds of moments reserved) included."""
+    and its reach past the ``ahead`` seconds of moments reserved) included."""
     usable = limit.requests * (1 - SAFETY_MARGIN)
-    by_burst = (limit.per_seconds + ahead) / max(usable - INTERACTIVE_BURST, 1.0)
-    by_floor = (limit.per_seconds + ahead + MIN_BURST_US / 1e6) / max(usable - 1, 1.0)
+    window = limit.per_seconds + _reach(limit, ahead)
+    by_burst = window / max(usable - _burst(limit), 1.0)
+    by_floor = (window + MIN_BURST_US / 1e6) / max(usable - 1, 1.0)
     return max(by_burst, by_floor) * 1_000_000
 
 
 def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
-    """How far ahead of the schedule a lane may go. Interactive: ``INTERACTIVE_BURST``
-    requests (or 100 ms, whichever is longer) beyond the ``ahead`` seconds that reserved
-    moments may reach; bulk: two intervals less than the interactive burst, so that an
+    """How far ahead of the schedule a lane may go. Interactive: its burst (``_burst``
+    requests, or 100 ms, whichever is longer) beyond the moments reserved within its reach
+    (``_reach``); bulk: two intervals less than the interactive burst, so that an
     interactive ticket always finds room even while bulk keeps the rate saturated."""
     interval = interval_us(limit, ahead)
-    interactive = max((INTERACTIVE_BURST - 1) * interval, MIN_BURST_US)
+    interactive = max((_burst(limit) - 1) * interval, MIN_BURST_US)
     if lane == "interactive":
-        return interactive + ahead * 1_000_000
+        return interactive + _reach(limit, ahead) * 1_000_000
     return max(interactive - 2 * interval, 0.0)
+
+
+def _burst(limit: RateLimit) -> int:
+    """Requests an interactive caller may take ahead of the schedule at once:
+    ``INTERACTIVE_BURST``, fewer where that is more than ``WINDOW_SHARE`` of the limit,
+    never none."""
+    usable = limit.requests * (1 - SAFETY_MARGIN)
+    return max(1, min(INTERACTIVE_BURST, int(usable * WINDOW_SHARE)))
+
+
+def _reach(limit: RateLimit, ahead: float) -> float:
+    """Seconds of bulk's reserved moments an interactive request goes ahead of: all of them
+    (``ahead``), or ``WINDOW_SHARE`` of the limit's window where that is less; beyond it,
+    an interactive request is given its moment after them like any other."""
+    return min(ahead, limit.per_seconds * WINDOW_SHARE)
 
 
 class Request(NamedTuple):
@@ -136,7 +156,8 @@ class Limiter:
             probe_interval=probe_interval,
             account_interval_us=interval_us(own, ahead) if own else 0.0,
             account_ahead_us=burst_us(own, "interactive", ahead) if own else 0.0,
-            interactive_burst_us=burst_us(limit, "interactive", ahead) - ahead * 1_000_000,
+            interactive_burst_us=burst_us(limit, "interactive", ahead)
+            - _reach(limit, ahead) * 1_000_000,
         )
 
     @classmethod
