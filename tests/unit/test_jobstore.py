@@ -26,7 +26,6 @@ from worker.store.jobs import (
     ClaimCode,
     Due,
     JobStore,
-    LeaseLost,
     NewJob,
     NotClaimed,
     Recorded,
@@ -484,14 +483,19 @@ def test_finished_jobs_leave_the_due_index(store: JobStore, redis_client: redis.
     assert redis_client.zcard(DUE_INDEX) == 0
 
 
-def test_a_lease_taken_over_cannot_be_renewed(redis_client: redis.Redis) -> None:
+def test_a_lease_taken_over_cannot_be_renewed_and_the_others_are(
+    redis_client: redis.Redis,
+) -> None:
     store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=0)
     old = claimed(store, spec())
     time.sleep(0.01)
     assert isinstance(store.claim(old.job_id), Claim)
+    store = JobStore(redis_client, succeeded_ttl=TTL, lease_seconds=60)
+    kept = claimed(store, spec())
 
-    with pytest.raises(LeaseLost):
-        store.renew(old)
+    assert store.renew([old, kept]) == {old.job_id}
+    assert store.renew([kept]) == set()
+    assert store.renew([]) == set()
 
 
 def test_a_taken_over_job_is_uncertain_since_the_lost_delivery_claimed_it(

@@ -59,7 +59,6 @@ from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
     Claim,
     JobStore,
-    LeaseLost,
     NotClaimed,
     Recorded,
     Transition,
@@ -397,16 +396,12 @@ class JobRunner:
 
     def _renewed(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose leases this delivery still holds, each renewed for one more
-        request and wait; a job another delivery took over is dropped unsent."""
-        kept = []
-        for job in jobs:
-            try:
-                self._store.renew(job.claim)
-            except LeaseLost:
-                log.warning("job %s: lease lost to another delivery", printable(job.claim.job_id))
-                continue
-            kept.append(job)
-        return kept
+        request and wait (one round trip); a job another delivery took over is dropped
+        unsent."""
+        lost = self._store.renew([job.claim for job in jobs])
+        for job_id in lost:
+            log.warning("job %s: lease lost to another delivery", printable(job_id))
+        return [job for job in jobs if job.claim.job_id not in lost]
 
     def _record(self, outcomes: list[Transition], again: Waiting, started: float) -> None:
         """Record the outcomes (one pipeline). A created ticket that another job adopted

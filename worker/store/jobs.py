@@ -88,7 +88,6 @@ __all__ = [
     "JobStore",
     "Kept",
     "Lane",
-    "LeaseLost",
     "NewJob",
     "NotClaimed",
     "Recorded",
@@ -158,10 +157,6 @@ class NotClaimed:
 
     code: ClaimCode
     detail: str = ""
-
-
-class LeaseLost(RuntimeError):
-    """Another delivery took the job over; this one must not send anything more."""
 
 
 @dataclass(frozen=True)
@@ -428,17 +423,24 @@ class JobStore:
             for job_id, token, answer in zip(job_ids, tokens, answers, strict=True)
         ]
 
-    def renew(self, claim: Claim) -> None:
-        """Extend the lease before an in-process retry; ``LeaseLost`` if it was taken over."""
+    def renew(self, claims: Sequence[Claim]) -> set[str]:
+        """Extend the leases of these jobs, in one round trip, before they are sent late or
+        again; the ids of those another delivery took over (their leases are not ours)."""
         now = time.time()
-        renewed = run_one(
-            self.redis,
-            RENEW,
-            [job_key(claim.job_id), DUE_INDEX],
-            [claim.token, stamp(now), stamp(now + self._lease_seconds), claim.job_id],
-        )
-        if RenewCode(renewed) is RenewCode.LOST_LEASE:
-            raise LeaseLost(claim.job_id)
+        calls = [
+            Call(
+                RENEW,
+                [job_key(claim.job_id), DUE_INDEX],
+                [claim.token, stamp(now), stamp(now + self._lease_seconds), claim.job_id],
+            )
+            for claim in claims
+        ]
+        answers = run(self.redis, calls) if calls else []
+        return {
+            claim.job_id
+            for claim, answer in zip(claims, answers, strict=True)
+            if RenewCode(answer) is RenewCode.LOST_LEASE
+        }
 
     def apply(self, transitions: Sequence[Transition]) -> list[Recorded]:
         """Record outcomes in one round trip; each answer says whether it was recorded."""
