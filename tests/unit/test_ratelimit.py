@@ -134,17 +134,21 @@ def test_interactive_requests_alone_take_their_burst_at_once_and_no_more(
     assert all(reason is Reason.RESERVED for reason, _ in interactive[now:])
 
 
+def sent_mixed(lim: Limiter, until: float) -> list[float]:
+    """When each request goes, asked one at a time (a third interactive, the rest bulk,
+    each taking any wait) until one would go after ``until`` (monotonic seconds)."""
+    sent: list[float] = []
+    while not sent or sent[-1] <= until:
+        lane: Lane = "interactive" if len(sent) % 3 == 0 else "bulk"
+        answer = lim.admit_many([Request("acct", lane, "h", f"j{len(sent)}")])[0]
+        sent.append(time.monotonic() + answer.wait)
+    return sent
+
+
 def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.Redis) -> None:
     limit = RateLimit.parse("3000/min")  # ~49 per second with the margin
-    lim = limiter(redis_client, "3000/min", ahead=0.5)
-    sent: list[float] = []
     start = time.monotonic()
-    for n in itertools.count():
-        lane: Lane = "interactive" if n % 3 == 0 else "bulk"
-        answer = lim.admit_many([Request("acct", lane, "h", f"j{n}")])[0]  # any wait
-        sent.append(time.monotonic() + answer.wait)
-        if sent[-1] > start + 3.0:
-            break
+    sent = sent_mixed(limiter(redis_client, "3000/min", ahead=0.5), until=start + 3.0)
 
     per_second = 1e6 / interval_us(limit, 0.5)
     busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
@@ -160,15 +164,8 @@ def test_a_limit_per_second_is_used_for_the_most_part_and_no_second_holds_more(
     (5 of a 5/s limit left it under half a request a second) and not the whole lookahead
     (1.25 s of a 1 s window ran 10/s at 2.2/s)."""
     limit = RateLimit.parse(text)
-    lim = limiter(redis_client, text, ahead=1.25)
-    sent: list[float] = []
     start = time.monotonic()
-    for n in itertools.count():
-        lane: Lane = "interactive" if n % 3 == 0 else "bulk"
-        answer = lim.admit_many([Request("acct", lane, "h", f"j{n}")])[0]  # any wait
-        sent.append(time.monotonic() + answer.wait)
-        if sent[-1] > start + 4.0:
-            break
+    sent = sent_mixed(limiter(redis_client, text, ahead=1.25), until=start + 4.0)
 
     busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
     assert busiest <= limit.requests * (1 - SAFETY_MARGIN)
