@@ -275,7 +275,7 @@ class Settings(BaseSettings):
         default="1000/min",
         description="Requests per API key, shared by every worker on every host: `1000/min`, "
         "`50/s`. ticketq keeps 1.5% and a small interactive burst below it (a window of a "
-        "second keeps more: about 74% of 10/s is used).",
+        "second keeps more, for requests sent late: about 53% of 10/s is used).",
     )
     account_concurrency: int = Field(
         default=10,

@@ -20,7 +20,6 @@ from worker.contract import ErrorKind, JobSpec, JobState, TicketIds
 from worker.delivery.decisions import (
     DEFAULT_429_PAUSE,
     IN_LINE,
-    LATE,
     Again,
     Decision,
     Decisions,
@@ -36,7 +35,7 @@ from worker.delivery.decisions import (
 from worker.delivery.reconcile import Candidates
 from worker.delivery.retry import RetryPolicy
 from worker.limits.keyhealth import KeyRefusal
-from worker.limits.rate import Admission, Reason
+from worker.limits.rate import LATE, Admission, Reason
 from worker.settings import Settings
 from worker.stackone.answers import Failure, TicketCreated, kind_for_status
 from worker.store.jobs import Claim, Lane, Transition, stamp

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 import threading
 import time
 
@@ -16,6 +17,7 @@ from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import (
     INTERACTIVE_BURST,
+    LATE,
     SAFETY_MARGIN,
     Limiter,
     Reason,
@@ -151,26 +153,41 @@ def test_no_window_holds_more_than_the_rate_plus_the_burst(redis_client: redis.R
     sent = sent_mixed(limiter(redis_client, "3000/min", ahead=0.5), until=start + 3.0)
 
     per_second = 1e6 / interval_us(limit, 0.5)
-    busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
-    assert busiest <= per_second * 1.5 + INTERACTIVE_BURST + 1  # a second and the reach
+    assert busiest_second(sent) <= per_second * 1.5 + INTERACTIVE_BURST + 1  # and the reach
 
 
 @pytest.mark.parametrize("text", ["5/s", "10/s", "100/s"])
-def test_a_limit_per_second_is_used_for_the_most_part_and_no_second_holds_more(
+def test_a_limit_per_second_is_used_in_half_and_no_second_holds_more_even_sent_late(
     redis_client: redis.Redis, text: str
 ) -> None:
-    """A short window leaves little room for the interactive lane's burst and its reach
-    past reserved moments: each takes at most a share of the window, not a fixed count
-    (5 of a 5/s limit left it under half a request a second) and not the whole lookahead
-    (1.25 s of a 1 s window ran 10/s at 2.2/s)."""
+    """A window of a second leaves little room: the interactive lane's burst and its reach
+    past reserved moments each take at most a share of it, not 5 requests and the whole
+    1.25 s lookahead (which ran 10/s at 2.2/s, 5/s at 0.44/s), and a request may go up to
+    ``LATE`` after its moment, which its 15 ms of margin does not cover."""
     limit = RateLimit.parse(text)
     start = time.monotonic()
     sent = sent_mixed(limiter(redis_client, text, ahead=1.25), until=start + 4.0)
 
-    busiest = max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
-    assert busiest <= limit.requests * (1 - SAFETY_MARGIN)
+    usable = limit.requests * (1 - SAFETY_MARGIN)
+    lateness = random.Random(13)
+    for _ in range(20):
+        assert busiest_second([t + lateness.uniform(0, LATE) for t in sent]) <= usable
     steady = [t for t in sent if start + 1.0 <= t < start + 4.0]  # past the first burst
-    assert len(steady) / 3.0 >= 0.6 * limit.requests  # 5/s: 65%; 10/s: 74%; 100/s: 81%
+    assert len(steady) / 3.0 >= 0.45 * limit.requests  # 5/s: 47%; 10/s: 53%; 100/s: 58%
+
+
+def test_a_limit_per_minute_keeps_its_whole_burst_however_small(
+    redis_client: redis.Redis,
+) -> None:
+    lim = limiter(redis_client, "10/min", ahead=1.25)
+
+    interactive = moments(lim, asks("acct", INTERACTIVE_BURST, "interactive"))
+
+    assert [reason for reason, _ in interactive] == [Reason.ADMITTED] * INTERACTIVE_BURST
+
+
+def busiest_second(sent: list[float]) -> int:
+    return max(sum(1 for t in sent if begin <= t < begin + 1.0) for begin in sent)
 
 
 def test_the_rate_used_leaves_room_for_the_reach_of_reserved_moments() -> None:

@@ -18,7 +18,7 @@ from worker.contract import AttemptEntry, ErrorKind, JobError, JobSpec
 from worker.delivery.reconcile import Found
 from worker.delivery.retry import RetryPolicy, parse_retry_after
 from worker.limits.keyhealth import KeyRefusal
-from worker.limits.rate import Admission, Reason
+from worker.limits.rate import LATE, Admission, Reason
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated
 from worker.store.jobs import Claim, Lane, Transition, failed, retrying, succeeded
@@ -27,9 +27,6 @@ from worker.store.jobs import Claim, Lane, Transition, failed, retrying, succeed
 DEFAULT_429_PAUSE = 10.0
 # Ticket ids named in the error of a job only a person can reconcile.
 MAYBE_SHOWN = 10
-# A reserved moment missed by more than this (a busy machine) is given up and asked for
-# again: sent that late, the request would arrive off the schedule the margin allows for.
-LATE = 0.5
 IN_LINE = "waiting for its turn under the rate limit (in its lane's fair line)"
 
 

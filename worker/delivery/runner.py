@@ -32,7 +32,6 @@ from pydantic import ValidationError
 from worker.contract import ErrorKind, JobError, JobState, TicketCreate
 from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import (
-    LATE,
     Again,
     Decision,
     Decisions,
@@ -53,7 +52,7 @@ from worker.delivery.reconcile import Candidates, Found, Lookup, TicketLister, f
 from worker.delivery.slots import Answered, Follower, Inbox, SlotPool, Unsent
 from worker.limits.keyhealth import KeyHealth, KeyRefusal
 from worker.limits.outage import KeyOutage
-from worker.limits.rate import Admission, Limiter, Reason, Request, Standing
+from worker.limits.rate import LATE, Admission, Limiter, Reason, Request, Standing
 from worker.settings import LEASE_SLACK, Settings
 from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (

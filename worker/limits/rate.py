@@ -18,9 +18,11 @@ so one account's 50,000-ticket import does not hold another's 60 tickets behind 
 
 Interactive requests may run further ahead of the schedule than bulk ones (a few intervals
 past the moments bulk has reserved), so a ticket from a backend service goes out at once
-even while an import keeps the limit saturated. The rate is kept a margin below the
-configured limit so that, that run-ahead included, no window of the limit's length holds
-more requests than the limit, with room for the time a request takes to arrive. Time is
+even while an import keeps the limit saturated (with a window shorter than a minute, once
+the moments bulk reserved beyond a tenth of it have come). The rate is kept a margin below
+the configured limit so that, that run-ahead included, no window of the limit's length
+holds more requests than the limit, with room for the time a request takes to arrive and
+for a request sent up to ``LATE`` after its moment. Time is
 Redis's, in microseconds, so that high rates (the limit "out of the way") still admit a
 whole pipelined batch.
 """
@@ -38,6 +40,7 @@ from worker.store.scripts import Reason, Standing
 
 __all__ = [
     "INTERACTIVE_BURST",
+    "LATE",
     "MIN_BURST_US",
     "SAFETY_MARGIN",
     "Admission",
@@ -53,9 +56,16 @@ __all__ = [
 INTERACTIVE_BURST = 5  # requests an interactive caller may take ahead of the schedule
 SAFETY_MARGIN = 0.015  # of the limit: about 0.9 s of lateness between admission and arrival
 MIN_BURST_US = 100_000  # at high rates, a batch pipelined in one go is not refused in part
-# Of the limit's window, the most the interactive lane's burst, and its reach past bulk's
-# reserved moments, may each take: with a window of a second, a burst of 5 and a reach of
-# 1.25 s left a 10/s limit 2.2 requests a second, and a 5/s limit none.
+# A reserved request goes at most this late (seconds; later, it asks again): a moment
+# missed on a busy machine, a group of moments sent at its last, a follower whose slot's
+# answer came late. The margin covers it in a window of a minute or more.
+LATE = 0.5
+# A window shorter than this (seconds) is short: its margin is less than ``LATE`` and its
+# requests too few for a fixed burst. In a short window the interactive lane's burst and its
+# reach past bulk's reserved moments each take at most ``WINDOW_SHARE`` of it (a burst of 5
+# and a reach of 1.25 s left a 10/s limit 2.2 requests a second, a 5/s limit 0.44), and the
+# lateness the margin does not cover counts as time in it.
+SHORT_WINDOW = 60.0
 WINDOW_SHARE = 0.1
 RESERVE_SLACK = 0.25  # seconds the lines are released beyond one scheduler interval
 DEFAULT_WEIGHT = 1.0
@@ -72,9 +82,10 @@ def reserve_ahead(scheduler_interval: float, inprocess_max_delay: float) -> floa
 def interval_us(limit: RateLimit, ahead: float = 0.0) -> float:
     """Microseconds between two requests at the rate used: no window of the limit's length
     holds more than the limit less the margin, the interactive lane's run-ahead (its burst,
-    and its reach past the ``ahead`` seconds of moments reserved) included."""
+    and its reach past the ``ahead`` seconds of moments reserved) and requests sent up to
+    ``LATE`` after their moments included."""
     usable = limit.requests * (1 - SAFETY_MARGIN)
-    window = limit.per_seconds + _reach(limit, ahead)
+    window = limit.per_seconds + _reach(limit, ahead) + _uncovered_lateness(limit)
     by_burst = window / max(usable - _burst(limit), 1.0)
     by_floor = (window + MIN_BURST_US / 1e6) / max(usable - 1, 1.0)
     return max(by_burst, by_floor) * 1_000_000
@@ -84,7 +95,8 @@ def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
     """How far ahead of the schedule a lane may go. Interactive: its burst (``_burst``
     requests, or 100 ms, whichever is longer) beyond the moments reserved within its reach
     (``_reach``); bulk: two intervals less than the interactive burst, so that an
-    interactive ticket always finds room even while bulk keeps the rate saturated."""
+    interactive ticket finds room even while bulk keeps the rate saturated (in a short
+    window, once the moments bulk reserved beyond its reach have come)."""
     interval = interval_us(limit, ahead)
     interactive = max((_burst(limit) - 1) * interval, MIN_BURST_US)
     if lane == "interactive":
@@ -92,19 +104,33 @@ def burst_us(limit: RateLimit, lane: Lane, ahead: float = 0.0) -> float:
     return max(interactive - 2 * interval, 0.0)
 
 
+def _short(limit: RateLimit) -> bool:
+    return limit.per_seconds < SHORT_WINDOW
+
+
 def _burst(limit: RateLimit) -> int:
     """Requests an interactive caller may take ahead of the schedule at once:
-    ``INTERACTIVE_BURST``, fewer where that is more than ``WINDOW_SHARE`` of the limit,
-    never none."""
+    ``INTERACTIVE_BURST``; in a short window, no more than ``WINDOW_SHARE`` of the limit,
+    and never none."""
+    if not _short(limit):
+        return INTERACTIVE_BURST
     usable = limit.requests * (1 - SAFETY_MARGIN)
     return max(1, min(INTERACTIVE_BURST, int(usable * WINDOW_SHARE)))
 
 
 def _reach(limit: RateLimit, ahead: float) -> float:
-    """Seconds of bulk's reserved moments an interactive request goes ahead of: all of them
-    (``ahead``), or ``WINDOW_SHARE`` of the limit's window where that is less; beyond it,
-    an interactive request is given its moment after them like any other."""
+    """Seconds of bulk's reserved moments an interactive request goes ahead of: ``ahead``
+    (all those reserved fresh; one let out of its line may reserve further); in a short
+    window no more than ``WINDOW_SHARE`` of it: beyond, an interactive request is given its
+    moment after bulk's, like any other (at 10/s, up to about 1.4 s later)."""
+    if not _short(limit):
+        return ahead
     return min(ahead, limit.per_seconds * WINDOW_SHARE)
+
+
+def _uncovered_lateness(limit: RateLimit) -> float:
+    """Seconds of ``LATE`` the margin does not cover (none in a window of a minute)."""
+    return max(LATE - SAFETY_MARGIN * limit.per_seconds, 0.0)
 
 
 class Request(NamedTuple):
