@@ -57,6 +57,20 @@ def job_key(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 
 
+# A queued job's record, as create.lua writes it, names these fields compactly (a field's
+# name is stored in every record: most of a queued job's bytes besides its body), and keeps
+# its body (the ticket: the spec's other fields are these) in parts named "0", "1", ...
+# claim.lua gives a record its full names, and its body as the spec, when it first claims
+# it; until then (queued, or cancelled unclaimed) every reader takes either name.
+COMPACT_FIELDS = {
+    "account_id": "a",
+    "created_at": "c",
+    "idempotency_key": "i",
+    "ref": "r",
+    "batch_id": "b",
+}
+
+
 # The job indexes (a job by its ref, by its idempotency key, a ticket's owner) are fields of
 # small hashes, INDEX_BUCKETS of each kind, a field's bucket chosen by a checksum of its
 # name: Redis keeps a small hash in its compact encoding, where an entry costs about 60
