@@ -1,6 +1,6 @@
-"""A job record's layouts in a real (private) Redis: the compact one create.lua writes for a
-queued job, the full one claim.lua gives it, the one versions before wrote, and what a job
-costs in each (``ops.footprint``)."""
+"""A job record's layouts in a real (private) Redis: the compact one create.lua writes, the
+one versions before wrote (every reader takes either), and what a job costs
+(``ops.footprint``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from ops import footprint
-from worker.contract import JobSpec, JobState, TicketIds
+from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.store.batches import Batches
-from worker.store.jobs import Claim, JobStore, Recorded, spec_from_claim
+from worker.store.jobs import Claim, Due, JobStore, Recorded, failed, spec_from_claim
 from worker.store.keys import (
     COMPACT_FIELDS,
     DUE_INDEX,
@@ -75,33 +75,40 @@ def test_a_queued_record_keeps_its_body_once_under_compact_names(
     assert shown.created_at == shown.updated_at == float(record[COMPACT_FIELDS["created_at"]])
 
 
-def test_a_claimed_record_has_its_full_names_and_its_spec_reads_whole(
+def test_a_record_keeps_its_compact_names_from_queued_to_failed_replayed_and_succeeded(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
-    """claim.lua renames the fields every other script reads by their full names; the spec
-    read back equals the one submitted, and a body kept after success is the spec."""
+    """No script renames a record: each reads either layout's names. The spec read back at
+    every claim equals the one submitted; the view of the record stays the same; a body kept
+    after success (TICKETQ_KEEP_BODY) is the body whole."""
     job_spec = spec(ref="r-1", idempotency_key="k-1", batch_id="b-1")
     job_id = store.create(job_spec, "interactive").job_id
     queued = store.get(job_id)
-
+    body = {name: value for name, value in stored(redis_client, job_id).items() if name.isdigit()}
     claim = store.claim(job_id)
-
     assert isinstance(claim, Claim) and spec_from_claim(claim) == job_spec
+    error = JobError(kind=ErrorKind.TERMINAL, message="no")
+    assert store.apply([failed(claim, job_spec, error, 1)]) == [Recorded.OK]
+    replayed = store.replay(job_id)
+    assert isinstance(replayed, Due)
+    again = store.claim(job_id)
+    assert isinstance(again, Claim) and spec_from_claim(again) == job_spec
+
+    assert store.succeed(again, job_spec, TicketIds(id="t-1")) is Recorded.OK
+
     record = stored(redis_client, job_id)
-    assert not set(record) & {*COMPACT_FIELDS.values(), "0"}
-    assert {"account_id", "created_at", "ref", "idempotency_key", "batch_id", "spec"} <= set(record)
+    assert not {"account_id", "created_at", "ref", "idempotency_key", "batch_id"} & set(record)
+    assert {name: value for name, value in record.items() if name.isdigit()} == body
     assert redis_client.object("encoding", job_key(job_id)) in ("listpack", "ziplist")
-    running = store.get(job_id)
-    assert queued is not None and running is not None
-    assert (running.ref, running.idempotency_key, running.batch_id, running.created_at) == (
-        queued.ref,
-        queued.idempotency_key,
-        queued.batch_id,
-        queued.created_at,
-    )
-    assert store.succeed(claim, job_spec, TicketIds(id="t-1")) is Recorded.OK
     done = store.get(job_id)
-    assert done is not None and done.ref == "r-1" and done.created_at == queued.created_at
+    assert queued is not None and done is not None and done.state is JobState.SUCCEEDED
+    assert (done.account_id, done.ref, done.idempotency_key, done.batch_id) == (
+        "acct-1",
+        "r-1",
+        "k-1",
+        "b-1",
+    )
+    assert done.created_at == queued.created_at and done.replays == 1
 
 
 def old_record(client: redis.Redis, job_id: str, job_spec: JobSpec, now: float) -> None:
@@ -141,6 +148,9 @@ def test_a_queued_job_the_previous_version_stored_is_read_claimed_and_recorded_a
     assert store.succeed(claim, job_spec, TicketIds(id="t-1")) is Recorded.OK
     done = store.get(job_id)
     assert done is not None and (done.ref, done.idempotency_key) == ("r-1", "k")
+    kept = stored(redis_client, job_id)  # TICKETQ_KEEP_BODY: the spec whole, as it was
+    parts = ["spec", *(f"spec:{n}" for n in range(1, len(kept)) if f"spec:{n}" in kept)]
+    assert "".join(kept[name] for name in parts) == job_spec.model_dump_json(exclude_unset=True)
     assert store.create(job_spec, "interactive").job_id == job_id  # its key still names it
 
 

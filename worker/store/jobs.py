@@ -34,6 +34,7 @@ from worker.contract import (
 from worker.settings import Settings
 from worker.store import connect
 from worker.store.keys import (
+    BODY_FIRST_PARTS,
     COMPACT_FIELDS,
     DUE_INDEX,
     FAILED_INDEX,
@@ -595,7 +596,7 @@ class JobStore:
             # bytes (kept for TICKETQ_SUCCEEDED_TTL); correlation needs the ids and the
             # attempts made, not the body nor each request (a long value would also cost the
             # record Redis's compact encoding).
-            fields.update(spec="", attempt_log="")
+            fields.update(dict.fromkeys(BODY_FIRST_PARTS, ""), attempt_log="")
             tried = ""
         args = [
             change.claim.token,

@@ -57,11 +57,12 @@ def job_key(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 
 
-# A queued job's record, as create.lua writes it, names these fields compactly (a field's
-# name is stored in every record: most of a queued job's bytes besides its body), and keeps
-# its body (the ticket: the spec's other fields are these) in parts named "0", "1", ...
-# claim.lua gives a record its full names, and its body as the spec, when it first claims
-# it; until then (queued, or cancelled unclaimed) every reader takes either name.
+# A job's record, as create.lua writes it, names these fields compactly (a field's name is
+# stored in every record: most of a queued job's bytes besides its body), and keeps its body
+# (the ticket: the spec's other fields are these) in parts named "0", "1", ..., each at most
+# 64 bytes. Records the versions before wrote keep the full names, and the spec whole in
+# parts "spec", "spec:1", ...: every reader takes either (jobs.py record_fields,
+# lua/lib/records.lua).
 COMPACT_FIELDS = {
     "account_id": "a",
     "created_at": "c",
@@ -69,6 +70,7 @@ COMPACT_FIELDS = {
     "ref": "r",
     "batch_id": "b",
 }
+BODY_FIRST_PARTS = ("spec", "0")  # a body's first part: with full names, compact
 
 
 # The job indexes (a job by its ref, by its idempotency key, a ticket's owner) are fields of

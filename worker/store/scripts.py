@@ -12,8 +12,9 @@ keeps the fleet's counters (worker/store/stats.py) in the same atomic step as th
 every script keeps them one way; the key names it writes come from ``keys.py``. A script
 that reads or writes the job indexes gets ``lua/lib/indexes.lua`` (``index_get``,
 ``index_set``, ``index_drop``, ``index_move``, ``live``) and ``JOB_PREFIX``. A script that
-writes a record's layout (create.lua's compact one, claim.lua's full one) gets
-``lua/lib/records.lua`` and ``COMPACT``, the compact names from ``keys.py``.
+reads or writes a record's own fields or body by name (create.lua writes them compactly,
+versions before wrote full names) gets ``lua/lib/records.lua`` and ``COMPACT``, the
+compact names from ``keys.py``.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Script:
         self.file = file
         self.moves = moves  # it moves jobs: the counters' helpers (needs STATE=JobState)
         self.indexes = indexes  # it reads or writes the job indexes (lua/lib/indexes.lua)
-        self.records = records  # it writes a record's layout (lua/lib/records.lua)
+        self.records = records  # it reads a record's fields by name (lua/lib/records.lua)
         self.vocabulary = vocabulary
 
     def __repr__(self) -> str:
@@ -215,10 +216,14 @@ CLAIM = Script(
     "claim.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode
 )
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
-TRANSITION = Script("transition.lua", moves=True, indexes=True, STATE=JobState, RECORDED=Recorded)
+TRANSITION = Script(
+    "transition.lua", moves=True, indexes=True, records=True, STATE=JobState, RECORDED=Recorded
+)
 DUE = Script("due.lua", moves=True, STATE=JobState)
 CANCEL = Script("cancel.lua", moves=True, indexes=True, STATE=JobState, CANCEL=CancelCode)
-REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
+REPLAY = Script(
+    "replay.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode
+)
 PURGE = Script("purge.lua", moves=True, indexes=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
 PAUSE = Script("pause.lua")

@@ -1,7 +1,7 @@
 -- A job record's layouts (worker/store/keys.py, COMPACT_FIELDS), in the prelude of the
--- scripts that write one: create.lua writes a queued record compactly, claim.lua gives it
--- its full names when it first claims it. COMPACT maps each full name (COMPACT_NAMES, in
--- order) to its compact one.
+-- scripts that read or write a record's own fields and body: create.lua writes a record
+-- compactly, the versions before wrote full names; every reader takes either. COMPACT maps
+-- each full name (COMPACT_NAMES, in order) to its compact one.
 
 -- ``text`` in parts of at most 64 bytes, in order: Redis keeps a hash in its compact
 -- encoding only while every value is at most hash-max-listpack-value (64 by default)
@@ -29,8 +29,8 @@ local function part_name(compact, n)
   return n == 0 and "spec" or ("spec:" .. n)
 end
 
--- The body of record ``job`` whole (its parts joined, until the first one missing), and how
--- many parts it had.
+-- The body of record ``job`` whole (its parts joined, until the first one missing; "" if
+-- none), and how many parts it had.
 local function joined_parts(job, compact)
   local parts = {}
   while true do
