@@ -5,12 +5,15 @@ one versions before wrote (every reader takes either), and what a job costs
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
 import redis
 
 from ops import footprint
+from ops.bench.scenarios import TicketqPhase
+from producers.client import Producer
 from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.store.batches import Batches
 from worker.store.jobs import Claim, Due, JobStore, Recorded, failed, spec_from_claim
@@ -190,3 +193,14 @@ def test_every_reader_takes_a_compact_record_as_a_full_one(
     record = store.get(job_id)
     assert record is not None and record.state is JobState.CANCELLED and record.ref == "r-1"
     assert store.create(job_spec, "interactive").is_new  # its idempotency key released
+
+
+def test_the_benchmark_reads_a_compact_records_times(store: JobStore) -> None:
+    """ops/bench's latency is finished_at less created_at, read straight from the records."""
+    job_id = store.create(spec(), "interactive").job_id
+    created = store.get(job_id)
+    phase = TicketqPhase.__new__(TicketqPhase)  # its store alone: no stack, no producer
+    phase.producer = cast(Producer, SimpleNamespace(store=store))
+
+    assert created is not None
+    assert phase.times([job_id]) == [("queued", created.created_at, None)]
