@@ -151,7 +151,7 @@ class Claim:
 
     job_id: str
     token: str
-    spec_json: str  # as stored: without ``apart``'s fields, if written since it keeps them so
+    spec_json: str  # as stored: a compact record's ticket alone (in "ticket"), ``apart`` the rest
     attempts: int
     uncertain_since: float | None  # an earlier attempt since then may have made the ticket
     reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy

@@ -13,11 +13,12 @@
 -- Returns per job {job_id, 1, the job its ref named before or ""} when created (uncreate.lua
 -- takes it back with these), {existing_job_id, 0, 1 if this row put it in the batch else 0}
 -- when its idempotency key was seen before (also earlier in this same call).
--- A record is written compactly (lua/lib/records.lua): its fields under their COMPACT names,
--- its body (the ticket as JSON: the spec's other fields are fields of their own) in parts
--- "0", "1", ..., in one HSET; claim.lua gives it its full names. Fields a job does not need
--- yet are not stored: a lane is interactive unless it says, attempts are 0 and updated_at
--- is created_at until they are written.
+-- A record is written compactly (lua/lib/records.lua), in one HSET: its fields under their
+-- COMPACT names, which it keeps for life (every reader takes either layout's names), and its
+-- body (the ticket as JSON: the spec's other fields are fields of their own) in parts "0",
+-- "1", ... (claim.lua joins them). Fields a job does not need yet are not stored: a lane is
+-- interactive unless it says, attempts are 0 and updated_at is created_at until they are
+-- written.
 local function record_fields(account, body, now, lane, idem_value, ref_value)
   local fields = {"state", STATE_QUEUED, COMPACT.account_id, account, COMPACT.created_at, now}
   if lane ~= "interactive" then
