@@ -38,7 +38,7 @@ from ops.stack import LocalStack, StackConfig
 from producers.client import Producer
 from worker.delivery.metrics import LATENCY_METRIC
 from worker.queue.app import create_app
-from worker.store.jobs import JobStore
+from worker.store.jobs import JobStore, record_fields, record_values
 from worker.store.keys import QUEUES, job_key
 
 ACCOUNT = "acct-bench"
@@ -330,11 +330,13 @@ class TicketqPhase:
     def times(self, ids: Sequence[str]) -> list[tuple[str, float, float | None]]:
         """(state, created_at, finished_at) of each job, read in pipelined batches."""
         out: list[tuple[str, float, float | None]] = []
+        names = ("state", "created_at", "finished_at")
         for chunk in chunks(ids, 5_000):
             with self.store.redis.pipeline(transaction=False) as pipe:
                 for job_id in chunk:
-                    pipe.hmget(job_key(job_id), "state", "created_at", "finished_at")
-                for state, created, finished in pipe.execute():
+                    pipe.hmget(job_key(job_id), *record_fields(names))
+                rows = [record_values(names, row) for row in pipe.execute()]
+                for state, created, finished in rows:
                     out.append(
                         (
                             state or "missing",

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.contract import ErrorKind, JobError, JobSpec, TicketIds
-from worker.store.jobs import Claim, JobStore, Lane, failed, retrying, succeeded
+from worker.store.jobs import Claim, JobStore, Lane, failed, retrying, spec_from_claim, succeeded
 from worker.store.keys import COUNTS, JOB_PREFIX, MINUTE_PREFIX, queued_key
 from worker.store.scripts import run_each
 from worker.store.stats import recount
@@ -76,7 +76,7 @@ class Fleet:
         job_id = self.pick(n)
         claim = store.claim(job_id)
         if isinstance(claim, Claim):
-            self.claims.append((claim, JobSpec.model_validate_json(claim.spec_json)))
+            self.claims.append((claim, spec_from_claim(claim)))
 
     def record(self, n: int, outcome: str, held: bool, past: bool) -> None:
         if not self.claims:

@@ -21,14 +21,17 @@ from hypothesis import HealthCheck, settings
 
 from ops.redis_server import RedisServer
 from ops.web.app import create_app
-from worker.contract import JobSpec, JobState, load_json
+from worker.contract import JobState
 from worker.settings import Settings
-from worker.store.keys import DUE_INDEX, FAILED_INDEX, PREFIX, job_key
+from worker.store.jobs import Claim, spec_from_claim
+from worker.store.keys import COMPACT_FIELDS, DUE_INDEX, FAILED_INDEX, PREFIX, job_key
 
 TOKEN = "fuzz-writer-token-0123456789"
 EXAMPLES = 40  # per operation
 BASE_URL = "http://testserver"
-RECORD_FIELDS = {"state", "account_id", "spec", "created_at"}  # an interactive lane unsaid
+# A queued record as create.lua writes it: state, account_id, created_at and the body's first
+# part under their compact names (keys.py COMPACT_FIELDS); an interactive lane unsaid.
+RECORD_FIELDS = {"state", COMPACT_FIELDS["account_id"], COMPACT_FIELDS["created_at"], "0"}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,7 @@ def store_is_whole(client: redis.Redis) -> None:
             record = cast(dict[str, str], client.hgetall(key))
             assert set(record) >= RECORD_FIELDS, (key, sorted(record))
             assert JobState(record["state"])
-            JobSpec.model_validate(load_json(stored_spec(record)))  # the worker can read it
+            assert spec_from_claim(as_claimed(job_id, record))  # the worker can read it
             jobs.add(job_id)
         elif key.startswith((f"{PREFIX}:refs:", f"{PREFIX}:idems:")):
             named |= dict.fromkeys(cast(dict[str, str], client.hgetall(key)).values(), key)
@@ -111,12 +114,18 @@ def store_is_whole(client: redis.Redis) -> None:
         assert job_id in jobs, f"{entry} names {job_id}, which has no record ({job_key(job_id)})"
 
 
-def stored_spec(record: dict[str, str]) -> str:
-    """The body as create.lua stored it: "spec", then its parts "spec:1", "spec:2", ..."""
-    parts = [record["spec"]]
-    while f"spec:{len(parts)}" in record:
-        parts.append(record[f"spec:{len(parts)}"])
-    return "".join(parts)
+def as_claimed(job_id: str, record: dict[str, str]) -> Claim:
+    """The claim claim.lua makes of a queued record: its body (parts "0", "1", ...) as the
+    spec's ticket, the spec's other fields from the record's own."""
+    body = "".join(record[str(n)] for n in range(len(record)) if str(n) in record)
+    spec_fields = ("account_id", "ref", "idempotency_key", "batch_id")
+    apart = tuple(
+        (name, record[COMPACT_FIELDS[name]])
+        for name in spec_fields
+        if COMPACT_FIELDS[name] in record
+    )
+    spec_json = '{"ticket":' + body + "}"
+    return Claim(job_id, "token", spec_json, attempts=0, uncertain_since=None, apart=apart)
 
 
 def members(client: redis.Redis, key: str) -> list[str]:

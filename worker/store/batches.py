@@ -23,11 +23,12 @@ import redis
 from pydantic import BaseModel
 
 from worker.contract import JobState, Timestamp
-from worker.store.jobs import JobStore
+from worker.store.jobs import JobStore, record_fields, record_values
 from worker.store.keys import BATCH_INDEX, batch_info_key, batch_key, job_key
 
 PAGE = 5_000  # members read per round trip
 COUNTS = ("rows", "accepted", "already_known", "rejected")
+ROW_FIELDS = ("state", "ref", "ticket_id", "remote_id", "error", "attempts")  # a row's outcome
 # Every state a batch's job can be in, in the order of a job's life; "missing": its record
 # expired or was purged.
 STATES = (*(str(state) for state in JobState), "missing")
@@ -262,13 +263,12 @@ class Batches:
 
     def rows(self, page: Sequence[tuple[int, str]]) -> list[JobRow]:
         """Each row's outcome, in one round trip."""
-        fields = ("state", "ref", "ticket_id", "remote_id", "error", "attempts")
         with self._redis.pipeline(transaction=False) as pipe:
             for _, job_id in page:
-                pipe.hmget(job_key(job_id), *fields)
+                pipe.hmget(job_key(job_id), *record_fields(ROW_FIELDS))
             found = cast(list[list[str | None]], pipe.execute())
         return [
-            _row(position, job_id, values)
+            _row(position, job_id, record_values(ROW_FIELDS, values))
             for (position, job_id), values in zip(page, found, strict=True)
         ]
 

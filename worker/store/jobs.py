@@ -34,6 +34,8 @@ from worker.contract import (
 from worker.settings import Settings
 from worker.store import connect
 from worker.store.keys import (
+    BODY_FIRST_PARTS,
+    COMPACT_FIELDS,
     DUE_INDEX,
     FAILED_INDEX,
     INDEX_BUCKETS,
@@ -94,6 +96,8 @@ __all__ = [
     "Stored",
     "Transition",
     "failed",
+    "record_fields",
+    "record_values",
     "retrying",
     "spec_from_claim",
     "stamp",
@@ -105,6 +109,7 @@ CREATE_CHUNK = 500  # jobs per create.lua call
 SWEEP_BUCKETS = 32  # index buckets a scheduler's tick sweeps (sweep.lua)
 # The fields a job's index keys are named by (purge and cancel read them to find the keys).
 INDEX_FIELDS = ("account_id", "ref", "idempotency_key", "batch_id")
+FAILED_FIELDS = ("account_id", "error")  # what a dead-letter listing filters on
 T = TypeVar("T")
 
 
@@ -115,13 +120,15 @@ class Stored:
 
 
 class NewJob(NamedTuple):
-    """A validated job as ``create.lua`` takes it: its spec as JSON, and the fields its index
-    keys are named by. A bulk import serializes each job once, while validating, and keeps
-    it in this form (a temp file holds them) until it is stored; a tuple, because it is
-    pickled and read back 200,000 times an import (a dataclass takes four times longer)."""
+    """A validated job as ``create.lua`` takes it: its body (the ticket as JSON) and the
+    spec's other fields, which its record keeps as fields of their own (and its index keys
+    are named by), so the body does not hold them twice. A bulk import serializes each job
+    once, while validating, and keeps it in this form (a temp file holds them) until it is
+    stored; a tuple, because it is pickled and read back 200,000 times an import (a
+    dataclass takes four times longer)."""
 
     account_id: str
-    spec_json: str
+    body_json: str
     ref: str | None = None
     idempotency_key: str | None = None
     batch_id: str | None = None
@@ -130,7 +137,7 @@ class NewJob(NamedTuple):
     def of(cls, spec: JobSpec) -> NewJob:
         return cls(
             spec.account_id,
-            spec.model_dump_json(exclude_unset=True),
+            spec.ticket.model_dump_json(exclude_unset=True),
             spec.ref,
             spec.idempotency_key,
             spec.batch_id,
@@ -143,12 +150,15 @@ class Claim:
 
     job_id: str
     token: str
-    spec_json: str
+    spec_json: str  # as stored: a compact record's ticket alone (in "ticket"), ``apart`` the rest
     attempts: int
     uncertain_since: float | None  # an earlier attempt since then may have made the ticket
     reconcile_first: bool = False  # replayed by a person: look for the ticket whatever the policy
     lane: Lane = "interactive"
     failing_since: float | None = None  # its first failed attempt: the retry budget runs since
+    # The spec's fields its record keeps on their own (account_id, ref, idempotency_key,
+    # batch_id: those it has), for ``spec_from_claim`` to put back in the spec.
+    apart: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,7 +299,7 @@ class JobStore:
             job_keys, fields = _job_keys(job_id, new)
             keys += job_keys
             ref, idem = new.ref or "", new.idempotency_key or ""
-            args += (job_id, new.account_id, new.spec_json, ref, idem, str(position), *fields)
+            args += (job_id, new.account_id, new.body_json, ref, idem, str(position), *fields)
         return keys, args
 
     def _take_back(self, answered: list[tuple[NewJob, list[Any]]], failure: Exception) -> None:
@@ -391,11 +401,12 @@ class JobStore:
         left out."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(job_key(job_id), "account_id", "error")
+                pipe.hmget(job_key(job_id), *record_fields(FAILED_FIELDS))
             rows = cast(list[list[str | None]], pipe.execute())
+        found = [record_values(FAILED_FIELDS, row) for row in rows]
         return [
             FailedJob(job_id, account, _error_kind(error))
-            for job_id, (account, error) in zip(job_ids, rows, strict=True)
+            for job_id, (account, error) in zip(job_ids, found, strict=True)
             if account is not None
         ]
 
@@ -500,8 +511,12 @@ class JobStore:
         a job another batch made (a row an import run again found known) is left alone."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(job_key(job_id), *INDEX_FIELDS)
-            names = dict(zip(job_ids, cast(list[list[str | None]], pipe.execute()), strict=True))
+                pipe.hmget(job_key(job_id), *record_fields(INDEX_FIELDS))
+            rows = cast(list[list[str | None]], pipe.execute())
+        names = {
+            job_id: record_values(INDEX_FIELDS, row)
+            for job_id, row in zip(job_ids, rows, strict=True)
+        }
         others = {
             job_id: fields[3] or ""
             for job_id, fields in names.items()
@@ -528,9 +543,9 @@ class JobStore:
     def _purge_keys(self, job_id: str) -> tuple[list[str], list[str]]:
         """purge.lua's keys and its entries' fields: the job's indexes, read first; the
         fields they come from never change."""
-        account, ref, idem, batch = cast(
-            list[str | None],
-            self.redis.hmget(job_key(job_id), *INDEX_FIELDS),
+        account, ref, idem, batch = record_values(
+            INDEX_FIELDS,
+            cast(list[str | None], self.redis.hmget(job_key(job_id), *record_fields(INDEX_FIELDS))),
         )
         keys = [job_key(job_id), FAILED_INDEX, DUE_INDEX]
         if account is None:
@@ -583,7 +598,7 @@ class JobStore:
             # bytes (kept for TICKETQ_SUCCEEDED_TTL); correlation needs the ids and the
             # attempts made, not the body nor each request (a long value would also cost the
             # record Redis's compact encoding).
-            fields.update(spec="", attempt_log="")
+            fields.update(dict.fromkeys(BODY_FIRST_PARTS, ""), attempt_log="")
             tried = ""
         args = [
             change.claim.token,
@@ -768,7 +783,7 @@ def _due(flat: list[str]) -> list[Due]:
 
 def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClaimed:
     """claim.lua: {CLAIM_OK, spec, attempts, uncertain_since, reconcile_first, lane,
-    failing_since}, or {code, detail?}."""
+    failing_since, account_id, ref, idempotency_key, batch_id}, or {code, detail?}."""
     code = ClaimCode(answer[0])
     if code is not ClaimCode.OK:
         return NotClaimed(code, _detail(answer))
@@ -781,6 +796,9 @@ def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClai
         reconcile_first=answer[4] == "1",
         lane=cast(Lane, answer[5]),
         failing_since=float(answer[6]) if answer[6] else None,
+        apart=tuple(
+            (name, value) for name, value in zip(INDEX_FIELDS, answer[7:11], strict=True) if value
+        ),
     )
 
 
@@ -834,8 +852,28 @@ def _attempt_log(raw: str | None) -> list[AttemptEntry]:
     return entries
 
 
+def record_fields(names: Sequence[str]) -> list[str]:
+    """The fields to read (HMGET) for ``names`` from a record of either layout: each name,
+    then each one's compact name (keys.py COMPACT_FIELDS; the name again if it has none)."""
+    return [*names, *(COMPACT_FIELDS.get(name, name) for name in names)]
+
+
+def record_values(names: Sequence[str], values: Sequence[str | None]) -> list[str | None]:
+    """What HMGET answered for ``record_fields(names)``: one value per name, under its full
+    name or else its compact one."""
+    return [
+        values[i] if values[i] is not None else values[len(names) + i] for i in range(len(names))
+    ]
+
+
+# A compact name -> the full one (keys.py COMPACT_FIELDS).
+FULL_NAMES = {short: name for name, short in COMPACT_FIELDS.items()}
+
+
 def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
-    """Build the public view; the stored spec (the ticket body) stays out of it."""
+    """Build the public view, from a record of either layout; the stored spec (the ticket
+    body) stays out of it."""
+    raw = {FULL_NAMES.get(name, name): value for name, value in raw.items()}
     ticket = (
         TicketIds(id=raw["ticket_id"], remote_id=raw.get("remote_id") or None)
         if raw.get("ticket_id")
@@ -868,5 +906,11 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
 def spec_from_claim(claim: Claim) -> JobSpec:
     """Re-validate what was stored: a record written by another version may not fit. Read
     as the producer's mapping was validated (``load_json``, then the same model), so the
-    worker accepts whatever the door did: pydantic's own JSON reader stops at another depth."""
-    return JobSpec.model_validate(load_json(claim.spec_json))
+    worker accepts whatever the door did: pydantic's own JSON reader stops at another depth.
+    The fields the record keeps on their own go back in (a spec stored before it kept them
+    so holds them already)."""
+    stored = load_json(claim.spec_json)
+    if isinstance(stored, dict):
+        for name, value in claim.apart:
+            stored.setdefault(name, value)
+    return JobSpec.model_validate(stored)

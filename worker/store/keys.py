@@ -57,6 +57,22 @@ def job_key(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 
 
+# A job's record, as create.lua writes it, names these fields compactly (a field's name is
+# stored in every record: most of a queued job's bytes besides its body), and keeps its body
+# (the ticket: the spec's other fields are these) in parts named "0", "1", ..., each at most
+# 64 bytes. Records the versions before wrote keep the full names, and the spec whole in
+# parts "spec", "spec:1", ...: every reader takes either (jobs.py record_fields,
+# lua/lib/records.lua).
+COMPACT_FIELDS = {
+    "account_id": "a",
+    "created_at": "c",
+    "idempotency_key": "i",
+    "ref": "r",
+    "batch_id": "b",
+}
+BODY_FIRST_PARTS = ("spec", "0")  # a body's first part: with full names, compact
+
+
 # The job indexes (a job by its ref, by its idempotency key, a ticket's owner) are fields of
 # small hashes, INDEX_BUCKETS of each kind, a field's bucket chosen by a checksum of its
 # name: Redis keeps a small hash in its compact encoding, where an entry costs about 60

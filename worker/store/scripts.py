@@ -11,7 +11,10 @@ A script that moves jobs also gets ``lua/lib/moves.lua`` in its prelude: ``moved
 keeps the fleet's counters (worker/store/stats.py) in the same atomic step as the move, so
 every script keeps them one way; the key names it writes come from ``keys.py``. A script
 that reads or writes the job indexes gets ``lua/lib/indexes.lua`` (``index_get``,
-``index_set``, ``index_drop``, ``index_move``, ``live``) and ``JOB_PREFIX``.
+``index_set``, ``index_drop``, ``index_move``, ``live``) and ``JOB_PREFIX``. A script that
+reads or writes a record's own fields or body by name (create.lua writes them compactly,
+versions before wrote full names) gets ``lua/lib/records.lua`` and ``COMPACT``, the
+compact names from ``keys.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ import redis
 from redis.exceptions import NoScriptError
 
 from worker.contract import ErrorKind, JobState
-from worker.store.keys import COUNTS, JOB_PREFIX, MINUTE_PREFIX, MINUTE_TTL, QUEUED_PREFIX
+from worker.store.keys import (
+    COMPACT_FIELDS,
+    COUNTS,
+    JOB_PREFIX,
+    MINUTE_PREFIX,
+    MINUTE_TTL,
+    QUEUED_PREFIX,
+)
 
 
 class ClaimCode(StrEnum):
@@ -113,11 +123,18 @@ class Script:
     defines ``STATE_QUEUED`` and so on (and ``is_final`` for ``JobState``)."""
 
     def __init__(
-        self, file: str, *, moves: bool = False, indexes: bool = False, **vocabulary: type[Enum]
+        self,
+        file: str,
+        *,
+        moves: bool = False,
+        indexes: bool = False,
+        records: bool = False,
+        **vocabulary: type[Enum],
     ) -> None:
         self.file = file
         self.moves = moves  # it moves jobs: the counters' helpers (needs STATE=JobState)
         self.indexes = indexes  # it reads or writes the job indexes (lua/lib/indexes.lua)
+        self.records = records  # it reads a record's fields by name (lua/lib/records.lua)
         self.vocabulary = vocabulary
 
     def __repr__(self) -> str:
@@ -141,6 +158,9 @@ class Script:
         if self.indexes:
             lines.append(f"local JOB_PREFIX = {_plain(JOB_PREFIX)}")
             lines.append(files("worker.store").joinpath("lua", "lib", "indexes.lua").read_text())
+        if self.records:
+            lines += _compact_names()
+            lines.append(files("worker.store").joinpath("lua", "lib", "records.lua").read_text())
         return "\n".join(lines) + "\n"
 
     @cached_property
@@ -167,6 +187,14 @@ COUNTERS: dict[str, str | int] = {
 }
 
 
+def _compact_names() -> list[str]:
+    """``COMPACT`` (a full name -> its compact one) and ``COMPACT_NAMES`` (the full names, in
+    order), as Lua tables."""
+    pairs = ", ".join(f"{name} = {_plain(short)}" for name, short in COMPACT_FIELDS.items())
+    names = ", ".join(_plain(name) for name in COMPACT_FIELDS)
+    return [f"local COMPACT = {{{pairs}}}", f"local COMPACT_NAMES = {{{names}}}"]
+
+
 def _lua(member: Enum) -> str:
     """A Lua literal for an enum's value: a number, or a plain string."""
     return _plain(int(member) if isinstance(member, IntEnum) else str(member.value), member)
@@ -181,15 +209,21 @@ def _plain(value: str | int, named: object = None) -> str:
     return f'"{value}"'
 
 
-CREATE = Script("create.lua", moves=True, indexes=True, STATE=JobState)
+CREATE = Script("create.lua", moves=True, indexes=True, records=True, STATE=JobState)
 UNCREATE = Script("uncreate.lua", moves=True, indexes=True, STATE=JobState)
 SENT = Script("sent.lua", STATE=JobState)
-CLAIM = Script("claim.lua", moves=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode)
+CLAIM = Script(
+    "claim.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode
+)
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
-TRANSITION = Script("transition.lua", moves=True, indexes=True, STATE=JobState, RECORDED=Recorded)
+TRANSITION = Script(
+    "transition.lua", moves=True, indexes=True, records=True, STATE=JobState, RECORDED=Recorded
+)
 DUE = Script("due.lua", moves=True, STATE=JobState)
 CANCEL = Script("cancel.lua", moves=True, indexes=True, STATE=JobState, CANCEL=CancelCode)
-REPLAY = Script("replay.lua", moves=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode)
+REPLAY = Script(
+    "replay.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode
+)
 PURGE = Script("purge.lua", moves=True, indexes=True, STATE=JobState, DEAD=DeadLetterCode)
 ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
 PAUSE = Script("pause.lua")

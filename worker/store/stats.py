@@ -17,6 +17,7 @@ import redis
 from pydantic import BaseModel
 
 from worker.settings import Settings
+from worker.store.jobs import record_fields, record_values
 from worker.store.keys import (
     COUNTS,
     DUE_INDEX,
@@ -33,6 +34,7 @@ LANES = tuple(QUEUES)  # interactive, bulk
 LIVE = ("queued", "running", "retrying")  # counted as they are now
 FINISHED = ("succeeded", "failed", "cancelled")  # counted per minute as they finish
 HOUR = 60  # minutes of throughput kept in a snapshot
+RECOUNT_FIELDS = ("state", "lane", "held_back", "updated_at", "created_at")  # what recount reads
 
 
 class Minute(BaseModel):
@@ -164,9 +166,10 @@ def recount(client: redis.Redis, page: int = 1000) -> dict[str, int]:
     for keys in _pages(cast(Iterator[str], client.scan_iter(f"{JOB_PREFIX}*", count=page)), page):
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, "state", "lane", "held_back", "updated_at", "created_at")
+                pipe.hmget(key, *record_fields(RECOUNT_FIELDS))
             rows = cast(list[list[str | None]], pipe.execute())
-        for key, (state, lane, held, updated, created) in zip(keys, rows, strict=True):
+        found = [record_values(RECOUNT_FIELDS, row) for row in rows]
+        for key, (state, lane, held, updated, created) in zip(keys, found, strict=True):
             lane = lane or "interactive"
             if state in (*LIVE, "failed"):
                 counts[f"{lane}:{state}"] += 1

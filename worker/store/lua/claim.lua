@@ -2,9 +2,11 @@
 -- KEYS[1] job hash, KEYS[2] due index, KEYS[3] failed index
 -- ARGV[1] now, ARGV[2] lease until, ARGV[3] lease token, ARGV[4] job id,
 -- ARGV[5] lost attempts after which the job is poison
--- Returns {CLAIM_OK, spec json (its parts joined), attempts, uncertain_since or "", reconcile_first or "",
--- lane, failing_since or ""}, or {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until},
--- {CLAIM_NOT_DUE, next_attempt_at}.
+-- Returns {CLAIM_OK, spec json, attempts, uncertain_since or "", reconcile_first or "", lane,
+-- failing_since or "", account_id, ref or "", idempotency_key or "", batch_id or ""}, or
+-- {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until}, {CLAIM_NOT_DUE,
+-- next_attempt_at}. The spec json lacks the fields after it if the record keeps them on
+-- their own: a record written compactly (lua/lib/records.lua) keeps the ticket alone.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
   "claimed_at", "lane")
@@ -46,16 +48,23 @@ redis.call("HDEL", KEYS[1], "next_attempt_at")
 redis.call("HINCRBY", KEYS[1], "deliveries", 1)
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
 moved(KEYS[1], ARGV[4], job[5], state, STATE_RUNNING, ARGV[1])
-local found = redis.call("HMGET", KEYS[1], "spec", "attempts", "uncertain_since",
-  "reconcile_first", "lane", "failing_since")
--- The body, as create.lua stored it: "spec", then its parts "spec:1", "spec:2", ...
-local parts = {found[1] or ""}
-while true do
-  local part = redis.call("HGET", KEYS[1], "spec:" .. #parts)
-  if not part then
-    break
-  end
-  parts[#parts + 1] = part
+-- The spec's own fields, under either layout's names: each full name, then its compact one.
+local apart = {}
+for _, name in ipairs({"account_id", "ref", "idempotency_key", "batch_id"}) do
+  apart[#apart + 1], apart[#apart + 2] = name, COMPACT[name]
 end
-return {CLAIM_OK, table.concat(parts), found[2] or "0", found[3] or "", found[4] or "",
-  found[5] or "interactive", found[6] or ""}
+local found = redis.call("HMGET", KEYS[1], "attempts", "uncertain_since", "reconcile_first",
+  "lane", "failing_since", unpack(apart))
+local answer = {CLAIM_OK, "", found[1] or "0", found[2] or "", found[3] or "",
+  found[4] or "interactive", found[5] or ""}
+for i = 6, #found, 2 do
+  answer[#answer + 1] = found[i] or found[i + 1] or ""
+end
+-- The body: the ticket alone in a compact record, the spec whole in one written before.
+local ticket = joined_parts(KEYS[1], true)
+if ticket ~= "" then
+  answer[2] = '{"ticket":' .. ticket .. "}"
+else
+  answer[2] = joined_parts(KEYS[1], false)
+end
+return answer

@@ -5,39 +5,43 @@
 -- (or "", "")
 -- ARGV[1] when to send a job again if its message is never confirmed sent, ARGV[2] now,
 -- ARGV[3] lane, ARGV[4] batch id or "", ARGV[5] seconds the batch lives unless a job of it
--- moves (0: for good); then per job: job id, account id, spec, ref or "", idempotency key
--- or "", its row's position in the batch's input, its idempotency entry's field or "", its
--- ref entry's field or ""
+-- moves (0: for good); then per job: job id, account id, its body (the ticket as JSON), ref
+-- or "", idempotency key or "", its row's position in the batch's input, its idempotency
+-- entry's field or "", its ref entry's field or ""
 -- A row whose idempotency key names a job already is that job's row in this batch too,
 -- unless the job is in the batch already: it keeps the row that made it (or joined first).
 -- Returns per job {job_id, 1, the job its ref named before or ""} when created (uncreate.lua
 -- takes it back with these), {existing_job_id, 0, 1 if this row put it in the batch else 0}
 -- when its idempotency key was seen before (also earlier in this same call).
--- A body is stored in parts of at most 64 bytes, "spec" then "spec:1", "spec:2", ... (claim.lua
--- joins them): Redis keeps a hash in its compact encoding only while every value is at most
--- hash-max-listpack-value (64 by default) bytes, and one long value made a queued record a
--- table of three times its body's bytes. A part never ends inside a UTF-8 character, so
--- each reads as text on its own.
-local function spec_fields(spec)
-  local fields, from, n = {"spec", ""}, 1, 0
-  while from <= #spec do
-    local to = math.min(from + 63, #spec)
-    while to < #spec and to > from and spec:byte(to + 1) >= 128 and spec:byte(to + 1) < 192 do
-      to = to - 1
-    end
-    fields[2 * n + 1] = n == 0 and "spec" or ("spec:" .. n)
-    fields[2 * n + 2] = string.sub(spec, from, to)
-    n, from = n + 1, to + 1
+-- A record is written compactly (lua/lib/records.lua), in one HSET: its fields under their
+-- COMPACT names, which it keeps for life (every reader takes either layout's names), and its
+-- body (the ticket as JSON: the spec's other fields are fields of their own) in parts "0",
+-- "1", ... (claim.lua joins them). Fields a job does not need yet are not stored: a lane is
+-- interactive unless it says, attempts are 0 and updated_at is created_at until they are
+-- written.
+local function record_fields(account, body, now, lane, idem_value, ref_value)
+  local fields = {"state", STATE_QUEUED, COMPACT.account_id, account, COMPACT.created_at, now}
+  if lane ~= "interactive" then
+    fields[#fields + 1], fields[#fields + 2] = "lane", lane
   end
-  return fields
+  if idem_value ~= "" then
+    fields[#fields + 1], fields[#fields + 2] = COMPACT.idempotency_key, idem_value
+  end
+  if ref_value ~= "" then
+    fields[#fields + 1], fields[#fields + 2] = COMPACT.ref, ref_value
+  end
+  if ARGV[4] ~= "" then
+    fields[#fields + 1], fields[#fields + 2] = COMPACT.batch_id, ARGV[4]
+  end
+  return add_parts(fields, body, true)
 end
 
-local resend_at, now, lane, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local resend_at, now, lane = ARGV[1], ARGV[2], ARGV[3]
 local answers = {}
 for n = 0, (#KEYS - 2) / 5 - 1 do
   local job, idem, idem_old = KEYS[3 + 5 * n], KEYS[4 + 5 * n], KEYS[5 + 5 * n]
   local ref, ref_old = KEYS[6 + 5 * n], KEYS[7 + 5 * n]
-  local job_id, account, spec = ARGV[6 + 8 * n], ARGV[7 + 8 * n], ARGV[8 + 8 * n]
+  local job_id, account, body = ARGV[6 + 8 * n], ARGV[7 + 8 * n], ARGV[8 + 8 * n]
   local ref_value, idem_value, position = ARGV[9 + 8 * n], ARGV[10 + 8 * n], ARGV[11 + 8 * n]
   local idem_field, ref_field = ARGV[12 + 8 * n], ARGV[13 + 8 * n]
   local existing = idem ~= "" and index_get(idem, idem_field, idem_old)
@@ -48,26 +52,17 @@ for n = 0, (#KEYS - 2) / 5 - 1 do
     end
     answers[#answers + 1] = {existing, 0, joined}
   else
-    -- Fields a job does not need yet are not stored: a lane is interactive unless it says,
-    -- attempts are 0 and updated_at is created_at until they are written.
-    redis.call("HSET", job, "state", STATE_QUEUED, "account_id", account, "created_at", now,
-      unpack(spec_fields(spec)))
-    if lane ~= "interactive" then
-      redis.call("HSET", job, "lane", lane)
-    end
+    redis.call("HSET", job, unpack(record_fields(account, body, now, lane, idem_value, ref_value)))
     if idem ~= "" then
       index_set(idem, idem_field, idem_old, job_id)
-      redis.call("HSET", job, "idempotency_key", idem_value)
     end
     local previous_ref = ""
     if ref ~= "" then
       previous_ref = index_get(ref, ref_field, ref_old) or ""
       index_set(ref, ref_field, ref_old, job_id)
-      redis.call("HSET", job, "ref", ref_value)
     end
     if KEYS[2] ~= "" then
       redis.call("ZADD", KEYS[2], position, job_id)
-      redis.call("HSET", job, "batch_id", batch_id)
     end
     -- The outbox: until the producer confirms the message went out, the scheduler sends it.
     redis.call("ZADD", KEYS[1], resend_at, job_id)

@@ -6,7 +6,7 @@
 -- Returns {DEAD_OK, lane}, or {DEAD_MISSING}, {DEAD_NOT_FAILED, state},
 -- {DEAD_HAS_TICKET, ticket id}.
 local job = redis.call("HMGET", KEYS[1], "state", "ticket_id", "error", "uncertain_since",
-  "claimed_at", "created_at", "lane")
+  "claimed_at", "created_at", "lane", COMPACT.created_at)  -- either layout's (records.lua)
 if not job[1] then
   return {DEAD_MISSING}
 end
@@ -33,7 +33,7 @@ redis.call("HINCRBY", KEYS[1], "replays", 1)
 if ARGV[4] == "1" then
   redis.call("HDEL", KEYS[1], "uncertain_since", "reconcile_first")
 elseif kind == KIND_UNCERTAIN or kind == KIND_POISON or job[4] then
-  redis.call("HSET", KEYS[1], "uncertain_since", job[4] or job[5] or job[6],
+  redis.call("HSET", KEYS[1], "uncertain_since", job[4] or job[5] or job[6] or job[8],
     "reconcile_first", "1")
 end
 redis.call("ZREM", KEYS[2], ARGV[3])

@@ -80,9 +80,11 @@ if current[1] ~= STATE_RUNNING or current[2] ~= ARGV[1] then
   return RECORDED_LOST_LEASE
 end
 local job_id = ARGV[5]
+-- Under either layout's names (lua/lib/records.lua): a record has the one or the other.
 local succeeded_fields = {"state", "account_id", "lane", "ref", "idempotency_key", "batch_id",
   "attempts", "replays", "ticket_id", "remote_id", "created_at", "finished_at", "spec",
-  "attempt_log"}  -- spec is the 13th: its parts follow it
+  "attempt_log", COMPACT.account_id, COMPACT.ref, COMPACT.idempotency_key, COMPACT.batch_id,
+  COMPACT.created_at, part_name(true, 0)}  -- a body's first part is the 13th or the 20th
 -- The ticket is claimed here, with the outcome, so that two jobs adopting one ticket at the
 -- same instant cannot both have it; an owner whose record is gone still owns it until the
 -- sweep drops its entry (never another job's ticket).
@@ -148,10 +150,10 @@ end
 -- while it never held a long value, and the body it held until now had made it a table of
 -- several times the bytes. Its updated_at is its finished_at; a lane unsaid is interactive.
 local kept = redis.call("HMGET", KEYS[1], unpack(succeeded_fields))
--- A body kept is kept whole: its parts after "spec" (create.lua).
-local parts = {}
-while kept[13] do
-  local part = redis.call("HGET", KEYS[1], "spec:" .. (#parts + 1))
+-- A body kept is kept whole: its parts after the first (lua/lib/records.lua).
+local parts, compact = {}, not kept[13] and kept[20] ~= false
+while kept[13] or kept[20] do
+  local part = redis.call("HGET", KEYS[1], part_name(compact, #parts + 1))
   if not part then
     break
   end
@@ -166,7 +168,7 @@ for i, name in ipairs(succeeded_fields) do
   end
 end
 for i, part in ipairs(parts) do
-  fields[#fields + 1] = "spec:" .. i
+  fields[#fields + 1] = part_name(compact, i)
   fields[#fields + 1] = part
 end
 redis.call("HSET", KEYS[1], unpack(fields))
