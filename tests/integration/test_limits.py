@@ -66,9 +66,9 @@ def test_an_account_that_comes_late_gets_its_fair_share_instead_of_waiting_behin
     done = max(r.finished_at or 0.0 for r in producer.store.get_many(late.job_ids) if r)
     early_left = sum(1 for state in early.progress().elements() if state != JobState.SUCCEEDED)
     # Half the rate takes 8 in 16 of its intervals, and the scheduler lets the line out once
-    # a second. At 10/s the interval keeps room in each second for the interactive burst and
-    # its reach and for requests sent late (about 0.19 s: 16 take 3.0 s); behind the 40 or more of the import still
-    # waiting, B would have waited over 40 of them.
+    # a second. At 10/s the interval keeps room in each second for the interactive burst, its
+    # reach and requests sent late (about 0.19 s: 16 take 3.0 s); behind the 40 or more of
+    # the import still waiting, B would have waited over 40 of them.
     settings = fleet.settings()
     ahead = reserve_ahead(settings.scheduler_interval, settings.inprocess_max_delay)
     interval = interval_us(RateLimit.parse(RATE), ahead) / 1e6
