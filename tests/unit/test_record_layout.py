@@ -14,7 +14,7 @@ import redis
 from ops import footprint
 from ops.bench.scenarios import TicketqPhase
 from producers.client import Producer
-from worker.contract import ErrorKind, JobError, JobSpec, JobState, TicketIds
+from worker.contract import MAX_BODY_BYTES, ErrorKind, JobError, JobSpec, JobState, TicketIds
 from worker.store.batches import Batches
 from worker.store.jobs import Claim, Due, JobStore, Recorded, failed, spec_from_claim
 from worker.store.keys import (
@@ -204,3 +204,36 @@ def test_the_benchmark_reads_a_compact_records_times(store: JobStore) -> None:
 
     assert created is not None
     assert phase.times([job_id]) == [("queued", created.created_at, None)]
+
+
+def test_the_largest_ticket_the_door_takes_is_stored_sent_and_kept_whole(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """A body of 256 KiB is 4,096 parts: more than one Lua call may take at once (about
+    8,000 values). Written in one go, create.lua refused it as if Redis were failing, and
+    transition.lua deleted the succeeded record before failing to write it again (the ticket
+    made, its record and idempotency key gone: a second submit made a second ticket)."""
+
+    def ticket(plain: str) -> dict[str, object]:
+        """Its content in items of at most 100,000 characters, as the door allows."""
+        items = [plain[n : n + 100_000] for n in range(0, len(plain), 100_000)] or [""] * 3
+        return {"title": "Disk full", "content": [{"plain": item} for item in items]}
+
+    empty = JobSpec.model_validate({"account_id": "acct-1", "ticket": ticket("")})
+    filler = "d" * (MAX_BODY_BYTES - len(empty.ticket.to_json().encode()))
+    job_spec = JobSpec.model_validate(
+        {"account_id": "acct-1", "ticket": ticket(filler), "ref": "r-1", "idempotency_key": "k-1"}
+    )
+    assert len(job_spec.ticket.to_json().encode()) == MAX_BODY_BYTES
+
+    job_id = store.create(job_spec, "bulk").job_id
+    claim = store.claim(job_id)
+    assert isinstance(claim, Claim) and spec_from_claim(claim) == job_spec
+    assert store.succeed(claim, job_spec, TicketIds(id="t-1")) is Recorded.OK
+
+    done = store.get(job_id)
+    assert done is not None and done.state is JobState.SUCCEEDED and done.ref == "r-1"
+    kept = stored(redis_client, job_id)
+    body = "".join(kept[str(n)] for n in range(len(kept)) if str(n) in kept)
+    assert body == job_spec.ticket.to_json()
+    assert not store.create(job_spec, "bulk").is_new  # its idempotency key still names it

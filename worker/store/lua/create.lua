@@ -52,7 +52,7 @@ for n = 0, (#KEYS - 2) / 5 - 1 do
     end
     answers[#answers + 1] = {existing, 0, joined}
   else
-    redis.call("HSET", job, unpack(record_fields(account, body, now, lane, idem_value, ref_value)))
+    hset_fields(job, record_fields(account, body, now, lane, idem_value, ref_value))
     if idem ~= "" then
       index_set(idem, idem_field, idem_old, job_id)
     end

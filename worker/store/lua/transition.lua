@@ -171,7 +171,7 @@ for i, part in ipairs(parts) do
   fields[#fields + 1] = part_name(compact, i)
   fields[#fields + 1] = part
 end
-redis.call("HSET", KEYS[1], unpack(fields))
+hset_fields(KEYS[1], fields)
 -- Indexes an earlier version kept as keys of their own move into their buckets; an entry
 -- lives as long as its job (sweep.lua).
 index_move(KEYS[3], ARGV[13], KEYS[12])

@@ -50,3 +50,11 @@ local function add_parts(fields, text, compact)
   end
   return fields
 end
+
+-- HSET ``fields`` (a flat name/value list) on record ``job``, in slices: one Lua call takes
+-- at most about 8,000 values, and a body of 256 KiB is 4,096 parts (a name and a value each).
+local function hset_fields(job, fields)
+  for from = 1, #fields, 1000 do
+    redis.call("HSET", job, unpack(fields, from, math.min(from + 999, #fields)))
+  end
+end
