@@ -176,6 +176,7 @@ class _State:
         self.dropped = 0
         self.by_status: Counter[int] = Counter()
         self.created_by_title: Counter[str] = Counter()
+        self.open_from: Counter[int] = Counter()  # create requests in flight, by client port
         self.requests_by_title: defaultdict[str, list[float]] = defaultdict(list)
         self.in_flight: dict[str, _InFlight] = {}  # create requests per x-account-id
 
@@ -258,7 +259,8 @@ class _State:
         someone else (``/_fake/tickets``, ``also_elsewhere``) count only in
         ``created_elsewhere``. ``in_flight_by_account`` says, per ``x-account-id``, how many
         create requests were in flight at once at most (``peak``) and on average from its
-        first arrival to its last answer (``mean``), for the account cap.
+        first arrival to its last answer (``mean``), for the account cap; ``in_flight_from``
+        the client ports of the create requests in flight now (which process sent them).
         """
         return {
             "requests": self.requests,
@@ -271,6 +273,7 @@ class _State:
             "in_flight_by_account": {
                 account: flight.figures() for account, flight in self.in_flight.items()
             },
+            "in_flight_from": sorted(self.open_from.elements()),
         }
 
 
@@ -620,10 +623,19 @@ async def _create_ticket(request: web.Request) -> web.Response:
         state.requests_by_title[title].append(arrived)
     account = request.headers.get("x-account-id", "")
     flight = state.arrived(account)
+    port = _client_port(request)
+    state.open_from[port] += 1
     try:
         return await _answer_create(request, state, body, title)
     finally:
         flight.answered(time.monotonic())
+        state.open_from -= Counter({port: 1})
+
+
+def _client_port(request: web.Request) -> int:
+    """The port the request's connection comes from (0 if unknown): which process sent it."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else 0
 
 
 async def _answer_create(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ import pytest
 from kombu.transport.redis import Channel
 
 from ops.fakeapi_client import FakeApiControl
+from ops.processes import ManagedProcess
 from ops.stack import LocalStack
 from producers.client import JobHandle, Producer
 from worker.contract import JobRecord, JobState
@@ -174,6 +177,34 @@ def in_flight(fake: FakeApiControl, done_at_least: int, in_flight_at_least: int)
     stats = fake.stats()
     waiting = stats["requests"] - sum(stats["by_status"].values()) - stats["dropped"]
     return bool(stats["created"] >= done_at_least and waiting >= in_flight_at_least)
+
+
+def busiest_sender(stack: LocalStack, fake: FakeApiControl) -> ManagedProcess:
+    """The worker with the most create requests in flight at the stand-in (matched by the
+    ports its connections come from): a process may hold all of an account's slots, so
+    killing another one might cut no request off."""
+    ports = Counter(int(port) for port in fake.stats()["in_flight_from"])
+    return max(stack.workers, key=lambda worker: sum(ports[p] for p in local_ports(worker.pid)))
+
+
+def local_ports(pid: int) -> set[int]:
+    """The local ports of a process's TCP sockets (Linux: its fds' socket inodes, looked up
+    in /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def worker_logs(stack: LocalStack) -> str:

@@ -26,6 +26,7 @@ from tests.chaos.support import (
     RESENT_AFTER_RECONCILE,
     VISIBILITY_TIMEOUT,
     Row,
+    busiest_sender,
     duplicates,
     in_flight,
     log_count,
@@ -78,7 +79,7 @@ def killed(
         # is test_worker_faults.py's lost-message test).
         wait_until(lambda: in_flight(fake, JOBS // 3, 6), timeout=30, what="1/3 done, 6 sent")
         time.sleep(0.1)
-        stack.workers[0].kill()
+        busiest_sender(stack, fake).kill()
         killed_at = time.monotonic()
         stack.start_worker()
         found = wait_final(producer, list(jobs.values()), timeout=RECOVERY_DEADLINE)

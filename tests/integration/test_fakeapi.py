@@ -619,6 +619,22 @@ def test_stats_say_how_many_requests_each_account_had_in_flight_at_most_and_on_a
     assert flights[ACCOUNT]["now"] == flights[OTHER_ACCOUNT]["now"] == 0
 
 
+def test_stats_name_the_client_ports_of_the_requests_in_flight(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    """What the worker-kill chaos test reads to kill a worker with requests out."""
+    control.post("/_fake/config", json={"latency_ms": 500}).raise_for_status()
+    with httpx.Client(base_url=str(api.base_url), headers=api.headers) as own:
+        thread = threading.Thread(target=lambda: own.post(TICKETS, json={"title": "out"}))
+        thread.start()
+        time.sleep(0.2)
+        during = _stats(control)["in_flight_from"]
+        thread.join()
+
+    assert len(during) == 1 and during[0] > 0
+    assert _stats(control)["in_flight_from"] == []
+
+
 def test_reset_forgets_tickets_scripts_and_stats_but_keeps_options(
     api: httpx.Client, control: httpx.Client
 ) -> None:
