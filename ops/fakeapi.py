@@ -623,13 +623,15 @@ async def _create_ticket(request: web.Request) -> web.Response:
         state.requests_by_title[title].append(arrived)
     account = request.headers.get("x-account-id", "")
     flight = state.arrived(account)
-    port = _client_port(request)
-    state.open_from[port] += 1
+    port, opened = _client_port(request), state.open_from  # a reset meanwhile: left behind
+    opened[port] += 1
     try:
         return await _answer_create(request, state, body, title)
     finally:
         flight.answered(time.monotonic())
-        state.open_from -= Counter({port: 1})
+        opened[port] -= 1
+        if opened[port] <= 0:
+            del opened[port]
 
 
 def _client_port(request: web.Request) -> int:

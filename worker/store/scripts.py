@@ -159,7 +159,7 @@ class Script:
             lines.append(f"local JOB_PREFIX = {_plain(JOB_PREFIX)}")
             lines.append(files("worker.store").joinpath("lua", "lib", "indexes.lua").read_text())
         if self.records:
-            lines += _compact_names()
+            lines.append(_compact_names())
             lines.append(files("worker.store").joinpath("lua", "lib", "records.lua").read_text())
         return "\n".join(lines) + "\n"
 
@@ -187,12 +187,10 @@ COUNTERS: dict[str, str | int] = {
 }
 
 
-def _compact_names() -> list[str]:
-    """``COMPACT`` (a full name -> its compact one) and ``COMPACT_NAMES`` (the full names, in
-    order), as Lua tables."""
+def _compact_names() -> str:
+    """``COMPACT`` (a full name -> its compact one), as a Lua table."""
     pairs = ", ".join(f"{name} = {_plain(short)}" for name, short in COMPACT_FIELDS.items())
-    names = ", ".join(_plain(name) for name in COMPACT_FIELDS)
-    return [f"local COMPACT = {{{pairs}}}", f"local COMPACT_NAMES = {{{names}}}"]
+    return f"local COMPACT = {{{pairs}}}"
 
 
 def _lua(member: Enum) -> str:

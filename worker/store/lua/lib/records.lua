@@ -1,7 +1,7 @@
 -- A job record's layouts (worker/store/keys.py, COMPACT_FIELDS), in the prelude of the
 -- scripts that read or write a record's own fields and body: create.lua writes a record
 -- compactly, the versions before wrote full names; every reader takes either. COMPACT maps
--- each full name (COMPACT_NAMES, in order) to its compact one.
+-- each full name to its compact one.
 
 -- ``text`` in parts of at most 64 bytes, in order: Redis keeps a hash in its compact
 -- encoding only while every value is at most hash-max-listpack-value (64 by default)
@@ -30,13 +30,13 @@ local function part_name(compact, n)
 end
 
 -- The body of record ``job`` whole (its parts joined, until the first one missing; "" if
--- none), and how many parts it had.
+-- none).
 local function joined_parts(job, compact)
   local parts = {}
   while true do
     local part = redis.call("HGET", job, part_name(compact, #parts))
     if not part then
-      return table.concat(parts), #parts
+      return table.concat(parts)
     end
     parts[#parts + 1] = part
   end
