@@ -43,6 +43,7 @@ from worker.store.keys import (
     INDEX_SWEEP,
     JOB_PREFIX,
     QUEUES,
+    SPEC_FIELDS,
     WAKE_TTL_MS,
     IndexEntry,
     batch_info_key,
@@ -107,8 +108,6 @@ __all__ = [
 Lane = Literal["interactive", "bulk"]
 CREATE_CHUNK = 500  # jobs per create.lua call
 SWEEP_BUCKETS = 32  # index buckets a scheduler's tick sweeps (sweep.lua)
-# The fields a job's index keys are named by (purge and cancel read them to find the keys).
-INDEX_FIELDS = ("account_id", "ref", "idempotency_key", "batch_id")
 FAILED_FIELDS = ("account_id", "error")  # what a dead-letter listing filters on
 T = TypeVar("T")
 
@@ -511,10 +510,10 @@ class JobStore:
         a job another batch made (a row an import run again found known) is left alone."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(job_key(job_id), *record_fields(INDEX_FIELDS))
+                pipe.hmget(job_key(job_id), *record_fields(SPEC_FIELDS))
             rows = cast(list[list[str | None]], pipe.execute())
         names = {
-            job_id: record_values(INDEX_FIELDS, row)
+            job_id: record_values(SPEC_FIELDS, row)
             for job_id, row in zip(job_ids, rows, strict=True)
         }
         others = {
@@ -544,8 +543,8 @@ class JobStore:
         """purge.lua's keys and its entries' fields: the job's indexes, read first; the
         fields they come from never change."""
         account, ref, idem, batch = record_values(
-            INDEX_FIELDS,
-            cast(list[str | None], self.redis.hmget(job_key(job_id), *record_fields(INDEX_FIELDS))),
+            SPEC_FIELDS,
+            cast(list[str | None], self.redis.hmget(job_key(job_id), *record_fields(SPEC_FIELDS))),
         )
         keys = [job_key(job_id), FAILED_INDEX, DUE_INDEX]
         if account is None:
@@ -722,7 +721,7 @@ def _cancel_call(
 ) -> tuple[list[str], list[str]]:
     """cancel.lua's keys (the job, the due index, its idempotency and ref entries' buckets,
     its batch, the entries' old keys) and ``args`` with the entries' fields; from the job's
-    ``INDEX_FIELDS``."""
+    ``SPEC_FIELDS``."""
     account, ref, idem, batch = index_fields
     if account is None:
         return [job_key(job_id), DUE_INDEX, "", "", "", "", "", ""], [*args, "", ""]
@@ -797,7 +796,7 @@ def _claim_answer(job_id: str, token: str, answer: list[str]) -> Claim | NotClai
         lane=cast(Lane, answer[5]),
         failing_since=float(answer[6]) if answer[6] else None,
         apart=tuple(
-            (name, value) for name, value in zip(INDEX_FIELDS, answer[7:11], strict=True) if value
+            (name, value) for name, value in zip(SPEC_FIELDS, answer[7:11], strict=True) if value
         ),
     )
 

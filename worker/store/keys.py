@@ -71,6 +71,9 @@ COMPACT_FIELDS = {
     "batch_id": "b",
 }
 BODY_FIRST_PARTS = ("spec", "0")  # a body's first part: with full names, compact
+# The spec's fields a record keeps on their own, beside its body (claim.lua answers them, in
+# this order), which also name its index keys (purge and cancel read them to find the keys).
+SPEC_FIELDS = ("account_id", "ref", "idempotency_key", "batch_id")
 
 
 # The job indexes (a job by its ref, by its idempotency key, a ticket's owner) are fields of

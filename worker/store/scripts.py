@@ -38,6 +38,7 @@ from worker.store.keys import (
     MINUTE_PREFIX,
     MINUTE_TTL,
     QUEUED_PREFIX,
+    SPEC_FIELDS,
 )
 
 
@@ -188,9 +189,11 @@ COUNTERS: dict[str, str | int] = {
 
 
 def _compact_names() -> str:
-    """``COMPACT`` (a full name -> its compact one), as a Lua table."""
+    """``COMPACT`` (a full name -> its compact one) and ``SPEC_FIELDS`` (in order), as Lua
+    tables."""
     pairs = ", ".join(f"{name} = {_plain(short)}" for name, short in COMPACT_FIELDS.items())
-    return f"local COMPACT = {{{pairs}}}"
+    spec = ", ".join(_plain(name) for name in SPEC_FIELDS)
+    return f"local COMPACT = {{{pairs}}}\nlocal SPEC_FIELDS = {{{spec}}}"
 
 
 def _lua(member: Enum) -> str:

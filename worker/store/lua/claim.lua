@@ -50,7 +50,7 @@ redis.call("ZADD", KEYS[2], ARGV[2], ARGV[4])
 moved(KEYS[1], ARGV[4], job[5], state, STATE_RUNNING, ARGV[1])
 -- The spec's own fields, under either layout's names: each full name, then its compact one.
 local apart = {}
-for _, name in ipairs({"account_id", "ref", "idempotency_key", "batch_id"}) do
+for _, name in ipairs(SPEC_FIELDS) do
   apart[#apart + 1], apart[#apart + 2] = name, COMPACT[name]
 end
 local found = redis.call("HMGET", KEYS[1], "attempts", "uncertain_since", "reconcile_first",

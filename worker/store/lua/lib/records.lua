@@ -1,7 +1,8 @@
 -- A job record's layouts (worker/store/keys.py, COMPACT_FIELDS), in the prelude of the
 -- scripts that read or write a record's own fields and body: create.lua writes a record
 -- compactly, the versions before wrote full names; every reader takes either. COMPACT maps
--- each full name to its compact one.
+-- each full name to its compact one; SPEC_FIELDS names the spec's fields a record keeps on
+-- their own (keys.py).
 
 -- ``text`` in parts of at most 64 bytes, in order: Redis keeps a hash in its compact
 -- encoding only while every value is at most hash-max-listpack-value (64 by default)
