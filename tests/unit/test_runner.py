@@ -31,7 +31,7 @@ from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner, _next_group
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
-from worker.limits.rate import Admission, Limiter, Reason, Request, interval_us
+from worker.limits.rate import LATE, Admission, Limiter, Reason, Request, interval_us
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore, Lane, NotClaimed
@@ -466,6 +466,35 @@ def test_deliveries_of_one_process_share_their_accounts_slots_and_never_exceed_t
     states = {h.store.get(job).state for batch in batches for job in batch}  # type: ignore[union-attr]
     assert states == {JobState.SUCCEEDED}
     assert api.peak == 2 and redis_client.zcard(inflight_key("acct")) == 0
+
+
+async def _stall(seconds: float) -> None:
+    """Keep the event loop from running anything else for ``seconds``."""
+    time.sleep(seconds)
+
+
+def test_a_round_follows_the_slots_another_delivery_took_before_the_loop_sends_on_them(
+    redis_client: redis.Redis,
+) -> None:
+    """A slot is the process's from the moment it is admitted, not from when the event
+    loop starts its request: a second delivery admitted in between follows it, where it
+    found the account full and no slot here to follow, and was handed back."""
+    api = SlowStackOne(*[created(n) for n in range(5)])
+    h = Harness(redis_client, api, TICKETQ_ACCOUNT_CONCURRENCY="2", TICKETQ_RATE_LIMIT="60000/min")
+    h.runner.run([h.submit()])
+    first, second = [h.submit(), h.submit()], [h.submit(), h.submit()]
+
+    stalled = LOOP.submit(_stall(LATE / 2))  # not so long that the followers' moments lapse
+    earlier = threading.Thread(target=h.runner.run, args=(first,))
+    earlier.start()
+    while redis_client.zcard(inflight_key("acct")) < 2:
+        time.sleep(0.005)
+    h.runner.run(second)
+    earlier.join(timeout=30)
+    stalled.result()
+
+    assert all(h.store.get(job).state == JobState.SUCCEEDED for job in first + second)  # type: ignore[union-attr]
+    assert api.peak == 2
 
 
 def test_jobs_go_at_their_moments_while_earlier_answers_are_still_out(

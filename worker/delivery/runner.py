@@ -122,6 +122,10 @@ class JobRunner:
         self._began = 0.0
         self._latency = 0.0  # StackOne's, a moving average of what this process saw
         self._slots = SlotPool(self._timed, stopping)
+        # One admission round at a time in the process, each counting the slots it took
+        # here before the next reads them: a job the cap holds back then follows a slot
+        # an earlier round admitted, rather than waiting for a slot to come free.
+        self._admitting = threading.Lock()
 
     def run(self, job_ids: Sequence[str]) -> None:
         """Claim the jobs, then turn by turn: send the jobs whose time has come while the
@@ -253,7 +257,10 @@ class JobRunner:
             # Renewed before they are sent: a job that waited its turn behind other jobs'
             # slow answers may have outlived its lease, and another delivery sends it now.
             jobs = self._renewed(jobs)
-        admissions = self._admissions(jobs, spent)
+        with self._admitting:
+            admissions = self._admissions(jobs, spent)
+            pairs = zip(jobs, admissions, strict=True)
+            self._slots.hold([job for job, admission in pairs if admission.admitted])
         refusal = self._refusal(admissions)
         moment = self._moment(spent)
         again: Waiting = []

@@ -9,8 +9,11 @@ whichever delivery of the process it is; recording the answered job's outcome th
 the slot to the follower in Redis (``transition.lua``) instead of freeing it. So the
 account's in-flight set always holds at least as many entries as it has requests out.
 
-The pool lives on the process's event loop (``loop.py``): everything but ``held`` runs
-there. Each delivery has an ``Inbox`` through which its jobs come back to its thread:
+The pool lives on the process's event loop (``loop.py``): everything but ``held`` and
+``hold`` runs there. A slot counts as held here from the moment it is admitted (``hold``,
+on the delivery's thread), not from when the loop starts its request: a round of another
+delivery in between would otherwise see the account full in Redis and no slot here to
+follow. Each delivery has an ``Inbox`` through which its jobs come back to its thread:
 answered (with the job that followed on the slot, if any) or unsent.
 """
 
@@ -98,7 +101,8 @@ class SlotPool:
     def __init__(self, send: Send, stopping: threading.Event) -> None:
         self._send = send
         self._stopping = stopping
-        self._chains: Counter[str] = Counter()  # slots with a request out, per account
+        self._chains: Counter[str] = Counter()  # slots admitted or with a request out
+        self._counting = threading.Lock()  # counted by deliveries' threads and the loop
         self._waiting: dict[str, list[Follower]] = {}  # by account, soonest moment first
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,12 +111,16 @@ class SlotPool:
         thread: a count, possibly a moment old)."""
         return self._chains[account_id]
 
+    def hold(self, first: list[Job]) -> None:
+        """Count the slots these admitted jobs took, before ``launch`` sends them."""
+        with self._counting:
+            self._chains.update(job.spec.account_id for job in first)
+
     async def launch(self, first: list[Job], followers: list[Follower], inbox: Inbox) -> None:
-        """Send the admitted jobs, each on a slot of its own, and queue the followers for
-        the slots of their accounts; a follower whose account has no slot out here goes
-        back at once."""
+        """Send the admitted jobs, each on the slot of its own ``hold`` counted, and queue
+        the followers for the slots of their accounts; a follower whose account has no slot
+        out here goes back at once."""
         for job in first:
-            self._chains[job.spec.account_id] += 1
             task = asyncio.get_running_loop().create_task(self._chain(job, inbox))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -155,10 +163,11 @@ class SlotPool:
 
     def _ended(self, account_id: str) -> None:
         """A slot of the account came free here; with none left, its followers go back."""
-        self._chains[account_id] -= 1
-        if self._chains[account_id]:
-            return
-        del self._chains[account_id]
+        with self._counting:
+            self._chains[account_id] -= 1
+            if self._chains[account_id]:
+                return
+            del self._chains[account_id]
         now = time.time()
         for follower in self._waiting.pop(account_id, []):
             follower.inbox.put(Unsent(follower.job, max(follower.due - now, 0.0)))
