@@ -25,7 +25,7 @@ import redis
 from tests.unit.test_decisions import claimed
 from worker.contract import ErrorKind, JobRecord, JobSpec, JobState, TicketCreate, TicketIds
 from worker.delivery.attempt import Attempt
-from worker.delivery.decisions import Decisions
+from worker.delivery.decisions import IN_LINE, Decisions
 from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.runner import JobRunner, _next_group
@@ -35,7 +35,7 @@ from worker.limits.rate import LATE, Admission, Limiter, Reason, Request, interv
 from worker.settings import Settings
 from worker.stackone.answers import Answer, Failure, TicketCreated, TicketPage
 from worker.store.jobs import Claim, JobStore, Lane, NotClaimed
-from worker.store.keys import DUE_INDEX, ApiKeyNames, inflight_key, job_key
+from worker.store.keys import COUNTS, DUE_INDEX, ApiKeyNames, inflight_key, job_key
 from worker.store.limits import LimitStore
 from worker.text import printable
 
@@ -466,6 +466,39 @@ def test_deliveries_of_one_process_share_their_accounts_slots_and_never_exceed_t
     states = {h.store.get(job).state for batch in batches for job in batch}  # type: ignore[union-attr]
     assert states == {JobState.SUCCEEDED}
     assert api.peak == 2 and redis_client.zcard(inflight_key("acct")) == 0
+
+
+def test_a_fresh_job_whose_lanes_line_holds_anyone_joins_it_unclaimed_and_goes_once_let_out(
+    redis_client: redis.Redis,
+) -> None:
+    """Claiming it would only hand it back to the line (admit.lua): it joins the line in
+    the claim, held back, never claimed; let out, it is claimed and sent once."""
+    api = ScriptedStackOne(created(1))
+    h = Harness(redis_client, api, TICKETQ_RATE_LIMIT="600/min")
+    names = ApiKeyNames.of("fp")
+    redis_client.set(names.schedule, int((time.time() + 3600) * 1e6))  # full for an hour
+    nowhere: dict[Lane, float] = {"interactive": 0.0, "bulk": 0.0}
+    ahead = h.limiter.admit_many([Request("acct", "interactive", "h-0", "ahead-0")], nowhere)[0]
+    assert ahead.reason is Reason.LINE
+    job_id = h.submit()
+
+    record = h.run(job_id)
+
+    assert record.state == JobState.RETRYING and record.error is not None
+    assert record.error.message == IN_LINE
+    assert redis_client.hget(job_key(job_id), "deliveries") is None  # never claimed
+    line = redis_client.zrange(names.interactive_line, 0, -1)
+    assert line == ["ahead-0|acct", f"{job_id}|acct"] and api.sent == []
+    assert redis_client.hget(COUNTS, "interactive:held_back") == "1"
+
+    redis_client.delete(names.schedule)
+    redis_client.hset(job_key("ahead-0"), "state", "succeeded")  # gone: it leaves the line
+    assert h.limiter.release(10, time.time()) == 1
+    assert [due.job_id for due in h.store.take_due()] == [job_id]
+    record = h.run(job_id)
+
+    assert record.state == JobState.SUCCEEDED and len(api.sent) == 1
+    assert redis_client.hget(COUNTS, "interactive:held_back") == "0"
 
 
 async def _stall(seconds: float) -> None:

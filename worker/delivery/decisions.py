@@ -28,6 +28,7 @@ DEFAULT_429_PAUSE = 10.0
 # Ticket ids named in the error of a job only a person can reconcile.
 MAYBE_SHOWN = 10
 IN_LINE = "waiting for its turn under the rate limit (in its lane's fair line)"
+LINED = JobError(kind=ErrorKind.RETRYABLE, message=IN_LINE)  # a job the limit put in its line
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,7 @@ class Decisions:
         if admission.reason is Reason.OUTAGE:
             return self._held(job, admission, moment)
         if admission.reason is Reason.LINE:
-            error = JobError(kind=ErrorKind.RETRYABLE, message=IN_LINE)
-            return Decision(job, self._wait(job, error, admission.wait, moment, held_back=True))
+            return Decision(job, self._wait(job, LINED, admission.wait, moment, held_back=True))
         reason = admission.reason.name.lower().replace("_", " ")
         message = f"waiting for the rate limit ({reason}, {admission.wait:.1f}s)"
         error = JobError(kind=ErrorKind.RETRYABLE, message=message)

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from worker.contract import ErrorKind, JobError, JobState, TicketCreate
 from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import (
+    LINED,
     Again,
     Decision,
     Decisions,
@@ -57,6 +58,7 @@ from worker.settings import LEASE_SLACK, Settings
 from worker.stackone.answers import Answer, Failure
 from worker.store.jobs import (
     Claim,
+    ClaimCode,
     JobStore,
     NotClaimed,
     Recorded,
@@ -126,6 +128,7 @@ class JobRunner:
         # here before the next reads them: a job the cap holds back then follows a slot
         # an earlier round admitted, rather than waiting for a slot to come free.
         self._admitting = threading.Lock()
+        self._lines = limiter.line_up(LINED.model_dump_json())
 
     def run(self, job_ids: Sequence[str]) -> None:
         """Claim the jobs, then turn by turn: send the jobs whose time has come while the
@@ -172,7 +175,7 @@ class JobRunner:
         outcomes: list[Transition] = []
         ready: Waiting = []
         lookups: list[Reconcile] = []
-        for claim in self._store.claim_many(job_ids):
+        for claim in self._store.claim_many(job_ids, self._lines):
             job = self._job(claim, outcomes)
             if job is None:
                 continue
@@ -188,6 +191,9 @@ class JobRunner:
 
     def _job(self, claim: Claim | NotClaimed, outcomes: list[Transition]) -> Job | None:
         """The claimed job, or None (not claimed, or its stored spec no longer valid)."""
+        if isinstance(claim, NotClaimed) and claim.code is ClaimCode.LINED:
+            self.metrics.waited(Reason.LINE, int(claim.detail) / 1e6)
+            return None
         if isinstance(claim, NotClaimed):
             # A redelivery of a finished job, one still leased by another worker, or an
             # early stray message: sending now could make a second ticket, so do nothing.

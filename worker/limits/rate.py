@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from worker.settings import RateLimit, Settings
-from worker.store.jobs import Lane
+from worker.store.jobs import Lane, LineUp
 from worker.store.limits import Ask, LimitStore, Round
 from worker.store.scripts import Reason, Standing
 
@@ -249,6 +249,11 @@ class Limiter:
             Admission(reason, wait_us / 1e6)
             for reason, wait_us in self._store.admit(self._round, asks, follow)
         ]
+
+    def line_up(self, error: str) -> LineUp:
+        """The key's lines, for the claim to line fresh jobs up in while their lane's line
+        holds anyone (they would only be claimed to join it); ``error`` says why they wait."""
+        return self._store.line_up(self._round, self._weights, DEFAULT_WEIGHT, error)
 
     def release(self, most: int, now: float) -> int:
         """Let jobs out of the lines for the next ``ahead`` seconds of the key's schedule

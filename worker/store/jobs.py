@@ -169,6 +169,23 @@ class NotClaimed:
 
 
 @dataclass(frozen=True)
+class LineUp:
+    """An API key's fair lines, for claim.lua to line fresh jobs up in before claiming
+    them (``LimitStore.line_up`` builds it)."""
+
+    keys: tuple[str, str, str, str]  # the interactive line, the bulk line, shares, turns
+    pace_us: float  # a job's estimated turn in the lines
+    error: str  # a lined job's error, JSON
+    weights: tuple[tuple[str, float], ...]  # accounts weighed otherwise than ``default``
+    default: float
+
+    @property
+    def args(self) -> list[str | int | float]:
+        pairs = (item for pair in self.weights for item in pair)
+        return [self.pace_us, self.error, self.default, *pairs]
+
+
+@dataclass(frozen=True)
 class Due:
     job_id: str
     lane: Lane
@@ -412,18 +429,23 @@ class JobStore:
     def claim(self, job_id: str) -> Claim | NotClaimed:
         return self.claim_many([job_id])[0]
 
-    def claim_many(self, job_ids: Sequence[str]) -> list[Claim | NotClaimed]:
-        """Claim each job for this delivery, in one round trip."""
+    def claim_many(
+        self, job_ids: Sequence[str], lines: LineUp | None = None
+    ) -> list[Claim | NotClaimed]:
+        """Claim each job for this delivery, in one round trip. With ``lines``, a fresh job
+        whose lane's line at the API key holds anyone joins it instead (``ClaimCode.LINED``)."""
         now = time.time()
         lease_until = stamp(now + self._lease_seconds)
         tokens = [secrets.token_hex(8) for _ in job_ids]
+        line_keys = list(lines.keys) if lines else ["", "", "", ""]
+        line_args = lines.args if lines else []
         answers = run(
             self.redis,
             [
                 Call(
                     CLAIM,
-                    [job_key(job_id), DUE_INDEX, FAILED_INDEX],
-                    [stamp(now), lease_until, token, job_id, self._max_lost_attempts],
+                    [job_key(job_id), DUE_INDEX, FAILED_INDEX, *line_keys],
+                    [stamp(now), lease_until, token, job_id, self._max_lost_attempts, *line_args],
                 )
                 for job_id, token in zip(job_ids, tokens, strict=True)
             ],

@@ -20,7 +20,7 @@ from typing import cast
 import redis
 from redis.client import Pipeline
 
-from worker.store.jobs import Lane, stamp
+from worker.store.jobs import Lane, LineUp, stamp
 from worker.store.keys import (
     DUE_INDEX,
     JOB_PREFIX,
@@ -182,6 +182,20 @@ class LimitStore:
             ]
         flat = run_one(self._redis, ADMIT, keys, args)
         return [(Reason(int(flat[i + 1])), int(flat[i])) for i in range(0, len(flat), 2)]
+
+    def line_up(
+        self, limits: Round, weights: Mapping[str, float], default: float, error: str
+    ) -> LineUp:
+        """The key's lines, for claim.lua to line fresh jobs up in before claiming them, as
+        admit.lua would (a lined job's error is ``error``)."""
+        names = self._names
+        return LineUp(
+            keys=(names.interactive_line, names.bulk_line, names.shares, names.turns),
+            pace_us=max(limits.interval_us, limits.account_interval_us),
+            error=error,
+            weights=tuple(weights.items()),
+            default=default,
+        )
 
     def release(self, limits: Round, lookahead: float, most: int, now: float) -> int:
         """Let up to ``most`` jobs out of the key's lines, as many as the next ``lookahead``

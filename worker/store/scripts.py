@@ -14,7 +14,8 @@ that reads or writes the job indexes gets ``lua/lib/indexes.lua`` (``index_get``
 ``index_set``, ``index_drop``, ``index_move``, ``live``) and ``JOB_PREFIX``. A script that
 reads or writes a record's own fields or body by name (create.lua writes them compactly,
 versions before wrote full names) gets ``lua/lib/records.lua`` and ``COMPACT``, the
-compact names from ``keys.py``.
+compact names from ``keys.py``. A script that puts jobs in an API key's fair lines gets
+``lua/lib/lines.lua`` (``join_line``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ClaimCode(StrEnum):
     FINAL = "final"  # succeeded or failed already (detail: which)
     LEASED = "leased"  # another delivery holds it (detail: until when)
     NOT_DUE = "not_due"  # a retry not due yet (detail: when it is)
+    LINED = "lined"  # not claimed: it joined its lane's fair line (detail: µs it may wait)
 
 
 class Recorded(StrEnum):
@@ -130,12 +132,14 @@ class Script:
         moves: bool = False,
         indexes: bool = False,
         records: bool = False,
+        lines: bool = False,
         **vocabulary: type[Enum],
     ) -> None:
         self.file = file
         self.moves = moves  # it moves jobs: the counters' helpers (needs STATE=JobState)
         self.indexes = indexes  # it reads or writes the job indexes (lua/lib/indexes.lua)
         self.records = records  # it reads a record's fields by name (lua/lib/records.lua)
+        self.lines = lines  # it puts jobs in a key's fair lines (lua/lib/lines.lua)
         self.vocabulary = vocabulary
 
     def __repr__(self) -> str:
@@ -162,6 +166,8 @@ class Script:
         if self.records:
             lines.append(_compact_names())
             lines.append(files("worker.store").joinpath("lua", "lib", "records.lua").read_text())
+        if self.lines:
+            lines.append(files("worker.store").joinpath("lua", "lib", "lines.lua").read_text())
         return "\n".join(lines) + "\n"
 
     @cached_property
@@ -214,7 +220,13 @@ CREATE = Script("create.lua", moves=True, indexes=True, records=True, STATE=JobS
 UNCREATE = Script("uncreate.lua", moves=True, indexes=True, STATE=JobState)
 SENT = Script("sent.lua", STATE=JobState)
 CLAIM = Script(
-    "claim.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, CLAIM=ClaimCode
+    "claim.lua",
+    moves=True,
+    records=True,
+    lines=True,
+    STATE=JobState,
+    KIND=ErrorKind,
+    CLAIM=ClaimCode,
 )
 RENEW = Script("renew.lua", STATE=JobState, RENEW=RenewCode)
 TRANSITION = Script(
@@ -226,7 +238,9 @@ REPLAY = Script(
     "replay.lua", moves=True, records=True, STATE=JobState, KIND=ErrorKind, DEAD=DeadLetterCode
 )
 PURGE = Script("purge.lua", moves=True, indexes=True, STATE=JobState, DEAD=DeadLetterCode)
-ADMIT = Script("admit.lua", moves=True, STATE=JobState, REASON=Reason, STANDING=Standing)
+ADMIT = Script(
+    "admit.lua", moves=True, lines=True, STATE=JobState, REASON=Reason, STANDING=Standing
+)
 PAUSE = Script("pause.lua")
 RELEASE = Script("release.lua", STATE=JobState)
 SLOTS = Script("slots.lua")

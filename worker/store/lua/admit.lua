@@ -66,8 +66,6 @@ local account_ahead = tonumber(ARGV[6])
 local interactive_burst = tonumber(ARGV[7])
 local follow_per_slot = tonumber(ARGV[8])
 local fixed_keys, fixed_args, per_keys, per_args = 12, 8, 3, 10
-local line_slack_us = 60000000  -- beyond its estimated turn, before a lined job comes back
-local line_kept_ms = 86400000
 local n = (#ARGV - fixed_args) / per_args
 local out = {}
 local sending = 0  -- requests admitted this round, to go now
@@ -92,21 +90,11 @@ local function line_of(lane)
   return KEYS[8]
 end
 
--- The job joins its lane's line behind its account's last request there; returns how long
--- it may wait before it is due again by itself (twice its estimated turn, and a minute).
+-- The job joins its lane's line (lua/lib/lines.lua); returns how long it may wait before it
+-- is due again by itself.
 local function join(lane, account, weight, job)
-  local line = line_of(lane)
-  local v = tonumber(redis.call("HGET", KEYS[10], lane .. "|v") or "0")
-  local field = lane .. ":" .. account
-  local tag = math.max(v, tonumber(redis.call("HGET", KEYS[10], field) or "0"))
-  redis.call("HSET", KEYS[10], field, number(tag + 1 / weight))
-  redis.call("ZADD", line, number(tag), job .. "|" .. account)
-  local waiting = redis.call("ZCARD", KEYS[8]) + redis.call("ZCARD", KEYS[9])
-  local estimate = 2 * waiting * math.max(interval, account_interval) + line_slack_us
-  local kept = math.max(line_kept_ms, math.floor(estimate / 1000))
-  redis.call("PEXPIRE", KEYS[10], kept)
-  redis.call("PEXPIRE", line, kept)
-  return estimate
+  local lines = {interactive = KEYS[8], bulk = KEYS[9]}
+  return join_line(lines, KEYS[10], lane, account, weight, job, math.max(interval, account_interval))
 end
 
 -- A refused key or an outage whose pause is over: one request probes, the rest wait.
