@@ -14,8 +14,9 @@
 -- Returns {CLAIM_OK, spec json, attempts, uncertain_since or "", reconcile_first or "", lane,
 -- failing_since or "", account_id, ref or "", idempotency_key or "", batch_id or ""}, or
 -- {CLAIM_MISSING}, {CLAIM_FINAL, state}, {CLAIM_LEASED, lease_until}, {CLAIM_NOT_DUE,
--- next_attempt_at}, {CLAIM_LINED, µs it may wait in line before it is due by itself}. The spec json lacks the fields after it if the record keeps them on
--- their own: a record written compactly (lua/lib/records.lua) keeps the ticket alone.
+-- next_attempt_at}, {CLAIM_LINED, µs it may wait in line before it is due by itself}. The
+-- spec json lacks the fields after it if the record keeps them on their own: a record
+-- written compactly (lua/lib/records.lua) keeps the ticket alone.
 local now = tonumber(ARGV[1])
 local job = redis.call("HMGET", KEYS[1], "state", "lease_until", "next_attempt_at",
   "claimed_at", "lane")
