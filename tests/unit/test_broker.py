@@ -10,6 +10,7 @@ import pytest
 import redis
 from flower.utils.broker import Broker, Redis
 
+from ops.redis_server import RedisServer
 from worker.queue.app import create_app
 from worker.queue.broker import Channel, Transport
 from worker.settings import Settings
@@ -71,3 +72,24 @@ def test_a_rediss_broker_connects_over_tls_checking_the_certificate_as_the_job_s
 def test_a_plain_redis_broker_asks_for_no_tls() -> None:
     with create_app(Settings(redis_url=URL)).connection_for_write() as connection:
         assert not connection.ssl
+
+
+def test_a_channel_sends_its_commands_through_one_client_for_as_long_as_its_pool_lasts(
+    redis_server: RedisServer,
+) -> None:
+    # kombu built a redis-py client for every put, ack and event (about 0.14 ms each here):
+    # a client is a handle on the channel's pool, so one serves every command.
+    app = create_app(Settings(redis_url=redis_server.url))
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.connection_pool is channel.pool
+        channel.basic_publish(channel.prepare_message("x"), exchange="", routing_key="q")
+        assert channel.client.llen("q") == 1  # it still sends
+
+        channel._disconnect_pools()  # after a fork or a lost connection: a new pool
+        with channel.conn_or_acquire() as after:
+            assert after is not first
+            assert after.connection_pool is channel.pool
+            assert after.llen("q") == 1
