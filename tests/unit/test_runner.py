@@ -28,7 +28,7 @@ from worker.delivery.attempt import Attempt
 from worker.delivery.decisions import IN_LINE, Decisions
 from worker.delivery.loop import EventLoop
 from worker.delivery.retry import RetryPolicy
-from worker.delivery.runner import JobRunner, _next_group
+from worker.delivery.runner import GROUP, JobRunner, _next_group
 from worker.limits.keyhealth import KeyHealth
 from worker.limits.outage import OUTAGE_ENDED, OUTAGE_STARTED, KeyOutage
 from worker.limits.rate import LATE, Admission, Limiter, Reason, Request, interval_us
@@ -1062,7 +1062,8 @@ def test_reserved_moments_close_together_go_in_one_round_and_other_waits_keep_th
     reserved = dataclasses.replace(claimed(), reserved_until=time.time() + 10)
     retry = claimed()
 
-    assert _next_group([(reserved, 0.10), (reserved, 0.30), (reserved, 0.40)]) == 0.30
+    inside, beyond = 0.10 + GROUP - 0.05, 0.10 + GROUP + 0.05
+    assert _next_group([(reserved, 0.10), (reserved, inside), (reserved, beyond)]) == inside
     assert _next_group([(retry, 0.10), (reserved, 0.30)]) == 0.10  # a retry is not held
     assert _next_group([(reserved, 0.0), (reserved, 0.1)]) == 0.0  # due now goes now
     # Every job whose time has passed goes in the round, however late each is.
