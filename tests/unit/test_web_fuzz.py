@@ -19,7 +19,6 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
-from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 
 from ops.redis_server import RedisServer
 from ops.web.app import create_app
@@ -53,7 +52,8 @@ def client(fuzz_redis: RedisServer) -> Iterator[TestClient]:
 DOCUMENT = create_app(Settings(redis_url="redis://127.0.0.1:1")).openapi()
 # A body over the endpoint's cap is refused whole, unread, with 413: a rejection of invalid
 # data too (schemathesis's list leaves it out; a generated body past 512 KiB failed a run).
-REJECTED = [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
+DEFAULTS = SchemathesisConfig().projects.default.checks.negative_data_rejection
+REJECTED = [*DEFAULTS.expected_statuses, "413"]
 CONFIG = SchemathesisConfig.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": REJECTED}}}
 )
